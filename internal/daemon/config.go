@@ -1,0 +1,67 @@
+// Package daemon builds netledger's pipeline from one configuration struct and runs its
+// components. It is the only package that knows the order of the stages.
+package daemon
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration of `netledger serve`: one field per component, each with
+// the component's own defaults. Unknown keys are errors.
+type Config struct {
+	// DataDir holds the spool, the embedded store and other state.
+	DataDir string `yaml:"data_dir"`
+	// HTTP serves /metrics, /healthz and the API.
+	HTTP HTTPConfig `yaml:"http"`
+}
+
+// HTTPConfig configures the HTTP endpoint.
+type HTTPConfig struct {
+	// Listen is the address of /metrics, /healthz and the API; loopback unless configured.
+	Listen string `yaml:"listen"`
+}
+
+// DefaultConfig returns the effective configuration when the file says nothing.
+func DefaultConfig() Config {
+	return Config{
+		DataDir: "netledger-data",
+		HTTP:    HTTPConfig{Listen: "127.0.0.1:8790"},
+	}
+}
+
+// LoadConfig reads a YAML configuration over the defaults. An empty path gives the defaults.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if path == "" {
+		return cfg, nil
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("cannot read configuration: %w", err)
+	}
+	if err := DecodeConfig(bytes.NewReader(data), &cfg); err != nil {
+		return cfg, fmt.Errorf("cannot parse configuration %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// DecodeConfig decodes YAML into cfg, keeping cfg's values for keys the YAML omits and
+// rejecting unknown keys.
+func DecodeConfig(r io.Reader, cfg *Config) error {
+	dec := yaml.NewDecoder(r)
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && err != io.EOF {
+		return err
+	}
+	return nil
+}
+
+// Dump returns the configuration as YAML.
+func (c Config) Dump() ([]byte, error) {
+	return yaml.Marshal(c)
+}
