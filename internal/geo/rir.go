@@ -36,7 +36,8 @@ func (t RIRType) String() string {
 type RIRStatus uint8
 
 // Statuses of RIR statistics records. Available and reserved appear only in the extended
-// format; they carry no country.
+// format; they carry no country. The NRO's combined file marks space held by the IETF and IANA
+// with the statuses "ietf" and "iana": both parse as RIRReserved.
 const (
 	RIRAllocated RIRStatus = iota + 1
 	RIRAssigned
@@ -194,7 +195,7 @@ func parseRIRLine(line []byte) (RIRRecord, error) {
 		rec.Status = RIRAssigned
 	case "available":
 		rec.Status = RIRAvailable
-	case "reserved":
+	case "reserved", "ietf", "iana":
 		rec.Status = RIRReserved
 	default:
 		return RIRRecord{}, fmt.Errorf("invalid status %q", f[6])
