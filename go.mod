@@ -3,6 +3,8 @@ module github.com/netledger/netledger
 go 1.26.8
 
 require (
+	github.com/gaissmai/bart v0.30.0
+	github.com/oschwald/maxminddb-golang/v2 v2.9.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/spf13/cobra v1.10.2
 	golang.org/x/net v0.62.0
