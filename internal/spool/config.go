@@ -34,7 +34,8 @@ func DefaultConfig() Config {
 	}
 }
 
-func (c Config) validate() error {
+// Validate checks the configuration.
+func (c Config) Validate() error {
 	switch {
 	case c.Dir == "":
 		return errors.New("spool directory not set")

@@ -98,7 +98,7 @@ func (s *Spool) path(n uint64) string { return filepath.Join(s.cfg.Dir, segName(
 // Open opens (creating it if needed) the spool directory cfg.Dir, truncates a torn tail left by
 // a crash in its last segment, starts a new segment and the group-commit goroutine.
 func Open(cfg Config) (*Spool, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
@@ -529,3 +529,10 @@ func (s *Spool) oldestLocked() uint64 {
 }
 
 var _ io.Closer = (*Spool)(nil)
+
+// Err returns the write or sync error that stopped the spool, if any (for health checks).
+func (s *Spool) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}

@@ -80,6 +80,9 @@ func New(cfg Config, deps Deps) (*Collector, error) {
 		ready:  make(chan struct{}),
 	}
 	c.keys.Store(&keyset{keys: cfg.keys(), v1: cfg.V1})
+	if len(cfg.Keys) == 0 && !cfg.V1.Enabled {
+		c.log.Warn("no report key configured and v1 disabled: every report will be rejected until keys are added (SIGHUP reloads them)")
+	}
 	return c, nil
 }
 

@@ -218,7 +218,6 @@ func TestConfigValidate(t *testing.T) {
 		name string
 		mod  func(*Config)
 	}{
-		{"no keys", func(c *Config) { c.Keys = nil; c.V1.Enabled = false }},
 		{"bad listen", func(c *Config) { c.Listen = "localhost" }},
 		{"zero workers", func(c *Config) { c.Workers = 0 }},
 		{"short key", func(c *Config) { c.Keys[0].Secret = "x" }},
