@@ -6,7 +6,7 @@
 set -eu
 bin=$1 n=$2 rate=$3 workers=${4:-2}
 dir=$(mktemp -d)
-trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 port=18989 http=18990 key=bench-secret-0123456789abcdef
 cat >"$dir/netledger.yaml" <<YAML
 data_dir: $dir/data

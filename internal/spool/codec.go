@@ -72,16 +72,6 @@ var le = binary.LittleEndian
 
 var errRecord = errors.New("bad record encoding")
 
-func appendAddr(b []byte, a netip.Addr) []byte {
-	if a.Is4() {
-		v := a.As4()
-		return append(b, 4, v[0], v[1], v[2], v[3])
-	}
-	v := a.As16()
-	b = append(b, 6)
-	return append(b, v[:]...)
-}
-
 func getAddr(b []byte) (netip.Addr, int, error) {
 	if len(b) >= 5 && b[0] == 4 {
 		return netip.AddrFrom4([4]byte(b[1:5])), 5, nil
@@ -92,84 +82,102 @@ func getAddr(b []byte) (netip.Addr, int, error) {
 	return netip.Addr{}, 0, errRecord
 }
 
-// varints returns the uvarint fields of r, in bit order from fFirstVarint.
-func varints(r *record.Record) [15]uint64 {
-	return [15]uint64{uint64(r.Class), uint64(r.Requests), r.BytesOut, r.BytesIn, r.PacketsOut,
-		r.PacketsIn, uint64(r.Retransmits), uint64(r.MSS), uint64(r.RTT), uint64(r.RTTVar),
-		uint64(r.MinRTT), r.DeliveryRate, r.Duration, uint64(r.ConnsClosed), uint64(r.ConnsOpen)}
+// putUvarint writes v at b[i:] (which has room) and returns the index after it.
+func putUvarint(b []byte, i int, v uint64) int {
+	for v >= 0x80 {
+		b[i] = byte(v) | 0x80
+		v >>= 7
+		i++
+	}
+	b[i] = byte(v)
+	return i + 1
 }
 
-// appendRecord appends r's encoding (relative to the frame's base time) to b.
+func putAddr(b []byte, i int, a netip.Addr) int {
+	if a.Is4() {
+		v := a.As4()
+		b[i] = 4
+		copy(b[i+1:i+5], v[:])
+		return i + 5
+	}
+	v := a.As16()
+	b[i] = 6
+	copy(b[i+1:i+17], v[:])
+	return i + 17
+}
+
+// appendRecord appends r's encoding (relative to the frame's base time) to b. It allocates
+// nothing when b has maxRecordSize bytes of spare capacity.
 func appendRecord(b []byte, r *record.Record, base int64) []byte {
 	start := len(b)
-	b = append(b, 0)
+	if cap(b)-start < maxRecordSize {
+		b = append(b, make([]byte, maxRecordSize)...)[:start]
+	}
+	w := b[start : start+maxRecordSize]
+	// Fields are written after room for the longest bitmap (4 bytes), which is moved into place
+	// at the end, so that one pass both writes the fields and computes the bitmap.
 	var bits uint64
-	if r.Time != base {
+	i := 5
+	if d := r.Time - base; d != 0 {
 		bits |= fTime
+		i = putUvarint(w, i, uint64(d<<1)^uint64(d>>63)) // zigzag, as binary.PutVarint
 	}
 	if r.Client.IsValid() {
 		bits |= fClient
+		i = putAddr(w, i, r.Client)
 	}
 	if r.Server.IsValid() {
 		bits |= fServer
+		i = putAddr(w, i, r.Server)
 	}
 	if r.Exporter.IsValid() {
 		if r.Exporter == r.Server {
 			bits |= fExporterIsServer
 		} else {
 			bits |= fExporter
+			i = putAddr(w, i, r.Exporter)
 		}
 	}
-	if r.ClientPort != 0 {
-		bits |= fClientPort
+	put := func(bit uint64, v uint64) {
+		if v != 0 {
+			bits |= bit
+			i = putUvarint(w, i, v)
+		}
 	}
-	if r.ServerPort != 0 {
-		bits |= fServerPort
-	}
+	put(fClientPort, uint64(r.ClientPort))
+	put(fServerPort, uint64(r.ServerPort))
 	if r.Proto != 0 {
 		bits |= fProto
+		w[i] = r.Proto
+		i++
 	}
 	if r.Source != 0 {
 		bits |= fSource
+		w[i] = byte(r.Source)
+		i++
 	}
-	vs := varints(r)
-	for i, v := range vs {
-		if v != 0 {
-			bits |= fFirstVarint << i
-		}
-	}
-	b = binary.AppendUvarint(b, bits)
-	if bits&fTime != 0 {
-		b = binary.AppendVarint(b, r.Time-base)
-	}
-	if bits&fClient != 0 {
-		b = appendAddr(b, r.Client)
-	}
-	if bits&fServer != 0 {
-		b = appendAddr(b, r.Server)
-	}
-	if bits&fExporter != 0 {
-		b = appendAddr(b, r.Exporter)
-	}
-	if bits&fClientPort != 0 {
-		b = binary.AppendUvarint(b, uint64(r.ClientPort))
-	}
-	if bits&fServerPort != 0 {
-		b = binary.AppendUvarint(b, uint64(r.ServerPort))
-	}
-	if bits&fProto != 0 {
-		b = append(b, r.Proto)
-	}
-	if bits&fSource != 0 {
-		b = append(b, byte(r.Source))
-	}
-	for _, v := range vs {
-		if v != 0 {
-			b = binary.AppendUvarint(b, v)
-		}
-	}
-	b[start] = byte(len(b) - start)
-	return b
+	put(fFirstVarint<<0, uint64(r.Class))
+	put(fFirstVarint<<1, uint64(r.Requests))
+	put(fFirstVarint<<2, r.BytesOut)
+	put(fFirstVarint<<3, r.BytesIn)
+	put(fFirstVarint<<4, r.PacketsOut)
+	put(fFirstVarint<<5, r.PacketsIn)
+	put(fFirstVarint<<6, uint64(r.Retransmits))
+	put(fFirstVarint<<7, uint64(r.MSS))
+	put(fFirstVarint<<8, uint64(r.RTT))
+	put(fFirstVarint<<9, uint64(r.RTTVar))
+	put(fFirstVarint<<10, uint64(r.MinRTT))
+	put(fFirstVarint<<11, r.DeliveryRate)
+	put(fFirstVarint<<12, r.Duration)
+	put(fFirstVarint<<13, uint64(r.ConnsClosed))
+	put(fFirstVarint<<14, uint64(r.ConnsOpen))
+	var hdr [5]byte
+	h := putUvarint(hdr[:], 1, bits)
+	// Close the gap between the bitmap and the fields.
+	n := copy(w[h:], w[5:i])
+	copy(w[1:h], hdr[1:h])
+	w[0] = byte(h + n)
+	return b[:start+h+n]
 }
 
 // dec reads fields from a record's bytes; a short or bad field sets bad.

@@ -643,3 +643,22 @@ func reportRecords(n int) []record.Record {
 	}
 	return recs
 }
+
+func BenchmarkEncodeDecode(b *testing.B) {
+	recs := reportRecords(256)
+	buf := make([]byte, 0, len(recs)*maxRecordSize)
+	var r record.Record
+	b.ReportAllocs()
+	for range b.N {
+		buf = buf[:0]
+		for i := range recs {
+			buf = appendRecord(buf, &recs[i], recs[0].Time)
+		}
+		for p := buf; len(p) > 0; {
+			n, _ := decodeRecord(p, recs[0].Time, &r)
+			p = p[n:]
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/record")
+	b.ReportMetric(float64(len(buf))/float64(len(recs)), "bytes/record")
+}
