@@ -86,10 +86,10 @@ func serve(l net.Listener, size func(n int) (chunks int, chunk int, pause time.D
 }
 
 type sideTotals struct {
-	conns             int
-	clientRead, sent  uint64
-	perClient         map[string]uint64 // client address:port → bytes the client read
-	serverRead        sync.Map
+	conns            int
+	clientRead, sent uint64
+	perClient        map[string]uint64 // client address:port → bytes the client read
+	serverRead       sync.Map
 }
 
 // TestKernelLoopback checks the source against the kernel over loopback in a private

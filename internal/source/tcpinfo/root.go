@@ -47,8 +47,8 @@ type Source struct {
 	rcvbuf                                      atomic.Int64
 
 	destroyConn atomic.Pointer[conn] // for the drop counter
-	started     chan struct{}         // closed once the sockets are open (tests)
-	logs    rateLog
+	started     chan struct{}        // closed once the sockets are open (tests)
+	logs        rateLog
 }
 
 // New validates the configuration and builds an inert source.
