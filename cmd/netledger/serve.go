@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -21,6 +22,7 @@ type serveFlags struct {
 	dataDir      string
 	reportListen string
 	httpListen   string
+	cpuProfile   string
 }
 
 func init() {
@@ -42,6 +44,8 @@ NETLEDGER_REPORT_V1_SECRET), then flags. SIGHUP re-reads the file and reloads th
 	cmd.Flags().StringVar(&f.dataDir, "data-dir", "", "override data_dir")
 	cmd.Flags().StringVar(&f.reportListen, "report-listen", "", "override report.listen")
 	cmd.Flags().StringVar(&f.httpListen, "http-listen", "", "override http.listen")
+	cmd.Flags().StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile to this file until the daemon stops")
+	cmd.Flags().MarkHidden("cpu-profile")
 	rootCmd.AddCommand(cmd)
 }
 
@@ -95,6 +99,17 @@ func runServe(cmd *cobra.Command, f serveFlags) error {
 		return err
 	}
 	defer d.Close()
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
