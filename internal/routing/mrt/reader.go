@@ -95,6 +95,8 @@ type Reader struct {
 	err    error
 	// Records counts the records read so far.
 	Records int64
+	walk    walker
+	hbuf    [16]byte
 }
 
 // Open opens a file (plain, gzip or bzip2); "-" is standard input.
@@ -152,7 +154,7 @@ func (r *Reader) Next() bool {
 		return false
 	}
 	start := r.off
-	var h [16]byte
+	h := &r.hbuf
 	n, err := io.ReadFull(r.br, h[:12])
 	if err != nil {
 		if n == 0 && errors.Is(err, io.EOF) {
