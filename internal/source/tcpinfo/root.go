@@ -302,6 +302,9 @@ func (d *dumper) run() error {
 // handle accounts one dumped socket; s.mu is held.
 func (d *dumper) handle(msg []byte) {
 	if err := decodeSocket(msg, &d.sock); err != nil {
+		if err == errNoTCPInfo {
+			return // a TIME_WAIT minisocket reported in its FIN_WAIT2 substate: already destroyed
+		}
 		d.s.decodeErrors.Add(1)
 		d.s.logs.warn(d.s.log, "cannot decode sock_diag dump message", err)
 		return
