@@ -144,11 +144,62 @@ func (c *conn) close() error { return c.nl.Close() }
 // its destroy notification).
 const dumpStates = 1<<1 | 1<<4 | 1<<5 | 1<<8 | 1<<9 | 1<<11 // ESTABLISHED, FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING
 
-// dumpRequest writes a SOCK_DIAG_BY_FAMILY dump request for TCP sockets of family into b
-// (nlmsgHdrLen+inetDiagReqLen bytes) asking for INET_DIAG_INFO.
-func dumpRequest(b []byte, family uint8, seq uint32) []byte {
-	b = b[:nlmsgHdrLen+inetDiagReqLen]
+// Inet_diag bytecode (include/uapi/linux/inet_diag.h, net/ipv4/inet_diag.c): each op is
+// {code u8, yes u8, no u16}; a comparison's operand is the no field of the next op. The kernel
+// runs the program jumping by yes when a condition holds and by no when not, and accepts a
+// socket when it lands exactly on the end. Its audit requires every no target to lie on the
+// chain of yes jumps from the start, so yes always falls through to the next op here.
+const (
+	attrReqBytecode  = 1  // INET_DIAG_REQ_BYTECODE
+	bcJmp            = 1  // INET_DIAG_BC_JMP: jump by no
+	bcSEq            = 11 // INET_DIAG_BC_S_EQ: local port equal
+	maxBytecodePorts = 4096
+)
+
+// portBytecode returns a filter program accepting the local ports in ports, or nil when there
+// are none or too many (the userspace filter, which always runs, then does all the work). Per
+// port: S_EQ port (yes: to the JMP, no: to the next port's test), JMP to the end (accept). The
+// last test's no jumps past the end (reject).
+func portBytecode(ports []uint16) []byte {
+	if len(ports) == 0 || len(ports) > maxBytecodePorts {
+		return nil
+	}
+	l := 12 * len(ports)
+	b := make([]byte, l)
+	ne := binary.NativeEndian
+	for i, p := range ports {
+		op := b[12*i:]
+		op[0], op[1] = bcSEq, 8
+		no := uint16(12) // the next port's test
+		if i == len(ports)-1 {
+			no = 16 // 4 past the end: reject
+		}
+		ne.PutUint16(op[2:], no)
+		ne.PutUint16(op[6:], p)
+		op[8], op[9] = bcJmp, 4
+		ne.PutUint16(op[10:], uint16(l-12*i-8)) // to the end: accept
+	}
+	return b
+}
+
+// dumpRequest writes into b a SOCK_DIAG_BY_FAMILY dump request for TCP sockets of family
+// asking for INET_DIAG_INFO, with an optional bytecode filter.
+func dumpRequest(b []byte, family uint8, seq uint32, bytecode []byte) []byte {
+	n := nlmsgHdrLen + inetDiagReqLen
+	if len(bytecode) > 0 {
+		n += 4 + len(bytecode)
+	}
+	if cap(b) < n {
+		b = make([]byte, n)
+	}
+	b = b[:n]
 	clear(b)
+	if len(bytecode) > 0 {
+		a := b[nlmsgHdrLen+inetDiagReqLen:]
+		binary.NativeEndian.PutUint16(a[0:], uint16(4+len(bytecode)))
+		binary.NativeEndian.PutUint16(a[2:], attrReqBytecode)
+		copy(a[4:], bytecode)
+	}
 	binary.NativeEndian.PutUint32(b[0:], uint32(len(b)))
 	binary.NativeEndian.PutUint16(b[4:], sockDiagByFam)
 	binary.NativeEndian.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
@@ -166,8 +217,8 @@ func dumpRequest(b []byte, family uint8, seq uint32) []byte {
 var errDumpInterrupted = errors.New("sock_diag dump interrupted")
 
 // dump sends a dump request and calls fn with every SOCK_DIAG_BY_FAMILY message of the reply.
-func (c *conn) dump(family uint8, seq uint32, req []byte, timeout time.Duration, fn func(msg []byte)) error {
-	req = dumpRequest(req, family, seq)
+func (c *conn) dump(family uint8, seq uint32, req, bytecode []byte, timeout time.Duration, fn func(msg []byte)) error {
+	req = dumpRequest(req, family, seq, bytecode)
 	var werr error
 	if err := c.rc.Write(func(fd uintptr) bool {
 		_, werr = unix.Write(int(fd), req)

@@ -239,8 +239,7 @@ func (s *Source) flush(batch []record.Record) []record.Record {
 
 // dumpLoop dumps the established sockets at once and then every interval.
 func (s *Source) dumpLoop(ctx context.Context, c *conn) {
-	d := &dumper{s: s, c: c, batch: make([]record.Record, 0, batchSize), req: make([]byte, nlmsgHdrLen+inetDiagReqLen)}
-	d.fn = d.handle
+	d := newDumper(s, c)
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -257,15 +256,24 @@ func (s *Source) dumpLoop(ctx context.Context, c *conn) {
 }
 
 type dumper struct {
-	s     *Source
-	c     *conn
-	seq   uint32
-	req   []byte
-	batch []record.Record
-	sock  Socket
-	now   int64
-	n     uint64
-	fn    func([]byte)
+	s        *Source
+	c        *conn
+	seq      uint32
+	req      []byte
+	bytecode []byte // kernel-side local port filter
+	batch    []record.Record
+	sock     Socket
+	now      int64
+	n        uint64
+	fn       func([]byte)
+}
+
+func newDumper(s *Source, c *conn) *dumper {
+	bc := portBytecode(s.cfg.Ports)
+	d := &dumper{s: s, c: c, batch: make([]record.Record, 0, batchSize), bytecode: bc,
+		req: make([]byte, nlmsgHdrLen+inetDiagReqLen+4+len(bc))}
+	d.fn = d.handle
+	return d
 }
 
 // run performs one dump of both families under the tracker lock, so that no destroy
@@ -280,7 +288,7 @@ func (d *dumper) run() error {
 	var err error
 	for _, fam := range []uint8{afInet, afInet6} {
 		d.seq++
-		if err = d.c.dump(fam, d.seq, d.req, dumpTimeout, d.fn); err != nil && !errors.Is(err, errDumpInterrupted) {
+		if err = d.c.dump(fam, d.seq, d.req, d.bytecode, dumpTimeout, d.fn); err != nil && !errors.Is(err, errDumpInterrupted) {
 			break
 		}
 	}
@@ -302,6 +310,9 @@ func (d *dumper) run() error {
 // handle accounts one dumped socket; s.mu is held.
 func (d *dumper) handle(msg []byte) {
 	if err := decodeSocket(msg, &d.sock); err != nil {
+		if err == errNoTCPInfo {
+			return // a TIME_WAIT minisocket reported in its FIN_WAIT2 substate: already destroyed
+		}
 		d.s.decodeErrors.Add(1)
 		d.s.logs.warn(d.s.log, "cannot decode sock_diag dump message", err)
 		return
