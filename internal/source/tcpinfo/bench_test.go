@@ -1,0 +1,180 @@
+package tcpinfo
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/netledger/netledger/internal/record"
+	"github.com/netledger/netledger/internal/testenv"
+)
+
+// BenchmarkDestroy replays the recorded destroy notifications through the production path
+// (decode, filter, delta accounting, record) under the tracker lock; one op is one notification.
+func BenchmarkDestroy(b *testing.B) {
+	dgs := readFixture(b)
+	s, err := New(Config{Ports: []uint16{}}, Deps{Sink: func([]record.Record) error { return nil }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	batch := make([]record.Record, 0, batchSize)
+	var sock Socket
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		dg := dgs[i%len(dgs)]
+		s.mu.Lock()
+		batch = s.handleDestroys(dg, int64(i), &sock, batch)
+		s.mu.Unlock()
+		if len(batch) >= cap(batch)-8 {
+			batch = s.flush(batch)
+		}
+	}
+	b.StopTimer()
+	s.flush(batch)
+	if s.decodeErrors.Load() != 0 || (b.N >= len(dgs) && s.records.Load() == 0) {
+		b.Fatalf("decode errors %d, records %d", s.decodeErrors.Load(), s.records.Load())
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "notifications/s")
+}
+
+// BenchmarkDump100k measures one interval dump (both families, decode, delta accounting,
+// records to a no-op sink) of a namespace holding 100,001 established loopback connections —
+// 200,002 established sockets, as both ends live there; the server ends are accounted, the
+// client ends filtered out by port. The load is bounded and built before the timer: the hard
+// RLIMIT_NOFILE here is 20,000 (no CAP_SYS_RESOURCE), so 11 helper processes (this test binary
+// running TestLoadHelper) each open 9,091 connections to their own port; they close them all and
+// exit when the benchmark closes their stdin.
+func BenchmarkDump100k(b *testing.B) {
+	const helpers, perHelper = 11, 9091
+	ns := newNetNS(b)
+	ip := testenv.Command(b, "ip")
+	run(b, ip, "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_local_port_range=1024 65000")
+	var ports []uint16
+	var outs []*bufio.Reader
+	for h := 0; h < helpers; h++ {
+		port := 8080 + h
+		ports = append(ports, uint16(port))
+		cmd := exec.Command(ip, "netns", "exec", ns, os.Args[0], "-test.run=^TestLoadHelper$")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("NETLEDGER_TCPINFO_LOAD=%d:%d", port, perHelper))
+		stdin, err := cmd.StdinPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { stdin.Close(); cmd.Wait() })
+		outs = append(outs, bufio.NewReader(stdout))
+	}
+	for h, out := range outs {
+		line, err := out.ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "ready") {
+			rest, _ := io.ReadAll(out)
+			b.Fatalf("load helper %d: %q%s, %v", h, line, rest, err)
+		}
+	}
+	conns := helpers * perHelper
+
+	var records int
+	s, err := New(Config{Interval: time.Second, Ports: ports, NetNS: ns},
+		Deps{Sink: func(r []record.Record) error { records += len(r); return nil }})
+	if err != nil {
+		b.Fatal(err)
+	}
+	fd, err := openNetNS(ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := dialDiag(fd, recvBufSize)
+	unix.Close(fd)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.close()
+	d := newDumper(s, c)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := d.run(); err != nil {
+			b.Fatal(err)
+		}
+		if d.n != uint64(conns) {
+			b.Fatalf("dump saw %d sockets, want the %d server ends", d.n, conns)
+		}
+	}
+	b.StopTimer()
+	if records != conns {
+		b.Errorf("%d records, want %d (first dump: one per server socket; later dumps: nothing moved)", records, conns)
+	}
+	b.ReportMetric(float64(d.n), "sockets/dump")
+}
+
+// TestLoadHelper is BenchmarkDump100k's load program, run in a namespace with
+// NETLEDGER_TCPINFO_LOAD=PORT:N: it opens N connections to itself on 127.0.0.1:PORT, prints
+// "ready", and closes everything when stdin closes.
+func TestLoadHelper(t *testing.T) {
+	spec := os.Getenv("NETLEDGER_TCPINFO_LOAD")
+	if spec == "" {
+		t.Skip("load helper of BenchmarkDump100k")
+	}
+	var port, n int
+	if _, err := fmt.Sscanf(spec, "%d:%d", &port, &n); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var servers, clients []net.Conn
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			servers = append(servers, c)
+			mu.Unlock()
+		}
+	})
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		clients = append(clients, c)
+	}
+	for {
+		mu.Lock()
+		k := len(servers)
+		mu.Unlock()
+		if k == n {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	l.Close()
+	wg.Wait()
+	for _, c := range append(clients, servers...) {
+		c.Close()
+	}
+}

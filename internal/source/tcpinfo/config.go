@@ -1,0 +1,126 @@
+// Package tcpinfo is netledger's kernel TCP source: it reads the tcp_info of every TCP
+// connection of the host (or of one network namespace) from the kernel's sock_diag netlink
+// interface — the destroy notifications for connections as they close, and a dump of the
+// established sockets every interval for long-lived ones — and turns them into records, with
+// bytes, segments, retransmits, MSS and RTT, from any unmodified server.
+package tcpinfo
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Config configures the kernel TCP source.
+type Config struct {
+	// Interval is the period of the dump of established sockets: a long connection is
+	// accounted in the interval its bytes flowed. 0 disables dumps (destroy notifications only).
+	Interval time.Duration `yaml:"interval"`
+	// ReceiveBuffer is the netlink receive buffer of the destroy-notification socket in bytes,
+	// forced past net.core.rmem_max (SO_RCVBUFFORCE) when the process may.
+	ReceiveBuffer int `yaml:"receive_buffer"`
+	// Ports are the local ports to account (a web server's 80 and 443); empty means all.
+	Ports []uint16 `yaml:"ports"`
+	// Addresses are the local addresses or networks to account; empty means all.
+	Addresses []netip.Prefix `yaml:"addresses"`
+	// NetNS is a network namespace name (from `ip netns`, /run/netns/NAME) or path
+	// (/proc/PID/ns/net); empty means the process's own namespace.
+	NetNS string `yaml:"netns"`
+	// Classes assign a traffic class by local port and/or local address; the first match wins.
+	Classes []ClassRule `yaml:"classes"`
+	// DumpOnly runs without destroy notifications (no CAP_NET_ADMIN): connections that open
+	// and close between two dumps are then missed, and the rest of a connection after its
+	// last dump too.
+	DumpOnly bool `yaml:"dump_only"`
+}
+
+// ClassRule assigns Class to connections whose local port is Port (0: any) and whose local
+// address is in Prefix (invalid/unset: any).
+type ClassRule struct {
+	Port   uint16       `yaml:"port"`
+	Prefix netip.Prefix `yaml:"prefix"`
+	Class  uint16       `yaml:"class"`
+}
+
+// DefaultConfig returns the defaults: a dump every 10 s and a 32 MiB receive buffer (about
+// 100,000 pending destroy notifications).
+func DefaultConfig() Config {
+	return Config{
+		Interval:      10 * time.Second,
+		ReceiveBuffer: 32 << 20,
+	}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.Interval < 0:
+		return errors.New("tcpinfo interval must not be negative")
+	case c.Interval > 0 && c.Interval < 100*time.Millisecond:
+		return errors.New("tcpinfo interval must be at least 100ms")
+	case c.ReceiveBuffer < 0:
+		return errors.New("tcpinfo receive_buffer must not be negative")
+	case c.DumpOnly && c.Interval == 0:
+		return errors.New("tcpinfo dump_only needs an interval")
+	}
+	for _, p := range c.Addresses {
+		if !p.IsValid() {
+			return fmt.Errorf("tcpinfo address %v is not a valid prefix", p)
+		}
+	}
+	return nil
+}
+
+// filter decides which sockets are accounted and their class; built once, read-only.
+type filter struct {
+	ports   map[uint16]struct{}
+	addrs   []netip.Prefix
+	classes []ClassRule
+}
+
+func newFilter(c Config) filter {
+	f := filter{classes: c.Classes}
+	if len(c.Ports) > 0 {
+		f.ports = make(map[uint16]struct{}, len(c.Ports))
+		for _, p := range c.Ports {
+			f.ports[p] = struct{}{}
+		}
+	}
+	for _, p := range c.Addresses {
+		f.addrs = append(f.addrs, p.Masked())
+	}
+	return f
+}
+
+// match reports whether a socket with this (unmapped) local address and port is accounted.
+func (f *filter) match(local netip.Addr, port uint16) bool {
+	if f.ports != nil {
+		if _, ok := f.ports[port]; !ok {
+			return false
+		}
+	}
+	if len(f.addrs) == 0 {
+		return true
+	}
+	for _, p := range f.addrs {
+		if p.Contains(local) {
+			return true
+		}
+	}
+	return false
+}
+
+// class returns the traffic class of a local address and port (0 when no rule matches).
+func (f *filter) class(local netip.Addr, port uint16) uint16 {
+	for _, r := range f.classes {
+		if r.Port != 0 && r.Port != port {
+			continue
+		}
+		if r.Prefix.IsValid() && !r.Prefix.Contains(local) {
+			continue
+		}
+		return r.Class
+	}
+	return 0
+}

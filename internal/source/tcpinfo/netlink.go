@@ -1,0 +1,273 @@
+package tcpinfo
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// conn is a NETLINK_SOCK_DIAG socket opened with mdlayher/netlink (which enters the network
+// namespace on a locked thread) and read through its raw file descriptor into one reused
+// buffer: mdlayher/netlink's Receive allocates a []Message per call, which the destroy path
+// cannot afford. Reads go through the Go poller, so Close interrupts them.
+type conn struct {
+	nl  *netlink.Conn
+	rc  syscall.RawConn
+	buf []byte
+
+	// Results of readFn, kept here so that the callback is built once and reading allocates
+	// nothing.
+	n      int
+	err    error
+	wait   bool
+	readFn func(fd uintptr) bool
+}
+
+// errPermission explains what needs CAP_NET_ADMIN.
+var errPermission = errors.New("subscribing to sock_diag destroy notifications needs CAP_NET_ADMIN " +
+	"(run as root or `setcap cap_net_admin+ep netledger`); without it closed connections are not seen " +
+	"— set tcpinfo dump_only to account only what the interval dumps see, which misses connections " +
+	"that open and close between two dumps and the end of every other connection")
+
+// openNetNS opens a network namespace by name (/run/netns/NAME) or path; "" gives -1.
+func openNetNS(ns string) (int, error) {
+	if ns == "" {
+		return -1, nil
+	}
+	path := ns
+	if !strings.ContainsRune(ns, '/') {
+		path = filepath.Join("/run/netns", ns)
+	}
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("cannot open network namespace %s: %w", path, err)
+	}
+	return fd, nil
+}
+
+// dialDiag opens a sock_diag netlink socket in the namespace nsfd (-1: the current one) with a
+// read buffer of bufSize bytes.
+func dialDiag(nsfd, bufSize int) (*conn, error) {
+	cfg := &netlink.Config{}
+	if nsfd >= 0 {
+		cfg.NetNS = nsfd
+	}
+	nl, err := netlink.Dial(unix.NETLINK_SOCK_DIAG, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open sock_diag netlink socket: %w", err)
+	}
+	rc, err := nl.SyscallConn()
+	if err != nil {
+		nl.Close()
+		return nil, fmt.Errorf("cannot get netlink socket descriptor: %w", err)
+	}
+	c := &conn{nl: nl, rc: rc, buf: make([]byte, bufSize)}
+	c.readFn = func(fd uintptr) bool {
+		c.n, c.err = unix.Read(int(fd), c.buf)
+		if c.err == unix.EINTR || (c.err == unix.EAGAIN && c.wait) {
+			return false
+		}
+		return true
+	}
+	return c, nil
+}
+
+// subscribe joins the TCP destroy multicast groups and sizes the receive buffer: forced
+// (SO_RCVBUFFORCE) when allowed, else capped by net.core.rmem_max. It returns the buffer the
+// kernel granted.
+func (c *conn) subscribe(rcvbuf int) (int, error) {
+	for _, g := range []uint32{groupInetTCPDestroy, groupInet6TCPDestroy} {
+		if err := c.nl.JoinGroup(g); err != nil {
+			if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+				return 0, errPermission
+			}
+			return 0, fmt.Errorf("cannot join sock_diag group %d: %w", g, err)
+		}
+	}
+	if rcvbuf > 0 {
+		var serr error
+		if err := c.rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, rcvbuf)
+		}); err != nil {
+			return 0, err
+		}
+		if serr != nil {
+			if err := c.nl.SetReadBuffer(rcvbuf); err != nil {
+				return 0, fmt.Errorf("cannot set netlink receive buffer: %w", err)
+			}
+		}
+	}
+	return c.nl.ReadBuffer()
+}
+
+// read receives one datagram into c.buf. With wait false it returns unix.EAGAIN at once
+// when nothing is queued.
+func (c *conn) read(wait bool) (int, error) {
+	c.wait = wait
+	if err := c.rc.Read(c.readFn); err != nil {
+		return 0, err
+	}
+	return c.n, c.err
+}
+
+// drops returns the socket's drop counter (SK_MEMINFO_DROPS of SO_MEMINFO): the number of
+// multicast messages the kernel could not queue because the receive buffer was full.
+func (c *conn) drops() (uint64, error) {
+	var mem [9]uint32 // SK_MEMINFO_VARS
+	l := uint32(unsafe.Sizeof(mem))
+	var errno syscall.Errno
+	if err := c.rc.Control(func(fd uintptr) {
+		_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&l)), 0)
+	}); err != nil {
+		return 0, err
+	}
+	if errno != 0 {
+		return 0, os.NewSyscallError("getsockopt SO_MEMINFO", errno)
+	}
+	return uint64(mem[8]), nil // SK_MEMINFO_DROPS
+}
+
+func (c *conn) close() error { return c.nl.Close() }
+
+// dumpStates are the TCP states dumped: every state of a full socket with a peer. TIME_WAIT
+// and SYN_RECV minisockets carry no tcp_info (and a TIME_WAIT socket was already reported by
+// its destroy notification).
+const dumpStates = 1<<1 | 1<<4 | 1<<5 | 1<<8 | 1<<9 | 1<<11 // ESTABLISHED, FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING
+
+// Inet_diag bytecode (include/uapi/linux/inet_diag.h, net/ipv4/inet_diag.c): each op is
+// {code u8, yes u8, no u16}; a comparison's operand is the no field of the next op. The kernel
+// runs the program jumping by yes when a condition holds and by no when not, and accepts a
+// socket when it lands exactly on the end. Its audit requires every no target to lie on the
+// chain of yes jumps from the start, so yes always falls through to the next op here.
+const (
+	attrReqBytecode  = 1  // INET_DIAG_REQ_BYTECODE
+	bcJmp            = 1  // INET_DIAG_BC_JMP: jump by no
+	bcSEq            = 11 // INET_DIAG_BC_S_EQ: local port equal
+	maxBytecodePorts = 4096
+)
+
+// portBytecode returns a filter program accepting the local ports in ports, or nil when there
+// are none or too many (the userspace filter, which always runs, then does all the work). Per
+// port: S_EQ port (yes: to the JMP, no: to the next port's test), JMP to the end (accept). The
+// last test's no jumps past the end (reject).
+func portBytecode(ports []uint16) []byte {
+	if len(ports) == 0 || len(ports) > maxBytecodePorts {
+		return nil
+	}
+	l := 12 * len(ports)
+	b := make([]byte, l)
+	ne := binary.NativeEndian
+	for i, p := range ports {
+		op := b[12*i:]
+		op[0], op[1] = bcSEq, 8
+		no := uint16(12) // the next port's test
+		if i == len(ports)-1 {
+			no = 16 // 4 past the end: reject
+		}
+		ne.PutUint16(op[2:], no)
+		ne.PutUint16(op[6:], p)
+		op[8], op[9] = bcJmp, 4
+		ne.PutUint16(op[10:], uint16(l-12*i-8)) // to the end: accept
+	}
+	return b
+}
+
+// dumpRequest writes into b a SOCK_DIAG_BY_FAMILY dump request for TCP sockets of family
+// asking for INET_DIAG_INFO, with an optional bytecode filter.
+func dumpRequest(b []byte, family uint8, seq uint32, bytecode []byte) []byte {
+	n := nlmsgHdrLen + inetDiagReqLen
+	if len(bytecode) > 0 {
+		n += 4 + len(bytecode)
+	}
+	if cap(b) < n {
+		b = make([]byte, n)
+	}
+	b = b[:n]
+	clear(b)
+	if len(bytecode) > 0 {
+		a := b[nlmsgHdrLen+inetDiagReqLen:]
+		binary.NativeEndian.PutUint16(a[0:], uint16(4+len(bytecode)))
+		binary.NativeEndian.PutUint16(a[2:], attrReqBytecode)
+		copy(a[4:], bytecode)
+	}
+	binary.NativeEndian.PutUint32(b[0:], uint32(len(b)))
+	binary.NativeEndian.PutUint16(b[4:], sockDiagByFam)
+	binary.NativeEndian.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	binary.NativeEndian.PutUint32(b[8:], seq)
+	r := b[nlmsgHdrLen:]
+	r[0] = family
+	r[1] = unix.IPPROTO_TCP
+	r[2] = 1 << (attrInfo - 1) // idiag_ext
+	binary.NativeEndian.PutUint32(r[4:], dumpStates)
+	return b
+}
+
+// errDumpInterrupted says the kernel's socket tables changed during the dump (NLM_F_DUMP_INTR):
+// the messages are still valid, a socket may have been missed or seen twice.
+var errDumpInterrupted = errors.New("sock_diag dump interrupted")
+
+// dump sends a dump request and calls fn with every SOCK_DIAG_BY_FAMILY message of the reply.
+func (c *conn) dump(family uint8, seq uint32, req, bytecode []byte, timeout time.Duration, fn func(msg []byte)) error {
+	req = dumpRequest(req, family, seq, bytecode)
+	var werr error
+	if err := c.rc.Write(func(fd uintptr) bool {
+		_, werr = unix.Write(int(fd), req)
+		return werr != unix.EAGAIN
+	}); err != nil {
+		return fmt.Errorf("cannot send sock_diag dump request: %w", err)
+	}
+	if werr != nil {
+		return fmt.Errorf("cannot send sock_diag dump request: %w", werr)
+	}
+	if err := c.nl.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	defer c.nl.SetReadDeadline(time.Time{})
+	var interrupted bool
+	for {
+		n, err := c.read(true)
+		if err != nil {
+			return fmt.Errorf("cannot read sock_diag dump: %w", err)
+		}
+		b := c.buf[:n]
+		for len(b) > 0 {
+			msg, typ, flags, mseq, rest, err := nextMessage(b)
+			if err != nil {
+				return fmt.Errorf("cannot read sock_diag dump: %w", err)
+			}
+			b = rest
+			if mseq != seq {
+				continue // left over from an abandoned dump
+			}
+			if flags&nlmFDumpIntr != 0 {
+				interrupted = true
+			}
+			switch typ {
+			case nlmsgDone:
+				if interrupted {
+					return errDumpInterrupted
+				}
+				return nil
+			case nlmsgError:
+				if len(msg) >= nlmsgHdrLen+4 {
+					if e := int32(binary.NativeEndian.Uint32(msg[nlmsgHdrLen:])); e != 0 {
+						return fmt.Errorf("sock_diag dump failed: %w", unix.Errno(-e))
+					}
+				}
+				return nil
+			case sockDiagByFam:
+				fn(msg)
+			}
+		}
+	}
+}

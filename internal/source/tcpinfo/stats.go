@@ -1,0 +1,36 @@
+package tcpinfo
+
+import "time"
+
+// Stats is a snapshot of the source's counters (the values of its metrics).
+type Stats struct {
+	Notifications, Lost, Overruns, Records uint64
+	Filtered, DecodeErrors, SinkErrors     uint64
+	Dumps, DumpErrors, DumpSockets         uint64
+	Vanished                               uint64
+	Tracked                                int
+	LastDump                               time.Duration
+}
+
+// Stats returns the current counters.
+func (s *Source) Stats() Stats {
+	s.refreshLost()
+	s.mu.Lock()
+	filtered, vanished, tracked := s.tr.filtered, s.tr.vanished, len(s.tr.socks)
+	s.mu.Unlock()
+	return Stats{
+		Notifications: s.notifications.Load(),
+		Lost:          s.lost.Load(),
+		Overruns:      s.overruns.Load(),
+		Records:       s.records.Load(),
+		Filtered:      filtered,
+		DecodeErrors:  s.decodeErrors.Load(),
+		SinkErrors:    s.sinkErrors.Load(),
+		Dumps:         s.dumps.Load(),
+		DumpErrors:    s.dumpErrors.Load(),
+		DumpSockets:   s.dumpSockets.Load(),
+		Vanished:      vanished,
+		Tracked:       tracked,
+		LastDump:      time.Duration(s.lastDumpNanos.Load()),
+	}
+}

@@ -1,0 +1,166 @@
+package tcpinfo
+
+import (
+	"github.com/netledger/netledger/internal/record"
+)
+
+// seen is what the tracker remembers of a socket at its last dump: the cumulative counters
+// already accounted.
+type seen struct {
+	acked, received, busy uint64
+	segsOut, segsIn       uint32
+	retrans               uint32
+	gen                   uint64 // dump generation that saw it last
+}
+
+// tracker does the delta accounting: every byte, segment and retransmit of a socket is
+// accounted once, in the record of the dump (or destroy notification) that first sees it.
+// Sockets are keyed by their kernel cookie. It is not safe for concurrent use: the source
+// serialises dumps and destroy notifications (a whole dump runs under one lock, see root.go).
+//
+// Requests is 1 in the first record of a connection (its first dump, or its destroy
+// notification when no dump saw it) and 0 in later ones, so Σ Requests counts connections.
+// ConnsClosed is 1 in the destroy record; ConnsOpen is 1 in dump records.
+type tracker struct {
+	filter filter
+	socks  map[uint64]seen
+	gen    uint64
+
+	// vanished counts sockets that disappeared from a dump without a destroy notification
+	// (lost in an overrun): what they did since their last dump is not accounted.
+	vanished uint64
+	filtered uint64
+}
+
+func newTracker(f filter) *tracker {
+	return &tracker{filter: f, socks: make(map[uint64]seen)}
+}
+
+// fill sets the record's identity and gauges from s.
+func (t *tracker) fill(r *record.Record, s *Socket, now int64) {
+	local, remote := record.Unmap(s.Local), record.Unmap(s.Remote)
+	*r = record.Record{
+		Time:         now,
+		Client:       remote,
+		Server:       local,
+		ClientPort:   s.RemotePort,
+		ServerPort:   s.LocalPort,
+		Proto:        6,
+		Source:       record.SourceTCPInfo,
+		Class:        t.filter.class(local, s.LocalPort),
+		MSS:          s.SndMSS,
+		RTT:          s.RTT,
+		RTTVar:       s.RTTVar,
+		MinRTT:       s.MinRTT,
+		DeliveryRate: s.DeliveryRate,
+	}
+}
+
+// accept applies the filters and skips sockets that carry no connection (listeners, sockets
+// that never connected).
+func (t *tracker) accept(s *Socket) bool {
+	if s.RemotePort == 0 || s.State == stateListen {
+		return false
+	}
+	if !t.filter.match(record.Unmap(s.Local), s.LocalPort) {
+		t.filtered++
+		return false
+	}
+	return true
+}
+
+// destroy accounts a socket's destroy notification: the remainder since its last dump, or
+// everything when no dump saw it. It returns false when the socket is filtered out.
+func (t *tracker) destroy(s *Socket, now int64, r *record.Record) bool {
+	if !t.accept(s) {
+		return false
+	}
+	t.fill(r, s, now)
+	prev, ok := t.socks[s.Cookie]
+	if ok {
+		delete(t.socks, s.Cookie)
+	} else {
+		r.Requests = 1
+	}
+	cur := current(s, true)
+	delta(r, &prev, &cur)
+	r.ConnsClosed = 1
+	return true
+}
+
+// dumped accounts a socket seen in dump generation gen: the delta since its last sight. It
+// returns false when the socket is filtered out or nothing moved since its last sight.
+func (t *tracker) dumped(s *Socket, now int64, r *record.Record) bool {
+	if s.State == stateTimeWait || s.State == stateNewSynRecv || !t.accept(s) {
+		return false
+	}
+	prev, ok := t.socks[s.Cookie]
+	cur := current(s, false)
+	cur.gen = t.gen
+	t.socks[s.Cookie] = cur
+	if ok && prev == (seen{acked: cur.acked, received: cur.received, busy: cur.busy,
+		segsOut: cur.segsOut, segsIn: cur.segsIn, retrans: cur.retrans, gen: prev.gen}) {
+		return false
+	}
+	t.fill(r, s, now)
+	if !ok {
+		r.Requests = 1
+	}
+	delta(r, &prev, &cur)
+	r.ConnsOpen = 1
+	return true
+}
+
+// beginDump starts a new dump generation.
+func (t *tracker) beginDump() { t.gen++ }
+
+// endDump forgets sockets the finished dump did not see: they closed and their destroy
+// notification was lost.
+func (t *tracker) endDump() {
+	for c, v := range t.socks {
+		if v.gen != t.gen {
+			delete(t.socks, c)
+			t.vanished++
+		}
+	}
+}
+
+func current(s *Socket, closed bool) seen {
+	return seen{
+		acked:    s.DataAcked(closed),
+		received: s.BytesReceived,
+		busy:     s.BusyTime,
+		segsOut:  s.SegsOut,
+		segsIn:   s.SegsIn,
+		retrans:  s.TotalRetrans,
+	}
+}
+
+// BytesIn is tcpi_bytes_received, which counts the peer's FIN (1) when it arrived before the
+// socket was destroyed: no tcp_info counter says whether it did (the destroy notification gives
+// the state CLOSE either way), so it is left in — at most one byte per connection.
+//
+// delta sets the record's counters to cur − prev. Counters never go backwards in the kernel;
+// should one appear to (a reused cookie, which the kernel does not do), the record carries 0.
+func delta(r *record.Record, prev, cur *seen) {
+	r.BytesOut = sub64(cur.acked, prev.acked)
+	r.BytesIn = sub64(cur.received, prev.received)
+	r.PacketsOut = uint64(sub32(cur.segsOut, prev.segsOut))
+	r.PacketsIn = uint64(sub32(cur.segsIn, prev.segsIn))
+	r.Retransmits = sub32(cur.retrans, prev.retrans)
+	r.Duration = sub64(cur.busy, prev.busy)
+}
+
+func sub64(a, b uint64) uint64 {
+	if a < b {
+		return 0
+	}
+	return a - b
+}
+
+func sub32(a, b uint32) uint32 {
+	if a < b {
+		return 0
+	}
+	return a - b
+}
