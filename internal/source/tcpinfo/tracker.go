@@ -114,11 +114,13 @@ func (t *tracker) dumped(s *Socket, now int64, r *record.Record) bool {
 // beginDump starts a new dump generation.
 func (t *tracker) beginDump() { t.gen++ }
 
-// endDump forgets sockets the finished dump did not see: they closed and their destroy
-// notification was lost.
+// endDump forgets sockets that the last two dumps did not see: they closed and their destroy
+// notification was lost. One dump is not enough: a socket that closed just before a dump has
+// its destroy notification still queued on the multicast socket, and forgetting it would make
+// that notification count the whole connection again.
 func (t *tracker) endDump() {
 	for c, v := range t.socks {
-		if v.gen != t.gen {
+		if t.gen-v.gen >= 2 {
 			delete(t.socks, c)
 			t.vanished++
 		}
