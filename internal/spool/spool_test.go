@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -687,5 +688,39 @@ func TestCodecCoversRecord(t *testing.T) {
 		if _, err := decodeRecord(b, 0, &got); err != nil || got != r {
 			t.Errorf("field %s is not kept by the spool codec: got %+v, %v", f.Name, got, err)
 		}
+	}
+}
+
+// TestCloseKeepsConcurrentAppends closes the spool while writers append: every Append that
+// returned nil is in the spool after reopening.
+func TestCloseKeepsConcurrentAppends(t *testing.T) {
+	cfg := testConfig(t)
+	s := mustOpen(t, cfg)
+	recs := genRecords(14, 10)
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				if err := s.Append(recs); err != nil {
+					if !errors.Is(err, ErrClosed) {
+						t.Error(err)
+					}
+					return
+				}
+				ok.Add(int64(len(recs)))
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	s = mustOpen(t, cfg)
+	defer s.Close()
+	got, _ := readAll(t, s, Position{}, 1000)
+	if int64(len(got)) != ok.Load() {
+		t.Errorf("spool holds %d records, Append accepted %d", len(got), ok.Load())
 	}
 }
