@@ -293,7 +293,7 @@ func (w *worker) handle(b []byte, src netip.Addr, now int64) {
 		w.reject(report.Oversized, src)
 		return
 	}
-	if report.IsV2(b) {
+	if len(b) >= 2 && b[0] == report.Magic0 && b[1] == report.Magic1 { // v2, or a future version
 		h, err := w.v2.Verify(b)
 		if err == nil {
 			w.dg[0]++

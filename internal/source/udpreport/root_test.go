@@ -162,6 +162,7 @@ func TestCollector(t *testing.T) {
 		{[]byte("hello"), report.Truncated},
 		{make([]byte, 9001), report.Oversized},
 		{good[:50], report.Truncated},
+		{append([]byte("NL\x03"), make([]byte, 100)...), report.Version},
 	}
 	for _, snd := range sends {
 		if _, err := conn.Write(snd.dg); err != nil {
@@ -206,7 +207,7 @@ func TestCollector(t *testing.T) {
 	conn.Write(v1)
 	conn.Write(v2Datagram(t, keyB, 9, 201, time.Now(), rec("198.51.100.5", 1)))
 	waitFor(t, "reload effects", func() bool {
-		return rejected(reg, report.UnknownKey) == want[report.UnknownKey]+1 && rejected(reg, report.Version) == 1 && s.len() == 6
+		return rejected(reg, report.UnknownKey) == want[report.UnknownKey]+1 && rejected(reg, report.Version) == want[report.Version]+1 && s.len() == 6
 	})
 	bad := cfg
 	bad.Keys = []KeyConfig{{ID: 1, Secret: "short"}}
