@@ -318,7 +318,7 @@ func (w *worker) handle(b []byte, src netip.Addr, now int64) {
 		w.reject(report.ReasonOf(err), src)
 		return
 	}
-	if w.stale(h.Time*1e9, now) {
+	if d, win := h.Time-now/1e9, int64(w.c.cfg.Window/time.Second); d > win || d < -win { // seconds: no overflow
 		w.reject(report.Stale, src)
 		return
 	}
