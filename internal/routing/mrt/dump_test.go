@@ -362,3 +362,35 @@ func mustDump(t *testing.T, data []byte) string {
 	}
 	return out
 }
+
+// TestTruncatedGzipFile cuts a gzip file on disk: Open (which inflates in a goroutine) keeps
+// every record before the cut and ends with an offset error.
+func TestTruncatedGzipFile(t *testing.T) {
+	src := testenv.Testdata(t, "mrt/ripe-bgpdump/test_data/updates.20071015.1505.gz")
+	raw, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := mustDump(t, gunzipFile(t, src))
+	cut := filepath.Join(t.TempDir(), "cut.gz")
+	if err := os.WriteFile(cut, raw[:len(raw)*2/3], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(cut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var out bytes.Buffer
+	d := NewDumper(&out, ModeOneLine)
+	err = d.Dump(r)
+	d.Flush()
+	var me *Error
+	if !errors.As(err, &me) {
+		t.Fatalf("error %v, want *mrt.Error", err)
+	}
+	if out.Len() == 0 || !strings.HasPrefix(full, out.String()) {
+		t.Fatalf("output (%d bytes) is not a non-empty prefix of the full output", out.Len())
+	}
+	t.Logf("%s after %d lines", err, strings.Count(out.String(), "\n"))
+}
