@@ -632,23 +632,25 @@ func (d *Dumper) mrtdBGP(h Header, body []byte) {
 	a.decode(&s, false, false)
 	t := d.timeStr(h, false)
 	var p rawPrefix
-	head := func(typ string) []byte {
+	head := func(typ string, addr []byte) []byte {
 		d.linePrefix("BGP", t, typ)
 		l := appendIPv4(d.line, src[:])
 		l = append(l, '|')
 		l = appendUint(l, uint64(srcAS))
 		l = append(l, '|')
-		l = appendIPv4(l, p.addr[:])
+		l = appendIPv4(l, addr)
 		l = append(l, '/')
 		return appendUint(l, uint64(p.bits))
 	}
 	it := prefixIter{s: ws}
 	for it.next(&p) {
-		d.line = append(head("W"), '\n')
+		// bgpdump formats both addresses of this line with inet_ntoa's static buffer in one
+		// printf: the prefix shows the peer's address.
+		d.line = append(head("W", src[:]), '\n')
 	}
 	it = prefixIter{s: s}
 	for it.next(&p) {
-		l := head("A")
+		l := head("A", p.addr[:])
 		l = append(l, '|')
 		l = append(l, a.pathString()...)
 		l = append(l, '|')
