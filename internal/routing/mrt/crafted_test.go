@@ -2,6 +2,7 @@ package mrt
 
 import (
 	"bytes"
+	"fmt"
 	"encoding/binary"
 	"net/netip"
 	"os"
@@ -179,7 +180,8 @@ func craftedFile() []byte {
 	v4entry := cat(origin(1), attr(0x40, attrASPath, seg4(2, 65001, 65003)), comms)
 	f = append(f, mrtRecord(TypeTableDumpV2, SubRIBIPv4Unicast, ts, cat(u32b(1), []byte{8}, []byte{10}, u16b(2),
 		u16b(0), u32b(ts-5), withLen(v4entry), u16b(1), u32b(ts-6), withLen(td4attrs))))
-	f = append(f, mrtRecord(TypeTableDumpV2, SubRIBGeneric, ts, cat(u32b(2), u16b(1), []byte{1}, []byte{8, 10}, u16b(0))))
+	f = append(f, mrtRecord(TypeTableDumpV2, SubRIBGeneric, ts, cat(u32b(2), u16b(1), []byte{1}, []byte{16, 172, 16}, u16b(1),
+		u16b(0), u32b(ts-7), withLen(td4attrs))))
 
 	// 10. ADD-PATH update (IPv4 NLRI and MP IPv6 with path IDs).
 	mpap := cat(u16b(2), []byte{1, 16}, ip("2001:db8::1"), []byte{0}, nlri([]uint32{7}, "2001:db8:6::/48"))
@@ -235,5 +237,74 @@ func TestCraftedAgainstBgpdump(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestRoutesCrafted checks the route API on the corner cases: AS4 merge, link-local next hops,
+// confederations, large communities, state changes, RIB_GENERIC, ADD-PATH.
+func TestRoutesCrafted(t *testing.T) {
+	r, err := NewReader(bytes.NewReader(craftedFile()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	err = r.Routes(func(rt *Route) error {
+		switch rt.Kind {
+		case State:
+			got = append(got, fmt.Sprintf("S %s AS%d %d>%d", rt.Peer.Addr, rt.Peer.ASN, rt.OldState, rt.NewState))
+		case Withdraw:
+			got = append(got, fmt.Sprintf("W %s AS%d %s #%d", rt.Peer.Addr, rt.Peer.ASN, rt.Prefix, rt.PathID))
+		default:
+			a := rt.Attrs
+			got = append(got, fmt.Sprintf("A %s AS%d %s #%d [%s] o%d nh=%s lp=%d/%v med=%d/%v c=%v lc=%v",
+				rt.Peer.Addr, rt.Peer.ASN, rt.Prefix, rt.PathID, pathText(a.Path), a.Origin, a.NextHop,
+				a.LocalPref, a.HasLocalPref, a.MED, a.HasMED, a.Communities, a.LargeCommunities))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	comms := "[4259840001 4294967041 4294967042 4294967043 0]"
+	want := []string{
+		"W 192.0.2.1 AS65001 198.51.100.0/24 #0",
+		"A 192.0.2.1 AS65001 10.1.0.0/16 #0 [100 4200000000 4200000001 {300,400}] o1 nh=192.0.2.1 lp=2147483649/true med=5/true c=" + comms + " lc=[]",
+		"A 192.0.2.1 AS65001 10.2.3.128/25 #0 [100 4200000000 4200000001 {300,400}] o1 nh=192.0.2.1 lp=2147483649/true med=5/true c=" + comms + " lc=[]",
+		"A 192.0.2.1 AS65001 0.0.0.0/0 #0 [100 4200000000 4200000001 {300,400}] o1 nh=192.0.2.1 lp=2147483649/true med=5/true c=" + comms + " lc=[]",
+		"A 192.0.2.1 AS65001 10.3.0.0/16 #0 [100 23456] o0 nh=192.0.2.1 lp=0/false med=0/false c=[] lc=[]",
+		"W 192.0.2.2 AS4200000000 2001:db8:1::/48 #0",
+		"A 192.0.2.2 AS4200000000 203.0.113.0/24 #0 [4200000000 65536] o2 nh=192.0.2.7 lp=2147483649/true med=4294967294/true c=[] lc=[]",
+		"A 2001:db8::1 AS65001 2001:db8:2::/48 #0 [(64512 64513) [64514,64515] 65001] o0 nh=2001:db8::1 lp=0/false med=0/false c=[] lc=[{65000 1 2}]",
+		"A 2001:db8::1 AS65001 ::/0 #0 [(64512 64513) [64514,64515] 65001] o0 nh=2001:db8::1 lp=0/false med=0/false c=[] lc=[{65000 1 2}]",
+		"W 192.0.2.3 AS65001 2001:db8:4::/48 #0",
+		"A 192.0.2.3 AS65001 2001:db8:3::/48 #0 [65000] o0 nh=2001:db8::9 lp=0/false med=0/false c=[] lc=[]",
+		"A 192.0.2.1 AS65001 10.9.0.0/16 #0 [] o2 nh=invalid IP lp=0/false med=0/false c=[] lc=[]",
+		"S 2001:db8::1 AS65001 6>1",
+		"S 192.0.2.1 AS65001 1>2",
+		"A 2001:db8::5 AS65001 2001:db8:5::/48 #0 [65001 65002] o0 nh=2001:db8::5 lp=0/false med=0/false c=[] lc=[]",
+		"A 192.0.2.5 AS4200000000 10.5.0.0/16 #0 [4200000000] o0 nh=192.0.2.5 lp=0/false med=0/false c=[] lc=[]",
+		"A 2001:db8::2 AS4200000000 2001:db8::/32 #0 [4200000000 65001] o0 nh=2001:db8::2 lp=0/false med=0/false c=[] lc=[]",
+		"A 192.0.2.1 AS65001 10.0.0.0/8 #0 [65001 65003] o1 nh=invalid IP lp=0/false med=0/false c=" + comms + " lc=[]",
+		"A 2001:db8::2 AS4200000000 10.0.0.0/8 #0 [4200000000] o0 nh=192.0.2.5 lp=0/false med=0/false c=[] lc=[]",
+		"A 192.0.2.1 AS65001 172.16.0.0/16 #0 [4200000000] o0 nh=192.0.2.5 lp=0/false med=0/false c=[] lc=[]",
+		"W 192.0.2.1 AS65001 10.7.0.0/16 #3",
+		"A 192.0.2.1 AS65001 10.8.0.0/16 #1 [65001] o0 nh=192.0.2.1 lp=0/false med=0/false c=[] lc=[]",
+		"A 192.0.2.1 AS65001 10.8.0.0/16 #2 [65001] o0 nh=192.0.2.1 lp=0/false med=0/false c=[] lc=[]",
+		"A 192.0.2.1 AS65001 2001:db8:6::/48 #7 [65001] o0 nh=2001:db8::1 lp=0/false med=0/false c=[] lc=[]",
+	}
+	// The long-path route and the MRTD records follow; check them apart.
+	if len(got) != len(want)+3 {
+		t.Fatalf("%d routes, want %d:\n%s", len(got), len(want)+3, strings.Join(got, "\n"))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("route %d:\n-got  %s\n+want %s", i, got[i], want[i])
+		}
+	}
+	if !strings.Contains(got[len(want)], "4000001019]") {
+		t.Errorf("long path route: %.80s…", got[len(want)])
+	}
+	if tail := got[len(want)+1:]; tail[0] != "W 192.0.2.1 AS65001 10.11.0.0/16 #0" || !strings.HasPrefix(tail[1], "A 192.0.2.1 AS65001 10.12.0.0/16") {
+		t.Errorf("MRTD routes: %q", tail)
 	}
 }
