@@ -87,16 +87,7 @@ func TestDumpRIPEExpected(t *testing.T) {
 	for _, f := range files {
 		name := filepath.Base(f)
 		t.Run(name, func(t *testing.T) {
-			exp, err := os.Open(filepath.Join(dir, "test_expect", name+".bgp.gz"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer exp.Close()
-			zr, err := gzip.NewReader(exp)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n := compareLines(t, dumpPipe(t, f, ModeOneLine), zr, nil)
+			n := compareLines(t, dumpPipe(t, f, ModeOneLine), expected(t, dir, name), nil)
 			if n == 0 {
 				t.Fatal("no output lines")
 			}
@@ -393,4 +384,19 @@ func TestTruncatedGzipFile(t *testing.T) {
 		t.Fatalf("output (%d bytes) is not a non-empty prefix of the full output", out.Len())
 	}
 	t.Logf("%s after %d lines", err, strings.Count(out.String(), "\n"))
+}
+
+// expected opens bgpdump's expected output for a file of its regression suite.
+func expected(t *testing.T, dir, name string) io.Reader {
+	t.Helper()
+	exp, err := os.Open(filepath.Join(dir, "test_expect", name+".bgp.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exp.Close() })
+	zr, err := gzip.NewReader(exp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return zr
 }

@@ -132,45 +132,17 @@ func peerFrom(raw [16]byte, v6 bool, asn uint32) Peer {
 }
 
 func (w *walker) tableDump(h Header, body []byte, fn func(*Route) error) error {
-	s := stream{b: body}
-	s.u16()
-	s.u16()
-	var v6 bool
-	var p rawPrefix
-	switch h.Subtype {
-	case 1, 3:
-		copy(p.addr[:], s.take(4))
-	case 2, 4:
-		v6 = true
-		p.addr = s.addr16()
-	default:
+	var t tableDumpRoute
+	s, ok := parseTableDump(h.Subtype, body, &t)
+	if !ok || s.left() < 2 {
 		w.stats.Skipped++
 		return nil
 	}
-	p.bits = s.u8()
-	s.u8()
-	s.u32()
-	var peer [16]byte
-	if v6 {
-		peer = s.addr16()
-	} else {
-		copy(peer[:], s.take(4))
-	}
-	asn4 := h.Subtype == 3 || h.Subtype == 4
-	var as uint32
-	if asn4 {
-		as = s.u32()
-	} else {
-		as = uint32(s.u16())
-	}
-	if s.left() < 2 {
-		w.stats.Skipped++
-		return nil
-	}
-	w.attrs.decode(&s, asn4, false)
-	w.attrs.Routing(&w.ra, v6)
-	w.rt.Peer = peerFrom(peer, v6, as)
-	return w.emit(Announce, &p, v6, fn)
+	w.attrs.decode(&s, t.asn4, false)
+	w.attrs.Routing(&w.ra, t.v6)
+	w.rt.Peer = peerFrom(t.peer, t.v6, t.peerAS)
+	p := rawPrefix{addr: t.prefix, bits: t.bits}
+	return w.emit(Announce, &p, t.v6, fn)
 }
 
 func (w *walker) tableDumpV2(h Header, body []byte, fn func(*Route) error) error {
