@@ -9,6 +9,9 @@ import (
 	"os"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/netledger/netledger/internal/source/udpreport"
+	"github.com/netledger/netledger/internal/spool"
 )
 
 // Config is the whole configuration of `netledger serve`: one field per component, each with
@@ -18,6 +21,11 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// HTTP serves /metrics, /healthz and the API.
 	HTTP HTTPConfig `yaml:"http"`
+	// Spool is the durable log between sources and consumers; its dir defaults to
+	// <data_dir>/spool.
+	Spool spool.Config `yaml:"spool"`
+	// Report is the UDP report collector (protocol v2 and trafstat v1).
+	Report udpreport.Config `yaml:"report"`
 }
 
 // HTTPConfig configures the HTTP endpoint.
@@ -31,6 +39,8 @@ func DefaultConfig() Config {
 	return Config{
 		DataDir: "netledger-data",
 		HTTP:    HTTPConfig{Listen: "127.0.0.1:8790"},
+		Spool:   spool.DefaultConfig(),
+		Report:  udpreport.DefaultConfig(),
 	}
 }
 

@@ -164,9 +164,21 @@ type mmdbContents struct {
 }
 
 // readMMDB walks every network of an mmdb file and builds tables of the locations and AS
-// numbers it holds. Data records are decoded once each (many networks share one record).
-// A corrupt file gives an error naming it; a panic in the decoder is turned into one.
-func readMMDB(path string) (out mmdbContents, err error) {
+// numbers it holds. A corrupt file gives an error naming it.
+func readMMDB(path string) (mmdbContents, error) {
+	db, err := maxminddb.Open(path)
+	if err != nil {
+		return mmdbContents{}, fmt.Errorf("cannot open %s: %w", path, err)
+	}
+	defer db.Close()
+	return walkMMDB(db, path)
+}
+
+// walkMMDB reads every network of an open database (named path in errors). Data records are
+// decoded once each (many networks share one record). The database is verified first, as the
+// library asks before custom decoding of untrusted data; a panic in the decoder is turned into
+// an error all the same.
+func walkMMDB(db *maxminddb.Reader, path string) (out mmdbContents, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("cannot read %s: corrupt database: %v", path, p)
@@ -178,11 +190,6 @@ func readMMDB(path string) (out mmdbContents, err error) {
 		names: map[uint32]string{},
 		rep:   FileReport{Path: path, Kind: "mmdb"},
 	}
-	db, err := maxminddb.Open(path)
-	if err != nil {
-		return out, fmt.Errorf("cannot open %s: %w", path, err)
-	}
-	defer db.Close()
 	if err := db.Verify(); err != nil {
 		return out, fmt.Errorf("cannot use %s: corrupt database: %w", path, err)
 	}
@@ -217,9 +224,7 @@ func readMMDB(path string) (out mmdbContents, err error) {
 			}
 			used = true
 		}
-		if used {
-			out.rep.Prefixes++
-		} else {
+		if !used {
 			out.rep.Ignored++
 		}
 	}

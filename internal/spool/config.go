@@ -34,11 +34,12 @@ func DefaultConfig() Config {
 	}
 }
 
-func (c Config) validate() error {
+// Validate checks the configuration.
+func (c Config) Validate() error {
 	switch {
 	case c.Dir == "":
 		return errors.New("spool directory not set")
-	case c.SegmentSize < headerSize+frameHeaderSize+recordSize:
+	case c.SegmentSize < headerSize+frameHeaderSize+maxRecordSize:
 		return errors.New("spool segment_size too small")
 	case c.SegmentAge <= 0:
 		return errors.New("spool segment_age must be positive")

@@ -23,6 +23,7 @@ type Reader struct {
 	size     int64 // size of a sealed segment, -1 while the segment may still grow
 	off      int64 // position of the next record or frame header
 	frameEnd int64 // end of the current frame; off == frameEnd at a frame boundary
+	base     int64 // the current frame's base time
 
 	data    []byte // file bytes [dataOff, dataOff+len(data))
 	dataOff int64
@@ -138,25 +139,46 @@ func (r *Reader) nextFrame(limit int64) error {
 	if err != nil {
 		return err
 	}
-	n := le.Uint32(h)
-	if n == 0 || n > maxFrameRecords {
+	plen := int(le.Uint32(h))
+	if plen > maxFrameRecords*maxRecordSize {
 		return fmt.Errorf("spool segment %d at %d: %w: bad frame length", r.seg, r.off, ErrCorrupt)
 	}
-	b, err := r.bytesAt(r.off, frameHeaderSize+int(n)*recordSize, limit)
+	b, err := r.bytesAt(r.off, frameHeaderSize+plen, limit)
 	if err != nil {
 		return err
 	}
 	if checkFrame(b) == 0 {
 		return fmt.Errorf("spool segment %d at %d: %w: checksum mismatch", r.seg, r.off, ErrCorrupt)
 	}
+	r.base = int64(le.Uint64(b[8:]))
 	r.frameEnd = r.off + int64(len(b))
 	r.off += frameHeaderSize
 	return nil
 }
 
+// decode decodes records of the current frame into buf from r.off and returns how many.
+func (r *Reader) decode(buf []record.Record) (int, error) {
+	rest, err := r.bytesAt(r.off, int(r.frameEnd-r.off), r.frameEnd)
+	if err != nil {
+		return 0, err
+	}
+	n, p := 0, 0
+	for n < len(buf) && p < len(rest) {
+		k, err := decodeRecord(rest[p:], r.base, &buf[n])
+		if err != nil {
+			return n, fmt.Errorf("spool segment %d at %d: %w: %w", r.seg, r.off+int64(p), ErrCorrupt, err)
+		}
+		p += k
+		n++
+	}
+	r.off += int64(p)
+	return n, nil
+}
+
 // seek moves to offset off of the current segment, which must be a frame boundary or a record
 // inside a frame.
 func (r *Reader) seek(off int64) error {
+	var one [1]record.Record
 	for r.off < off {
 		if r.off == r.frameEnd {
 			limit, _, err := r.limit()
@@ -175,10 +197,9 @@ func (r *Reader) seek(off int64) error {
 			r.off = r.frameEnd
 			continue
 		}
-		if (off-r.off)%recordSize != 0 {
-			break
+		if _, err := r.decode(one[:]); err != nil {
+			return err
 		}
-		r.off = off
 	}
 	if r.off != off {
 		return fmt.Errorf("cannot read spool from %d:%d: not a record boundary", r.seg, off)
@@ -193,16 +214,11 @@ func (r *Reader) Read(buf []record.Record) (int, Position, error) {
 	n := 0
 	for n < len(buf) {
 		if r.off < r.frameEnd {
-			k := min(len(buf)-n, int((r.frameEnd-r.off)/recordSize))
-			b, err := r.bytesAt(r.off, k*recordSize, r.frameEnd)
+			k, err := r.decode(buf[n:])
+			n += k
 			if err != nil {
 				return n, r.pos(), err
 			}
-			for i := range k {
-				decodeRecord(b[i*recordSize:], &buf[n+i])
-			}
-			n += k
-			r.off += int64(k * recordSize)
 			continue
 		}
 		limit, sealed, err := r.limit()

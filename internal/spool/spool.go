@@ -98,7 +98,7 @@ func (s *Spool) path(n uint64) string { return filepath.Join(s.cfg.Dir, segName(
 // Open opens (creating it if needed) the spool directory cfg.Dir, truncates a torn tail left by
 // a crash in its last segment, starts a new segment and the group-commit goroutine.
 func Open(cfg Config) (*Spool, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
@@ -174,7 +174,7 @@ func listSegments(dir string) ([]uint64, error) {
 func encodeHeader(b []byte, num uint64, created time.Time) {
 	copy(b[0:8], segMagic)
 	le.PutUint16(b[8:], segVersion)
-	le.PutUint16(b[10:], recordSize)
+	le.PutUint16(b[10:], 0)
 	le.PutUint32(b[12:], 0)
 	le.PutUint64(b[16:], uint64(created.UnixNano()))
 	le.PutUint32(b[24:], uint32(num))
@@ -191,9 +191,6 @@ func checkHeader(b []byte, num uint64) error {
 	if v := le.Uint16(b[8:]); v != segVersion {
 		return fmt.Errorf("unsupported segment version %d", v)
 	}
-	if rs := le.Uint16(b[10:]); rs != recordSize {
-		return fmt.Errorf("unsupported record size %d", rs)
-	}
 	if le.Uint32(b[24:]) != uint32(num) {
 		return errors.New("segment number mismatch")
 	}
@@ -206,16 +203,16 @@ func checkFrame(b []byte) int {
 	if len(b) < frameHeaderSize {
 		return 0
 	}
-	n := le.Uint32(b)
-	if n == 0 || n > maxFrameRecords {
+	plen, n := int(le.Uint32(b)), int(le.Uint32(b[4:]))
+	if n == 0 || n > maxFrameRecords || plen < 2*n || plen > n*maxRecordSize {
 		return 0
 	}
-	l := frameHeaderSize + int(n)*recordSize
+	l := frameHeaderSize + plen
 	if len(b) < l {
 		return 0
 	}
-	crc := crc32.Update(crc32.Checksum(b[:4], castagnoli), castagnoli, b[frameHeaderSize:l])
-	if crc != le.Uint32(b[4:]) {
+	crc := crc32.Update(crc32.Checksum(b[:16], castagnoli), castagnoli, b[frameHeaderSize:l])
+	if crc != le.Uint32(b[16:]) {
 		return 0
 	}
 	return l
@@ -312,15 +309,16 @@ func (s *Spool) Append(recs []record.Record) error {
 	for len(recs) > 0 {
 		n := min(len(recs), maxFrameRecords)
 		start := len(s.pending)
-		need := frameHeaderSize + n*recordSize
-		s.pending = slices.Grow(s.pending, need)[:start+need]
-		b := s.pending[start:]
-		le.PutUint32(b, uint32(n))
-		p := b[frameHeaderSize:]
+		s.pending = slices.Grow(s.pending, frameHeaderSize+n*maxRecordSize)[:start+frameHeaderSize]
+		base := recs[0].Time
 		for i := range n {
-			encodeRecord(p[i*recordSize:], &recs[i])
+			s.pending = appendRecord(s.pending, &recs[i], base)
 		}
-		le.PutUint32(b[4:], crc32.Update(crc32.Checksum(b[:4], castagnoli), castagnoli, p))
+		b := s.pending[start:]
+		le.PutUint32(b[0:], uint32(len(b)-frameHeaderSize))
+		le.PutUint32(b[4:], uint32(n))
+		le.PutUint64(b[8:], uint64(base))
+		le.PutUint32(b[16:], crc32.Update(crc32.Checksum(b[:16], castagnoli), castagnoli, b[frameHeaderSize:]))
 		recs = recs[n:]
 	}
 	if len(s.pending) >= flushThreshold {
@@ -529,3 +527,10 @@ func (s *Spool) oldestLocked() uint64 {
 }
 
 var _ io.Closer = (*Spool)(nil)
+
+// Err returns the write or sync error that stopped the spool, if any (for health checks).
+func (s *Spool) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/netledger/netledger/client"
+	"github.com/netledger/netledger/internal/record"
+	"github.com/netledger/netledger/internal/spool"
+)
+
+const crashSecret = "crash-test-secret-0123456789abcdef"
+
+// buildBinary builds netledger into a temporary directory.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "netledger")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// daemon is a `netledger serve` subprocess.
+type daemonProc struct {
+	cmd        *exec.Cmd
+	reportAddr string
+	httpAddr   string
+}
+
+var listenRe = regexp.MustCompile(`msg="(receiving reports|serving http)".* listen=(\S+)`)
+
+func startServe(t *testing.T, bin, config string) *daemonProc {
+	t.Helper()
+	cmd := exec.Command(bin, "serve", "--config", config)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	d := &daemonProc{cmd: cmd}
+	sc := bufio.NewScanner(stderr)
+	deadline := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
+	defer deadline.Stop()
+	for (d.reportAddr == "" || d.httpAddr == "") && sc.Scan() {
+		if m := listenRe.FindStringSubmatch(sc.Text()); m != nil {
+			if m[1] == "receiving reports" {
+				d.reportAddr = m[2]
+			} else {
+				d.httpAddr = m[2]
+			}
+		}
+	}
+	if d.reportAddr == "" || d.httpAddr == "" {
+		t.Fatal("serve did not start listening")
+	}
+	go io.Copy(io.Discard, stderr)
+	return d
+}
+
+func (d *daemonProc) accepted(t *testing.T) int {
+	resp, err := http.Get("http://" + d.httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, "netledger_reports_accepted_total "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return int(f)
+		}
+	}
+	return 0
+}
+
+// load sends reports with ids (BytesOut) from next until stopped, about rate per second.
+func load(t *testing.T, addr string, next *atomic.Uint64, stop <-chan struct{}, max uint64) {
+	c, err := client.New(client.Config{Addr: addr, KeyID: 1, Key: []byte(crashSecret), FlushInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer c.Close()
+	for {
+		for range 200 {
+			id := next.Load()
+			if id > max {
+				return
+			}
+			next.Add(1)
+			c.Report(client.Record{Client: netip.AddrFrom4([4]byte{10, 0, byte(id >> 8), byte(id)}), BytesOut: id, MSS: 1448})
+		}
+		select {
+		case <-stop:
+			return
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+}
+
+// readSpool opens the spool (as the next process would) and reads from p.
+func readSpool(t *testing.T, dir string, from spool.Position, limit int) ([]uint64, spool.Position) {
+	t.Helper()
+	cfg := spool.DefaultConfig()
+	cfg.Dir = dir
+	s, err := spool.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r, err := s.NewReader(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var ids []uint64
+	buf := make([]record.Record, 100)
+	pos := from
+	for len(ids) < limit {
+		n, next, err := r.Read(buf[:min(len(buf), limit-len(ids))])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		for _, rec := range buf[:n] {
+			ids = append(ids, rec.BytesOut)
+		}
+		pos = next
+	}
+	return ids, pos
+}
+
+func checkUnique(t *testing.T, what string, ids []uint64) {
+	t.Helper()
+	seen := map[uint64]bool{}
+	for _, id := range ids {
+		if seen[id] {
+			t.Fatalf("%s: report %d twice", what, id)
+		}
+		seen[id] = true
+	}
+}
+
+// TestCrashRecovery kills `netledger serve` with SIGKILL during a load, restarts it on the same
+// spool, and checks that the committed reports are all there exactly once and that a consumer
+// resumes at its checkpoint.
+func TestCrashRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	config := filepath.Join(dir, "netledger.yaml")
+	os.WriteFile(config, fmt.Appendf(nil, `data_dir: %s
+http: {listen: "127.0.0.1:0"}
+spool: {sync_interval: 20ms}
+report:
+  listen: "127.0.0.1:0"
+  keys: [{id: 1, secret: %q}]
+`, dir, crashSecret), 0o600)
+	spoolDir := filepath.Join(dir, "spool")
+
+	// Run 1: load, then SIGKILL in the middle of it.
+	d := startServe(t, bin, config)
+	var next atomic.Uint64
+	next.Store(1)
+	stop := make(chan struct{})
+	loaded := make(chan struct{})
+	go func() { load(t, d.reportAddr, &next, stop, 1<<40); close(loaded) }()
+	for d.accepted(t) < 20_000 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Wait()
+	close(stop)
+	<-loaded
+
+	// A consumer reads part of what was committed and checkpoints.
+	all1, _ := readSpool(t, spoolDir, spool.Position{}, 1<<30)
+	if len(all1) < 10_000 {
+		t.Fatalf("only %d reports survived the crash", len(all1))
+	}
+	checkUnique(t, "after crash", all1)
+	ck := spool.Checkpoint{Path: filepath.Join(dir, "consumer.checkpoint")}
+	half := len(all1) / 2
+	first, pos := readSpool(t, spoolDir, spool.Position{}, half)
+	if err := ck.Save(pos); err != nil {
+		t.Fatal(err)
+	}
+
+	// Run 2 on the same spool: more reports, then a clean stop.
+	d = startServe(t, bin, config)
+	start2 := next.Load()
+	const more = 10_000
+	load(t, d.reportAddr, &next, nil, start2+more-1)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for d.accepted(t) < more && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if err := d.cmd.Wait(); err != nil {
+		t.Fatalf("serve after SIGTERM: %v", err)
+	}
+
+	// Everything committed before the crash is still there, once, followed by run 2's reports.
+	all2, _ := readSpool(t, spoolDir, spool.Position{}, 1<<30)
+	checkUnique(t, "after restart", all2)
+	if len(all2) != len(all1)+more {
+		t.Fatalf("spool holds %d reports, want %d committed before the crash + %d", len(all2), len(all1), more)
+	}
+	for i, id := range all1 {
+		if all2[i] != id {
+			t.Fatalf("report %d changed: %d, was %d", i, all2[i], id)
+		}
+	}
+	for i, id := range all2[len(all1):] {
+		if id != start2+uint64(i) {
+			t.Fatalf("run 2 report %d = %d, want %d", i, id, start2+uint64(i))
+		}
+	}
+	// The consumer resumes at its checkpoint: the rest, nothing it had read.
+	from, err := ck.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest, _ := readSpool(t, spoolDir, from, 1<<30)
+	if len(first)+len(rest) != len(all2) {
+		t.Fatalf("consumer read %d then %d reports, want %d in all", len(first), len(rest), len(all2))
+	}
+	for i, id := range rest {
+		if all2[half+i] != id {
+			t.Fatalf("resumed report %d = %d, want %d", i, id, all2[half+i])
+		}
+	}
+}
