@@ -111,6 +111,7 @@ func Open(cfg Config) (*DB, error) {
 		if err != nil {
 			return nil, err
 		}
+		c.loc = compact(c.loc)
 		if c.loc.Size() == 0 {
 			return nil, fmt.Errorf("cannot use %s as a country database: %w (no country in any record)", path, errNoData)
 		}
@@ -123,6 +124,7 @@ func Open(cfg Config) (*DB, error) {
 		if err != nil {
 			return nil, err
 		}
+		c.asn = compact(c.asn)
 		if c.asn.Size() == 0 {
 			return nil, fmt.Errorf("cannot use %s as an ASN database: %w (no AS number in any record)", path, errNoData)
 		}
@@ -153,7 +155,7 @@ func Open(cfg Config) (*DB, error) {
 			}
 		}
 	}
-	db.table = combine(compact(locs), compact(asns))
+	db.table = combine(locs, asns)
 	return db, nil
 }
 
@@ -165,13 +167,37 @@ func readRIRFile(path string) (*bart.Table[loc], FileReport, error) {
 	defer f.Close()
 	t := new(bart.Table[loc])
 	var buf []netip.Prefix
+	// Consecutive IPv4 delegations to one country (the files list them in address order) are
+	// merged into one range before it is split into prefixes: fewer, larger prefixes.
+	var run struct {
+		start, end uint64
+		l          loc
+	}
+	flush := func() {
+		buf = appendRange4(buf[:0], run.start, run.end-run.start)
+		for _, p := range buf {
+			t.Insert(p, run.l)
+		}
+		run.end = run.start
+	}
 	rep, err := ReadRIR(f, path, func(r RIRRecord) {
 		l := loc{Country: r.Country, Continent: ContinentOf(r.Country)}
+		if r.Type == RIRIPv4 {
+			b := r.Start.As4()
+			start := uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3])
+			if start != run.end || l != run.l {
+				flush()
+				run.start, run.l = start, l
+			}
+			run.end = start + r.Value
+			return
+		}
 		buf = r.AppendPrefixes(buf[:0])
 		for _, p := range buf {
 			t.Insert(p, l)
 		}
 	})
+	flush()
 	if err != nil {
 		return nil, rep, err
 	}
@@ -256,8 +282,8 @@ func lastAddr(p netip.Prefix) netip.Addr {
 
 // compact returns a smaller table that answers every lookup as t does: sibling prefixes with
 // equal values merge into their parent, and prefixes whose covering prefix has the same value
-// go. Country data shrinks a lot: a City database's networks split by city, and RIR files list
-// adjacent blocks of one country one by one.
+// go. An mmdb's networks split on every field of its records (a City database's by city), so
+// its country and AS tables shrink a lot. (RIR files are merged cheaper while read.)
 func compact[V comparable](t *bart.Table[V]) *bart.Table[V] {
 	var byLen [129]map[netip.Prefix]V
 	for p, v := range t.All() {
