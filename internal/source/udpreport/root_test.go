@@ -228,6 +228,8 @@ func TestConfigValidate(t *testing.T) {
 		{"long v1 secret", func(c *Config) { c.V1.Secret = "012345678901234567890" }},
 		{"tiny datagram", func(c *Config) { c.MaxDatagram = 100 }},
 		{"zero window", func(c *Config) { c.Window = 0 }},
+		{"empty class name", func(c *Config) { c.Classes = map[uint16]string{1: ""} }},
+		{"duplicate class name", func(c *Config) { c.Classes = map[uint16]string{1: "web", 2: "web"} }},
 	} {
 		cfg := testCfg()
 		tc.mod(&cfg)
@@ -235,8 +237,13 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%s: Validate() succeeded", tc.name)
 		}
 	}
-	if err := testCfg().Validate(); err != nil {
+	good := testCfg()
+	good.Classes = map[uint16]string{1: "web", 2: "video"}
+	if err := good.Validate(); err != nil {
 		t.Errorf("Validate(good) = %v", err)
+	}
+	if good.ClassName(2) != "video" || good.ClassName(7) != "7" {
+		t.Errorf("ClassName() = %q, %q", good.ClassName(2), good.ClassName(7))
 	}
 }
 
