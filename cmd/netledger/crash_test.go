@@ -214,7 +214,10 @@ report:
 	stop := make(chan struct{})
 	loaded := make(chan struct{})
 	go func() { load(t, d.reportAddr, &next, stop, 1<<40); close(loaded) }()
-	for d.accepted(t) < 20_000 {
+	for deadline := time.Now().Add(30 * time.Second); d.accepted(t) < 20_000; {
+		if time.Now().After(deadline) {
+			t.Fatal("serve accepted fewer than 20,000 reports in 30 s")
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
