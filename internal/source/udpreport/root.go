@@ -268,7 +268,7 @@ func (w *worker) flush() {
 	}
 	for v, n := range w.dg {
 		if n > 0 {
-			m.datagrams.WithLabelValues([...]string{"v2", "v1", "unknown"}[v]).Add(float64(n))
+			m.datagrams[v].Add(float64(n))
 			w.dg[v] = 0
 		}
 	}
