@@ -21,6 +21,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/netledger/netledger/internal/record"
 )
 
@@ -87,6 +89,8 @@ type Spool struct {
 	syncs      uint64
 	removed    uint64
 
+	lock *os.File // flock'ed: one process per directory
+
 	kick chan struct{}
 	stop chan struct{}
 	done chan struct{}
@@ -105,6 +109,7 @@ func Open(cfg Config) (*Spool, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o750); err != nil {
 		return nil, fmt.Errorf("cannot create spool directory: %w", err)
 	}
+	var err error
 	s := &Spool{
 		cfg:     cfg,
 		log:     slog.Default().With("component", "spool"),
@@ -114,6 +119,15 @@ func Open(cfg Config) (*Spool, error) {
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	if s.lock, err = lockDir(cfg.Dir); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.lock.Close()
+		}
+	}()
 	nums, err := listSegments(cfg.Dir)
 	if err != nil {
 		return nil, err
@@ -146,8 +160,23 @@ func Open(cfg Config) (*Spool, error) {
 		return nil, err
 	}
 	s.synced = Position{Segment: next, Offset: headerSize}
+	ok = true
 	go s.loop()
 	return s, nil
+}
+
+// lockDir takes an exclusive lock on dir/LOCK, released when the file is closed or the process
+// dies, so that two processes never write one spool.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open spool lock: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("spool directory %s is in use by another process: %w", dir, err)
+	}
+	return f, nil
 }
 
 // listSegments returns the segment numbers in dir, sorted.
@@ -483,6 +512,7 @@ func (s *Spool) Close() error {
 	if cerr := s.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("cannot close spool segment: %w", cerr)
 	}
+	s.lock.Close()
 	return err
 }
 

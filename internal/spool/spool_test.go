@@ -724,3 +724,17 @@ func TestCloseKeepsConcurrentAppends(t *testing.T) {
 		t.Errorf("spool holds %d records, Append accepted %d", len(got), ok.Load())
 	}
 }
+
+func TestOneProcessPerDirectory(t *testing.T) {
+	cfg := testConfig(t)
+	s := mustOpen(t, cfg)
+	if s2, err := Open(cfg); err == nil || !strings.Contains(err.Error(), "in use") {
+		if s2 != nil {
+			s2.Close()
+		}
+		t.Fatalf("second Open() = %v, want in use", err)
+	}
+	s.Close()
+	s = mustOpen(t, cfg) // released by Close
+	s.Close()
+}
