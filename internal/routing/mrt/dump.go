@@ -25,6 +25,7 @@ type Dumper struct {
 	attrs Attributes
 	peers []Peer
 	tstr  []byte
+	tkey  timeKey
 	// Skipped counts records bgpdump ignores too (unsupported types, bad markers…).
 	Skipped int64
 }
@@ -74,6 +75,11 @@ func (d *Dumper) Record(h Header, body []byte) error {
 // timeStr formats the record time: seconds for -m, "MM/DD/YY HH:MM:SS" for -M, with
 // ".uuuuuu" for BGP4MP_ET.
 func (d *Dumper) timeStr(h Header, et bool) []byte {
+	key := timeKey{h.Time, h.Micro, et, true}
+	if key == d.tkey {
+		return d.tstr
+	}
+	d.tkey = key
 	t := d.tstr[:0]
 	if d.mode == ModeOneLine {
 		t = appendUint(t, uint64(h.Time))
@@ -101,6 +107,12 @@ func (d *Dumper) timeStr(h Header, et bool) []byte {
 	}
 	d.tstr = t
 	return t
+}
+
+// timeKey identifies the last formatted time.
+type timeKey struct {
+	sec, micro uint32
+	et, valid  bool
 }
 
 func append2(dst []byte, v int) []byte {
