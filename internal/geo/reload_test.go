@@ -114,9 +114,15 @@ func TestReloaderRunReloadsOnChangeAndSIGHUP(t *testing.T) {
 	waitFor(t, "the change to be picked up", func() bool { return r.Lookup(a).CountryCode() == "DE" })
 
 	// SIGHUP reloads even when the file looks unchanged (same size and time).
+	// Write the new content beside the file with the old time, then rename it over, so the
+	// poller can never see a moment where the file looks changed.
 	fi, _ := os.Stat(path)
-	write(t, path, rirFile("GB")+"#\n")
-	if err := os.Chtimes(path, fi.ModTime(), fi.ModTime()); err != nil {
+	tmp := path + ".tmp"
+	write(t, tmp, rirFile("GB")+"#\n")
+	if err := os.Chtimes(tmp, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(30 * time.Millisecond)

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -661,4 +662,30 @@ func BenchmarkEncodeDecode(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/record")
 	b.ReportMetric(float64(len(buf))/float64(len(recs)), "bytes/record")
+}
+
+// TestCodecCoversRecord sets each field of record.Record alone and checks that the spool keeps
+// it: a field added to Record without a place in the codec fails here.
+func TestCodecCoversRecord(t *testing.T) {
+	typ := reflect.TypeFor[record.Record]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		var r record.Record
+		v := reflect.ValueOf(&r).Elem().Field(i)
+		switch {
+		case f.Type == reflect.TypeFor[netip.Addr]():
+			v.Set(reflect.ValueOf(netip.MustParseAddr("2001:db8::1")))
+		case v.CanInt():
+			v.SetInt(-3)
+		case v.CanUint():
+			v.SetUint(3)
+		default:
+			t.Fatalf("field %s of type %s: teach this test and the codec about it", f.Name, f.Type)
+		}
+		b := appendRecord(nil, &r, 0)
+		var got record.Record
+		if _, err := decodeRecord(b, 0, &got); err != nil || got != r {
+			t.Errorf("field %s is not kept by the spool codec: got %+v, %v", f.Name, got, err)
+		}
+	}
 }

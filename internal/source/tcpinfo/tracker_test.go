@@ -73,8 +73,14 @@ func TestTrackerDeltas(t *testing.T) {
 			{dump: []Socket{final}, records: 1},
 			{destroy: &fin, records: 1},
 		}, func() counters { c := want; c.open = 1; return c }()},
-		{"lost destroy: forgotten at next dump", []step{
+		{"destroy still queued during the next dump", []step{
 			{dump: []Socket{mid}, records: 1},
+			{dump: []Socket{}, records: 0},
+			{destroy: &fin, records: 1},
+		}, func() counters { c := want; c.open = 1; return c }()},
+		{"lost destroy: forgotten after two dumps without it", []step{
+			{dump: []Socket{mid}, records: 1},
+			{dump: []Socket{}, records: 0},
 			{dump: []Socket{}, records: 0},
 		}, counters{requests: 1, open: 1, out: 30_000, in: 700, pout: 25, pin: 12, retrans: 1, dur: 10_000}},
 	}
@@ -167,5 +173,27 @@ func TestConfigValidate(t *testing.T) {
 		if c.Validate() == nil {
 			t.Errorf("Validate(%+v) = nil, want an error", c)
 		}
+	}
+}
+
+// TestTrackerSlotReuse: a socket first seen after another one closed reuses its memory and must
+// still be accounted from zero.
+func TestTrackerSlotReuse(t *testing.T) {
+	tr := newTracker(newFilter(Config{}))
+	var r record.Record
+	a := sock(1, 50_000, 10, 40, 20, 2, 900)
+	tr.beginDump()
+	tr.dumped(&a, 1, &r)
+	tr.endDump()
+	fa := closedSock(a)
+	tr.destroy(&fa, 2, &r)
+	b := sock(2, 7_000, 5, 6, 4, 0, 100)
+	tr.beginDump()
+	if !tr.dumped(&b, 3, &r) {
+		t.Fatal("new socket not accounted")
+	}
+	tr.endDump()
+	if r.BytesOut != 7_000 || r.PacketsOut != 6 || r.Requests != 1 || r.Duration != 100 {
+		t.Errorf("new socket's first record %+v, want its full counters", r)
 	}
 }

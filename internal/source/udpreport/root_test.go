@@ -45,7 +45,9 @@ func (s *sink) len() int {
 // UDP socket.
 func start(t *testing.T, cfg Config) (*Collector, *sink, *prometheus.Registry, *net.UDPConn) {
 	t.Helper()
-	cfg.Listen = "127.0.0.1:0"
+	if cfg.Listen == DefaultConfig().Listen {
+		cfg.Listen = "127.0.0.1:0"
+	}
 	reg := prometheus.NewRegistry()
 	s := &sink{}
 	c, err := New(cfg, Deps{Sink: s.append, Registerer: reg, Logger: slog.New(slog.DiscardHandler)})
@@ -234,5 +236,31 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if err := testCfg().Validate(); err != nil {
 		t.Errorf("Validate(good) = %v", err)
+	}
+}
+
+// TestDualStack listens on [::]:0 and receives from IPv4 and IPv6 loopback: the exporter and
+// server of each report are the datagram's source, IPv4 never mapped.
+func TestDualStack(t *testing.T) {
+	cfg := testCfg()
+	cfg.Listen = "[::]:0"
+	c, s, _, _ := start(t, cfg)
+	addr, _ := c.Addr(context.Background())
+	key := report.Key{ID: 1, Secret: []byte(secretA)}
+	for i, src := range []string{"127.0.0.1", "::1"} {
+		dst := netip.AddrPortFrom(netip.MustParseAddr(src), addr.Port())
+		conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
+		if err != nil {
+			t.Skipf("no %s loopback: %v", src, err)
+		}
+		conn.Write(v2Datagram(t, key, 50, uint64(i+1), time.Now(), rec("198.51.100.50", 50)))
+		conn.Close()
+		waitFor(t, "report from "+src, func() bool { return s.len() == i+1 })
+		s.mu.Lock()
+		got := s.recs[i]
+		s.mu.Unlock()
+		if want := netip.MustParseAddr(src); got.Exporter != want || got.Server != want {
+			t.Errorf("from %s: exporter %v server %v", src, got.Exporter, got.Server)
+		}
 	}
 }
