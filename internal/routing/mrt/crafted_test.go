@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -306,5 +307,27 @@ func TestRoutesCrafted(t *testing.T) {
 	}
 	if tail := got[len(want)+1:]; tail[0] != "W 192.0.2.1 AS65001 10.11.0.0/16 #0" || !strings.HasPrefix(tail[1], "A 192.0.2.1 AS65001 10.12.0.0/16") {
 		t.Errorf("MRTD routes: %q", tail)
+	}
+}
+
+// TestRoutesTruncatedAttribute: an attribute longer than its block is dropped and counted; the
+// attributes before it and the route are kept.
+func TestRoutesTruncatedAttribute(t *testing.T) {
+	attrs := cat(attr(0x40, attrOrigin, []byte{0}), attr(0x40, attrASPath, seg4(2, 65001)),
+		attr(0x40, attrNextHop, ip("192.0.2.1")), []byte{0xc0, attrCommunities, 40, 0, 0})
+	rec := mrtRecord(TypeBGP4MP, SubMessageAS4, 1700000000, bgp4mp(true, 65001, 65000, "192.0.2.1", "192.0.2.254",
+		update(nil, attrs, nlri(nil, "10.1.0.0/16"))))
+	r, _ := NewReader(bytes.NewReader(rec))
+	var got []string
+	err := r.Routes(func(rt *Route) error {
+		got = append(got, fmt.Sprintf("%s [%s] %s %v", rt.Prefix, pathText(rt.Attrs.Path), rt.Attrs.NextHop, rt.Attrs.Communities))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"10.1.0.0/16 [65001] 192.0.2.1 []"}
+	if st := r.RouteStats(); !slices.Equal(got, want) || st.BadAttributes != 1 {
+		t.Fatalf("routes %q (want %q), stats %+v", got, want, st)
 	}
 }

@@ -22,7 +22,7 @@ type Dumper struct {
 	w     *bufio.Writer
 	mode  Mode
 	line  []byte
-	attrs Attributes
+	attrs attributes
 	peers []Peer
 	tstr  []byte
 	tkey  timeKey
@@ -142,7 +142,7 @@ func describeOrigin(o int) string {
 }
 
 // tail appends "|community|AG|aggregator|\n" (the part after MED).
-func (d *Dumper) tail(a *Attributes) {
+func (d *Dumper) tail(a *attributes) {
 	l := d.line
 	if a.Has(attrCommunities) {
 		l = appendCommunities(l, a.comm)
@@ -183,7 +183,7 @@ func appendCommunities(dst, c []byte) []byte {
 	return dst
 }
 
-func (a *Attributes) prefAndMED() (uint32, uint32) {
+func (a *attributes) prefAndMED() (uint32, uint32) {
 	var p, m uint32
 	if a.Has(attrLocalPref) {
 		p = a.localPref
@@ -195,7 +195,7 @@ func (a *Attributes) prefAndMED() (uint32, uint32) {
 }
 
 // appendPrefMED appends "pref|med|" with %u, or %d (signed) as bgpdump does for MP IPv4.
-func appendPrefMED(l []byte, a *Attributes, signed bool) []byte {
+func appendPrefMED(l []byte, a *attributes, signed bool) []byte {
 	p, m := a.prefAndMED()
 	if signed {
 		l = appendInt(l, int64(int32(p)))
