@@ -38,8 +38,8 @@ func NewDumper(w io.Writer, mode Mode) *Dumper {
 // Flush writes buffered output.
 func (d *Dumper) Flush() error { return d.w.Flush() }
 
-// Dump prints every remaining record of r and returns r's error, if any. The PEER_INDEX_TABLE
-// of a TABLE_DUMP_V2 file is kept across calls only for the same Dumper and file.
+// Dump prints every remaining record of r and returns r's error, if any. Each call starts
+// without a PEER_INDEX_TABLE: one call per file.
 func (d *Dumper) Dump(r *Reader) error {
 	d.peers = d.peers[:0]
 	for r.Next() {
