@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/netledger/netledger/internal/source/tcpinfo"
 	"github.com/netledger/netledger/internal/source/udpreport"
 	"github.com/netledger/netledger/internal/spool"
 )
@@ -26,6 +27,8 @@ type Config struct {
 	Spool spool.Config `yaml:"spool"`
 	// Report is the UDP report collector (protocol v2 and trafstat v1).
 	Report udpreport.Config `yaml:"report"`
+	// TCPInfo is the kernel TCP source (sock_diag), off unless enabled.
+	TCPInfo tcpinfo.Config `yaml:"tcpinfo"`
 }
 
 // HTTPConfig configures the HTTP endpoint.
@@ -41,6 +44,7 @@ func DefaultConfig() Config {
 		HTTP:    HTTPConfig{Listen: "127.0.0.1:8790"},
 		Spool:   spool.DefaultConfig(),
 		Report:  udpreport.DefaultConfig(),
+		TCPInfo: tcpinfo.DefaultConfig(),
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/netledger/netledger/internal/api"
+	"github.com/netledger/netledger/internal/source/tcpinfo"
 	"github.com/netledger/netledger/internal/source/udpreport"
 	"github.com/netledger/netledger/internal/spool"
 )
@@ -52,6 +53,12 @@ func (c Config) Validate() error {
 	}
 	if err := c.Report.Validate(); err != nil {
 		return err
+	}
+	// --- tcpinfo: kernel TCP source ---
+	if c.TCPInfo.Enabled {
+		if err := c.TCPInfo.Validate(); err != nil {
+			return err
+		}
 	}
 	// --- other components: validate your configuration here ---
 	return nil
@@ -111,6 +118,16 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	}
 	d.sources = append(d.sources, d.Report)
 	d.reloadable = append(d.reloadable, func(c Config) error { return d.Report.Reload(c.Report) })
+
+	// --- tcpinfo: kernel TCP source (sock_diag destroy notifications + interval dumps) ---
+	if cfg.TCPInfo.Enabled {
+		src, err := tcpinfo.New(cfg.TCPInfo, tcpinfo.Deps{Sink: d.Spool.Append, Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("cannot build tcpinfo source: %w", err)
+		}
+		d.Registry.MustRegister(src)
+		d.sources = append(d.sources, src)
+	}
 
 	// --- other components: build yours here ---
 
