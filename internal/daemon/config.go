@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/netledger/netledger/internal/geo"
+	"github.com/netledger/netledger/internal/source/tcpinfo"
 	"github.com/netledger/netledger/internal/source/udpreport"
 	"github.com/netledger/netledger/internal/spool"
 )
@@ -29,6 +30,8 @@ type Config struct {
 	Report udpreport.Config `yaml:"report"`
 	// Geo is the country, continent and AS data of the enrichment.
 	Geo geo.Config `yaml:"geo"`
+	// TCPInfo is the kernel TCP source (sock_diag), off unless enabled.
+	TCPInfo tcpinfo.Config `yaml:"tcpinfo"`
 }
 
 // HTTPConfig configures the HTTP endpoint.
@@ -45,6 +48,7 @@ func DefaultConfig() Config {
 		Spool:   spool.DefaultConfig(),
 		Report:  udpreport.DefaultConfig(),
 		Geo:     geo.DefaultConfig(),
+		TCPInfo: tcpinfo.DefaultConfig(),
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/netledger/netledger/internal/api"
 	"github.com/netledger/netledger/internal/geo"
+	"github.com/netledger/netledger/internal/source/tcpinfo"
 	"github.com/netledger/netledger/internal/source/udpreport"
 	"github.com/netledger/netledger/internal/spool"
 )
@@ -59,6 +60,12 @@ func (c Config) Validate() error {
 	// --- geo ---
 	if err := c.Geo.Validate(); err != nil {
 		return err
+	}
+	// --- tcpinfo: kernel TCP source ---
+	if c.TCPInfo.Enabled {
+		if err := c.TCPInfo.Validate(); err != nil {
+			return err
+		}
 	}
 	// --- other components: validate your configuration here ---
 	return nil
@@ -128,6 +135,15 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	d.Registry.MustRegister(d.Geo)
 	d.consumers = append(d.consumers, d.Geo)
 	d.reloadable = append(d.reloadable, func(c Config) error { return d.Geo.Apply(c.Geo) })
+	// --- tcpinfo: kernel TCP source (sock_diag destroy notifications + interval dumps) ---
+	if cfg.TCPInfo.Enabled {
+		src, err := tcpinfo.New(cfg.TCPInfo, tcpinfo.Deps{Sink: d.Spool.Append, Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("cannot build tcpinfo source: %w", err)
+		}
+		d.Registry.MustRegister(src)
+		d.sources = append(d.sources, src)
+	}
 
 	// --- other components: build yours here ---
 

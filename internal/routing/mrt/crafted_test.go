@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -208,6 +209,12 @@ func craftedFile() []byte {
 	f = append(f, mrtRecord(TypeMRTDBGP, 1, ts, cat(u16b(65001), ip("192.0.2.1"), u16b(65000), ip("192.0.2.254"),
 		withLen(nlri(nil, "10.11.0.0/16")), withLen(mrtdAttrs), nlri(nil, "10.12.0.0/16"))))
 	f = append(f, mrtRecord(TypeMRTDBGP, 3, ts, cat(u16b(65001), ip("192.0.2.1"), u16b(3), u16b(6))))
+
+	// 13. A truncated attribute (communities claiming 40 bytes) at the end of the block.
+	trunc := cat(origin(0), attr(0x40, attrASPath, seg4(2, 65001)), attr(0x40, attrNextHop, ip("192.0.2.1")),
+		attr(0x40, attrAtomicAggregate, nil), []byte{0xc0, attrCommunities, 40, 0, 0})
+	f = append(f, mrtRecord(TypeBGP4MP, SubMessageAS4, ts, bgp4mp(true, 65001, 65000, "192.0.2.1", "192.0.2.254",
+		update(nil, trunc, nlri(nil, "10.13.0.0/16")))))
 	return cat(f...)
 }
 
@@ -292,9 +299,9 @@ func TestRoutesCrafted(t *testing.T) {
 		"A 192.0.2.1 AS65001 10.8.0.0/16 #2 [65001] o0 nh=192.0.2.1 lp=0/false med=0/false c=[] lc=[]",
 		"A 192.0.2.1 AS65001 2001:db8:6::/48 #7 [65001] o0 nh=2001:db8::1 lp=0/false med=0/false c=[] lc=[]",
 	}
-	// The long-path route and the MRTD records follow; check them apart.
-	if len(got) != len(want)+3 {
-		t.Fatalf("%d routes, want %d:\n%s", len(got), len(want)+3, strings.Join(got, "\n"))
+	// The long-path route, the MRTD records and the truncated block follow; check them apart.
+	if len(got) != len(want)+4 {
+		t.Fatalf("%d routes, want %d:\n%s", len(got), len(want)+4, strings.Join(got, "\n"))
 	}
 	for i := range want {
 		if got[i] != want[i] {
@@ -306,5 +313,30 @@ func TestRoutesCrafted(t *testing.T) {
 	}
 	if tail := got[len(want)+1:]; tail[0] != "W 192.0.2.1 AS65001 10.11.0.0/16 #0" || !strings.HasPrefix(tail[1], "A 192.0.2.1 AS65001 10.12.0.0/16") {
 		t.Errorf("MRTD routes: %q", tail)
+	}
+	if last := got[len(got)-1]; !strings.HasPrefix(last, "A 192.0.2.1 AS65001 10.13.0.0/16 #0 [65001] o0 nh=192.0.2.1") {
+		t.Errorf("route of the truncated block: %s", last)
+	}
+}
+
+// TestRoutesTruncatedAttribute: an attribute longer than its block is dropped and counted; the
+// attributes before it and the route are kept.
+func TestRoutesTruncatedAttribute(t *testing.T) {
+	attrs := cat(attr(0x40, attrOrigin, []byte{0}), attr(0x40, attrASPath, seg4(2, 65001)),
+		attr(0x40, attrNextHop, ip("192.0.2.1")), []byte{0xc0, attrCommunities, 40, 0, 0})
+	rec := mrtRecord(TypeBGP4MP, SubMessageAS4, 1700000000, bgp4mp(true, 65001, 65000, "192.0.2.1", "192.0.2.254",
+		update(nil, attrs, nlri(nil, "10.1.0.0/16"))))
+	r, _ := NewReader(bytes.NewReader(rec))
+	var got []string
+	err := r.Routes(func(rt *Route) error {
+		got = append(got, fmt.Sprintf("%s [%s] %s %v", rt.Prefix, pathText(rt.Attrs.Path), rt.Attrs.NextHop, rt.Attrs.Communities))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"10.1.0.0/16 [65001] 192.0.2.1 []"}
+	if st := r.RouteStats(); !slices.Equal(got, want) || st.BadAttributes != 1 {
+		t.Fatalf("routes %q (want %q), stats %+v", got, want, st)
 	}
 }

@@ -85,8 +85,10 @@ func (p *rawPrefix) prefix(v6 bool) (netip.Prefix, bool) {
 type Peer struct {
 	// Index is the position in the PEER_INDEX_TABLE (0 for other record types).
 	Index uint16
-	ASN   uint32
-	Addr  netip.Addr
+	// ASN is the peer's AS number; Addr its address (IPv4-mapped addresses unmapped).
+	ASN  uint32
+	Addr netip.Addr
+	// BGPID is the peer's router ID (TABLE_DUMP_V2 only).
 	BGPID netip.Addr
 	raw   [16]byte
 	v6    bool

@@ -22,9 +22,10 @@ type Dumper struct {
 	w     *bufio.Writer
 	mode  Mode
 	line  []byte
-	attrs Attributes
+	attrs attributes
 	peers []Peer
 	tstr  []byte
+	tkey  timeKey
 	// Skipped counts records bgpdump ignores too (unsupported types, bad markers…).
 	Skipped int64
 }
@@ -37,8 +38,8 @@ func NewDumper(w io.Writer, mode Mode) *Dumper {
 // Flush writes buffered output.
 func (d *Dumper) Flush() error { return d.w.Flush() }
 
-// Dump prints every remaining record of r and returns r's error, if any. The PEER_INDEX_TABLE
-// of a TABLE_DUMP_V2 file is kept across calls only for the same Dumper and file.
+// Dump prints every remaining record of r and returns r's error, if any. Each call starts
+// without a PEER_INDEX_TABLE: one call per file.
 func (d *Dumper) Dump(r *Reader) error {
 	d.peers = d.peers[:0]
 	for r.Next() {
@@ -74,6 +75,11 @@ func (d *Dumper) Record(h Header, body []byte) error {
 // timeStr formats the record time: seconds for -m, "MM/DD/YY HH:MM:SS" for -M, with
 // ".uuuuuu" for BGP4MP_ET.
 func (d *Dumper) timeStr(h Header, et bool) []byte {
+	key := timeKey{h.Time, h.Micro, et, true}
+	if key == d.tkey {
+		return d.tstr
+	}
+	d.tkey = key
 	t := d.tstr[:0]
 	if d.mode == ModeOneLine {
 		t = appendUint(t, uint64(h.Time))
@@ -103,6 +109,12 @@ func (d *Dumper) timeStr(h Header, et bool) []byte {
 	return t
 }
 
+// timeKey identifies the last formatted time.
+type timeKey struct {
+	sec, micro uint32
+	et, valid  bool
+}
+
 func append2(dst []byte, v int) []byte {
 	if v < 10 {
 		dst = append(dst, '0')
@@ -130,7 +142,7 @@ func describeOrigin(o int) string {
 }
 
 // tail appends "|community|AG|aggregator|\n" (the part after MED).
-func (d *Dumper) tail(a *Attributes) {
+func (d *Dumper) tail(a *attributes) {
 	l := d.line
 	if a.Has(attrCommunities) {
 		l = appendCommunities(l, a.comm)
@@ -171,7 +183,7 @@ func appendCommunities(dst, c []byte) []byte {
 	return dst
 }
 
-func (a *Attributes) prefAndMED() (uint32, uint32) {
+func (a *attributes) prefAndMED() (uint32, uint32) {
 	var p, m uint32
 	if a.Has(attrLocalPref) {
 		p = a.localPref
@@ -183,7 +195,7 @@ func (a *Attributes) prefAndMED() (uint32, uint32) {
 }
 
 // appendPrefMED appends "pref|med|" with %u, or %d (signed) as bgpdump does for MP IPv4.
-func appendPrefMED(l []byte, a *Attributes, signed bool) []byte {
+func appendPrefMED(l []byte, a *attributes, signed bool) []byte {
 	p, m := a.prefAndMED()
 	if signed {
 		l = appendInt(l, int64(int32(p)))

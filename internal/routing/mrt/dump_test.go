@@ -146,7 +146,12 @@ func TestDumpLiveBgpdump(t *testing.T) {
 	for _, f := range liveSamples(t) {
 		modes := []Mode{ModeOneLine, ModeShort}
 		if strings.Contains(f, "ripe-bgpdump") {
-			modes = modes[1:] // -m is compared with the shipped expected output
+			// -m is compared with the shipped expected output; -M on the smaller files keeps
+			// the run short (the two big ones only repeat record types seen there).
+			if st, err := os.Stat(f); err != nil || st.Size() > 1<<20 {
+				continue
+			}
+			modes = modes[1:]
 		}
 		for _, mode := range modes {
 			flag := map[Mode]string{ModeOneLine: "-m", ModeShort: "-M"}[mode]

@@ -63,7 +63,8 @@ const MaxRecordLength = 64 << 20
 // Header is the common header of an MRT record.
 type Header struct {
 	// Offset is the position of the record in the decompressed stream.
-	Offset  int64
+	Offset int64
+	// Time is the record's Unix time (seconds).
 	Time    uint32
 	Type    uint16
 	Subtype uint16

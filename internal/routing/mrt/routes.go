@@ -43,6 +43,9 @@ type RouteStats struct {
 	Records, Skipped int64
 	// BadPrefixes counts NLRI entries with impossible lengths.
 	BadPrefixes int64
+	// BadAttributes counts announced routes whose attribute block was truncated (the
+	// attributes before the cut are kept, as bgpdump keeps them).
+	BadAttributes int64
 }
 
 // Routes calls fn for every route of the remaining records, reusing one Route (and its Attrs)
@@ -83,7 +86,7 @@ func (r *Reader) Peers() []Peer { return r.walk.peers }
 
 // walker holds the state of Routes (reused buffers, the peer index table).
 type walker struct {
-	attrs Attributes
+	attrs attributes
 	ra    routing.Attrs
 	rt    Route
 	peers []Peer
@@ -114,6 +117,9 @@ func (w *walker) emit(kind RouteKind, p *rawPrefix, v6 bool, fn func(*Route) err
 	}
 	w.rt.Kind, w.rt.Prefix, w.rt.PathID = kind, pfx, p.pathID
 	if kind == Announce {
+		if w.attrs.Malformed {
+			w.stats.BadAttributes++
+		}
 		w.rt.Attrs = &w.ra
 	} else {
 		w.rt.Attrs = nil

@@ -164,7 +164,7 @@ func TestRoutesAS4Merge(t *testing.T) {
 	attrs = append(attrs, as4...)
 	attrs = append(attrs, 0x40, attrNextHop, 4, 10, 0, 0, 1)
 	body := append([]byte{byte(len(attrs) >> 8), byte(len(attrs))}, attrs...)
-	var a Attributes
+	var a attributes
 	s := stream{b: body}
 	a.decode(&s, false, false)
 	if got := string(a.pathString()); got != "100 4200000000 4200000001" {

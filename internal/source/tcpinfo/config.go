@@ -14,6 +14,9 @@ import (
 
 // Config configures the kernel TCP source.
 type Config struct {
+	// Enabled runs the source inside `netledger serve` (the `netledger tcpinfo` agent always
+	// runs it).
+	Enabled bool `yaml:"enabled"`
 	// Interval is the period of the dump of established sockets: a long connection is
 	// accounted in the interval its bytes flowed. 0 disables dumps (destroy notifications only).
 	Interval time.Duration `yaml:"interval"`
