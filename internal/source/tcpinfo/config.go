@@ -14,6 +14,9 @@ import (
 
 // Config configures the kernel TCP source.
 type Config struct {
+	// Enabled runs the source inside `netledger serve` (the `netledger tcpinfo` agent always
+	// runs it).
+	Enabled bool `yaml:"enabled"`
 	// Interval is the period of the dump of established sockets: a long connection is
 	// accounted in the interval its bytes flowed. 0 disables dumps (destroy notifications only).
 	Interval time.Duration `yaml:"interval"`
@@ -74,7 +77,7 @@ func (c Config) Validate() error {
 
 // filter decides which sockets are accounted and their class; built once, read-only.
 type filter struct {
-	ports   map[uint16]struct{}
+	ports   *[1 << 16 / 64]uint64 // bitset of local ports; nil: all
 	addrs   []netip.Prefix
 	classes []ClassRule
 }
@@ -82,9 +85,9 @@ type filter struct {
 func newFilter(c Config) filter {
 	f := filter{classes: c.Classes}
 	if len(c.Ports) > 0 {
-		f.ports = make(map[uint16]struct{}, len(c.Ports))
+		f.ports = new([1 << 16 / 64]uint64)
 		for _, p := range c.Ports {
-			f.ports[p] = struct{}{}
+			f.ports[p/64] |= 1 << (p % 64)
 		}
 	}
 	for _, p := range c.Addresses {
@@ -95,10 +98,8 @@ func newFilter(c Config) filter {
 
 // match reports whether a socket with this (unmapped) local address and port is accounted.
 func (f *filter) match(local netip.Addr, port uint16) bool {
-	if f.ports != nil {
-		if _, ok := f.ports[port]; !ok {
-			return false
-		}
+	if f.ports != nil && f.ports[port/64]&(1<<(port%64)) == 0 {
+		return false
 	}
 	if len(f.addrs) == 0 {
 		return true

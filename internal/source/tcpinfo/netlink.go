@@ -32,11 +32,12 @@ type conn struct {
 	readFn func(fd uintptr) bool
 }
 
-// errPermission explains what needs CAP_NET_ADMIN.
-var errPermission = errors.New("subscribing to sock_diag destroy notifications needs CAP_NET_ADMIN " +
-	"(run as root or `setcap cap_net_admin+ep netledger`); without it closed connections are not seen " +
-	"— set tcpinfo dump_only to account only what the interval dumps see, which misses connections " +
-	"that open and close between two dumps and the end of every other connection")
+// errPermission explains a refused subscription. Linux lets unprivileged processes join the
+// sock_diag groups (NL_CFG_F_NONROOT_RECV); a security module or an older kernel may not.
+var errPermission = errors.New("subscribing to sock_diag destroy notifications was refused: run as root " +
+	"or with CAP_NET_ADMIN (`setcap cap_net_admin+ep netledger`); or set tcpinfo dump_only (--dump-only) to " +
+	"account only what the interval dumps see, which misses connections that open and close between two " +
+	"dumps and the end of every other connection")
 
 // openNetNS opens a network namespace by name (/run/netns/NAME) or path; "" gives -1.
 func openNetNS(ns string) (int, error) {
@@ -49,7 +50,7 @@ func openNetNS(ns string) (int, error) {
 	}
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return -1, fmt.Errorf("cannot open network namespace %s: %w", path, err)
+		return -1, fmt.Errorf("cannot open network namespace %s (entering another namespace needs root or CAP_SYS_ADMIN): %w", path, err)
 	}
 	return fd, nil
 }
@@ -82,8 +83,8 @@ func dialDiag(nsfd, bufSize int) (*conn, error) {
 }
 
 // subscribe joins the TCP destroy multicast groups and sizes the receive buffer: forced
-// (SO_RCVBUFFORCE) when allowed, else capped by net.core.rmem_max. It returns the buffer the
-// kernel granted.
+// (SO_RCVBUFFORCE, CAP_NET_ADMIN) when allowed, else capped by net.core.rmem_max. It returns
+// the buffer the kernel granted (which counts its overhead: twice what was asked).
 func (c *conn) subscribe(rcvbuf int) (int, error) {
 	for _, g := range []uint32{groupInetTCPDestroy, groupInet6TCPDestroy} {
 		if err := c.nl.JoinGroup(g); err != nil {

@@ -105,6 +105,12 @@ func (s *Source) Run(ctx context.Context) error {
 	}
 	if destroy != nil {
 		s.destroyConn.Store(destroy)
+		if granted := int(s.rcvbuf.Load()); granted < s.cfg.ReceiveBuffer {
+			s.log.Warn("netlink receive buffer smaller than configured: without CAP_NET_ADMIN it is capped by "+
+				"net.core.rmem_max (raise it with sysctl, or run as root); bursts of closing connections may "+
+				"overrun it, see netledger_tcpinfo_notifications_lost_total",
+				"configured", s.cfg.ReceiveBuffer, "granted", granted)
+		}
 	}
 	s.log.Info("tcpinfo source started", "netns", s.cfg.NetNS, "interval", s.cfg.Interval,
 		"receive_buffer", s.rcvbuf.Load(), "destroy_notifications", destroy != nil)

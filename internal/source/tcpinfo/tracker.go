@@ -23,8 +23,12 @@ type seen struct {
 // ConnsClosed is 1 in the destroy record; ConnsOpen is 1 in dump records.
 type tracker struct {
 	filter filter
-	socks  map[uint64]seen
-	gen    uint64
+	// socks maps a cookie to its entry in slab: one map lookup per dumped socket instead of
+	// a lookup and an assignment.
+	socks map[uint64]int32
+	slab  []seen
+	free  []int32
+	gen   uint64
 
 	// vanished counts sockets that disappeared from a dump without a destroy notification
 	// (lost in an overrun): what they did since their last dump is not accounted.
@@ -33,7 +37,7 @@ type tracker struct {
 }
 
 func newTracker(f filter) *tracker {
-	return &tracker{filter: f, socks: make(map[uint64]seen)}
+	return &tracker{filter: f, socks: make(map[uint64]int32)}
 }
 
 // fill sets the record's identity and gauges from s.
@@ -76,9 +80,11 @@ func (t *tracker) destroy(s *Socket, now int64, r *record.Record) bool {
 		return false
 	}
 	t.fill(r, s, now)
-	prev, ok := t.socks[s.Cookie]
-	if ok {
+	var prev seen
+	if i, ok := t.socks[s.Cookie]; ok {
+		prev = t.slab[i]
 		delete(t.socks, s.Cookie)
+		t.free = append(t.free, i)
 	} else {
 		r.Requests = 1
 	}
@@ -94,14 +100,27 @@ func (t *tracker) dumped(s *Socket, now int64, r *record.Record) bool {
 	if s.State == stateTimeWait || s.State == stateNewSynRecv || !t.accept(s) {
 		return false
 	}
-	prev, ok := t.socks[s.Cookie]
-	cur := current(s, false)
-	cur.gen = t.gen
-	t.socks[s.Cookie] = cur
-	if ok && prev == (seen{acked: cur.acked, received: cur.received, busy: cur.busy,
-		segsOut: cur.segsOut, segsIn: cur.segsIn, retrans: cur.retrans, gen: prev.gen}) {
+	i, ok := t.socks[s.Cookie]
+	if !ok {
+		if n := len(t.free); n > 0 {
+			i, t.free = t.free[n-1], t.free[:n-1]
+		} else {
+			i = int32(len(t.slab))
+			t.slab = append(t.slab, seen{})
+		}
+		t.socks[s.Cookie] = i
+	}
+	e := &t.slab[i]
+	var prev seen
+	if ok {
+		prev = *e
+	}
+	*e = current(s, false)
+	e.gen = t.gen
+	if ok && prev.same(e) {
 		return false
 	}
+	cur := *e
 	t.fill(r, s, now)
 	if !ok {
 		r.Requests = 1
@@ -119,12 +138,19 @@ func (t *tracker) beginDump() { t.gen++ }
 // its destroy notification still queued on the multicast socket, and forgetting it would make
 // that notification count the whole connection again.
 func (t *tracker) endDump() {
-	for c, v := range t.socks {
-		if t.gen-v.gen >= 2 {
+	for c, i := range t.socks {
+		if t.gen-t.slab[i].gen >= 2 {
 			delete(t.socks, c)
+			t.free = append(t.free, i)
 			t.vanished++
 		}
 	}
+}
+
+// same reports whether no counter moved between a and b.
+func (a *seen) same(b *seen) bool {
+	return a.acked == b.acked && a.received == b.received && a.busy == b.busy &&
+		a.segsOut == b.segsOut && a.segsIn == b.segsIn && a.retrans == b.retrans
 }
 
 func current(s *Socket, closed bool) seen {

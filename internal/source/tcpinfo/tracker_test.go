@@ -175,3 +175,25 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestTrackerSlotReuse: a socket first seen after another one closed reuses its memory and must
+// still be accounted from zero.
+func TestTrackerSlotReuse(t *testing.T) {
+	tr := newTracker(newFilter(Config{}))
+	var r record.Record
+	a := sock(1, 50_000, 10, 40, 20, 2, 900)
+	tr.beginDump()
+	tr.dumped(&a, 1, &r)
+	tr.endDump()
+	fa := closedSock(a)
+	tr.destroy(&fa, 2, &r)
+	b := sock(2, 7_000, 5, 6, 4, 0, 100)
+	tr.beginDump()
+	if !tr.dumped(&b, 3, &r) {
+		t.Fatal("new socket not accounted")
+	}
+	tr.endDump()
+	if r.BytesOut != 7_000 || r.PacketsOut != 6 || r.Requests != 1 || r.Duration != 100 {
+		t.Errorf("new socket's first record %+v, want its full counters", r)
+	}
+}
