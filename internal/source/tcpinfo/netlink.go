@@ -20,9 +20,12 @@ import (
 // buffer: mdlayher/netlink's Receive allocates a []Message per call, which the destroy path
 // cannot afford. Reads go through the Go poller, so Close interrupts them.
 type conn struct {
-	nl  *netlink.Conn
-	rc  syscall.RawConn
-	buf []byte
+	nl   *netlink.Conn
+	rc   syscall.RawConn
+	buf  []byte
+	rbuf []byte // where the next read goes: buf, or a dump pipeline buffer
+
+	pipe *dumpPipe // created by the first dump
 
 	// Results of readFn, kept here so that the callback is built once and reading allocates
 	// nothing.
@@ -72,8 +75,9 @@ func dialDiag(nsfd, bufSize int) (*conn, error) {
 		return nil, fmt.Errorf("cannot get netlink socket descriptor: %w", err)
 	}
 	c := &conn{nl: nl, rc: rc, buf: make([]byte, bufSize)}
+	c.rbuf = c.buf
 	c.readFn = func(fd uintptr) bool {
-		c.n, c.err = unix.Read(int(fd), c.buf)
+		c.n, c.err = unix.Read(int(fd), c.rbuf)
 		if c.err == unix.EINTR || (c.err == unix.EAGAIN && c.wait) {
 			return false
 		}
@@ -217,6 +221,64 @@ func dumpRequest(b []byte, family uint8, seq uint32, bytecode []byte) []byte {
 // the messages are still valid, a socket may have been missed or seen twice.
 var errDumpInterrupted = errors.New("sock_diag dump interrupted")
 
+// dumpPipe overlaps the kernel's work with ours during a dump: a reader goroutine receives
+// datagrams (the kernel fills the next one inside that recvmsg) into a few reused buffers while
+// the caller decodes the previous ones.
+type dumpPipe struct {
+	bufs [][]byte
+	free chan int
+	full chan filled
+}
+
+type filled struct {
+	i, n int
+	err  error
+	last bool // the datagram holds the dump's NLMSG_DONE or NLMSG_ERROR
+}
+
+const pipeDepth = 4
+
+func (c *conn) pipeline() *dumpPipe {
+	if c.pipe == nil {
+		p := &dumpPipe{free: make(chan int, pipeDepth), full: make(chan filled, pipeDepth)}
+		for i := 0; i < pipeDepth; i++ {
+			p.bufs = append(p.bufs, make([]byte, len(c.buf)))
+			p.free <- i
+		}
+		c.pipe = p
+	}
+	return c.pipe
+}
+
+// readDump receives the datagrams of dump seq until its end or an error.
+func (c *conn) readDump(p *dumpPipe, seq uint32) {
+	for {
+		i := <-p.free
+		c.rbuf = p.bufs[i]
+		n, err := c.read(true)
+		c.rbuf = c.buf
+		if err != nil {
+			p.full <- filled{i: i, err: err, last: true}
+			return
+		}
+		last := false
+		for b := p.bufs[i][:n]; len(b) > 0; {
+			_, typ, _, mseq, rest, err := nextMessage(b)
+			if err != nil {
+				break // the decoding side reports it
+			}
+			b = rest
+			if mseq == seq && (typ == nlmsgDone || typ == nlmsgError) {
+				last = true
+			}
+		}
+		p.full <- filled{i: i, n: n, last: last}
+		if last {
+			return
+		}
+	}
+}
+
 // dump sends a dump request and calls fn with every SOCK_DIAG_BY_FAMILY message of the reply.
 func (c *conn) dump(family uint8, seq uint32, req, bytecode []byte, timeout time.Duration, fn func(msg []byte)) error {
 	req = dumpRequest(req, family, seq, bytecode)
@@ -234,41 +296,59 @@ func (c *conn) dump(family uint8, seq uint32, req, bytecode []byte, timeout time
 		return err
 	}
 	defer c.nl.SetReadDeadline(time.Time{})
-	var interrupted bool
+	p := c.pipeline()
+	go c.readDump(p, seq)
+	var result error
+	done, interrupted := false, false
 	for {
-		n, err := c.read(true)
-		if err != nil {
-			return fmt.Errorf("cannot read sock_diag dump: %w", err)
+		f := <-p.full
+		if f.err != nil && result == nil && !done {
+			result = fmt.Errorf("cannot read sock_diag dump: %w", f.err)
 		}
-		b := c.buf[:n]
-		for len(b) > 0 {
-			msg, typ, flags, mseq, rest, err := nextMessage(b)
-			if err != nil {
-				return fmt.Errorf("cannot read sock_diag dump: %w", err)
-			}
-			b = rest
-			if mseq != seq {
-				continue // left over from an abandoned dump
-			}
-			if flags&nlmFDumpIntr != 0 {
-				interrupted = true
-			}
-			switch typ {
-			case nlmsgDone:
-				if interrupted {
-					return errDumpInterrupted
-				}
-				return nil
-			case nlmsgError:
-				if len(msg) >= nlmsgHdrLen+4 {
-					if e := int32(binary.NativeEndian.Uint32(msg[nlmsgHdrLen:])); e != 0 {
-						return fmt.Errorf("sock_diag dump failed: %w", unix.Errno(-e))
-					}
-				}
-				return nil
-			case sockDiagByFam:
-				fn(msg)
-			}
+		if result == nil && !done {
+			done, result = handleDump(p.bufs[f.i][:f.n], seq, &interrupted, fn)
+		}
+		p.free <- f.i
+		if f.last {
+			break
 		}
 	}
+	if result == nil && !done {
+		result = errors.New("sock_diag dump ended without NLMSG_DONE")
+	}
+	if result == nil && interrupted {
+		result = errDumpInterrupted
+	}
+	return result
+}
+
+// handleDump handles the messages of one dump datagram; done is true at the dump's end.
+func handleDump(b []byte, seq uint32, interrupted *bool, fn func(msg []byte)) (done bool, err error) {
+	for len(b) > 0 {
+		msg, typ, flags, mseq, rest, err := nextMessage(b)
+		if err != nil {
+			return false, fmt.Errorf("cannot read sock_diag dump: %w", err)
+		}
+		b = rest
+		if mseq != seq {
+			continue // left over from an abandoned dump
+		}
+		if flags&nlmFDumpIntr != 0 {
+			*interrupted = true
+		}
+		switch typ {
+		case nlmsgDone:
+			return true, nil
+		case nlmsgError:
+			if len(msg) >= nlmsgHdrLen+4 {
+				if e := int32(binary.NativeEndian.Uint32(msg[nlmsgHdrLen:])); e != 0 {
+					return true, fmt.Errorf("sock_diag dump failed: %w", unix.Errno(-e))
+				}
+			}
+			return true, nil
+		case sockDiagByFam:
+			fn(msg)
+		}
+	}
+	return false, nil
 }

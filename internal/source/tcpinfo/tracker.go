@@ -134,12 +134,13 @@ func (t *tracker) dumped(s *Socket, now int64, r *record.Record) bool {
 func (t *tracker) beginDump() { t.gen++ }
 
 // endDump forgets sockets that the last two dumps did not see: they closed and their destroy
-// notification was lost. One dump is not enough: a socket that closed just before a dump has
-// its destroy notification still queued on the multicast socket, and forgetting it would make
-// that notification count the whole connection again.
+// notification was lost. One dump is not enough: a socket closing during a dump is missing from
+// it while its destroy notification still waits in the socket's receive queue (processed after
+// the dump, it accounts the remainder), and a dump can skip a live socket when an earlier one in
+// its hash bucket goes away between two reads (inet_diag resumes by position).
 func (t *tracker) endDump() {
 	for c, i := range t.socks {
-		if t.gen-t.slab[i].gen >= 2 {
+		if t.slab[i].gen+1 < t.gen {
 			delete(t.socks, c)
 			t.free = append(t.free, i)
 			t.vanished++
