@@ -53,8 +53,8 @@ type Agent struct {
 
 	portsStat    os.FileInfo
 	lastFromZero uint64
-	rows      []ctcsv.Row
-	recs      []record.Record
+	rows         []ctcsv.Row
+	recs         []record.Record
 }
 
 // New validates the configuration and loads the ports file; it opens nothing.

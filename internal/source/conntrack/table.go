@@ -161,7 +161,7 @@ func flowKey(f *Flow) uint64 {
 	for _, v := range [...]uint64{uint64(f.Proto), uint64(f.SrcPort), uint64(f.DstPort), uint64(f.Zone)} {
 		h = (h ^ v) * prime
 	}
-	return uint64(f.ID)<<32 | (h ^ h>>32)&0xffffffff
+	return uint64(f.ID)<<32 | (h^h>>32)&0xffffffff
 }
 
 func connOriented(proto uint8) bool { return proto == 6 || proto == 33 || proto == 132 }
