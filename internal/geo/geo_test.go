@@ -5,9 +5,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/gaissmai/bart"
 	"github.com/netledger/netledger/internal/testenv"
@@ -346,4 +350,20 @@ func FuzzParseASNamesLine(f *testing.F) {
 			t.Fatalf("%q: AS %d not in the line", line, asn)
 		}
 	})
+}
+
+func TestConfigYAML(t *testing.T) {
+	cfg := DefaultConfig()
+	dec := yaml.NewDecoder(strings.NewReader("country_databases: [a.mmdb, b.mmdb]\nasn_databases: [c.mmdb]\nrir_files: [d]\nas_names: [e]\ncheck_interval: 1m\n"))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{CountryDatabases: []string{"a.mmdb", "b.mmdb"}, ASNDatabases: []string{"c.mmdb"}, RIRFiles: []string{"d"}, ASNames: []string{"e"}, CheckInterval: time.Minute}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("decoded %+v, want %+v", cfg, want)
+	}
+	if err := (Config{RIRFiles: []string{""}}).Validate(); err == nil {
+		t.Error("Validate() accepted an empty file name")
+	}
 }
