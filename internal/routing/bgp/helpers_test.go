@@ -374,3 +374,21 @@ func total(c prometheus.Collector) float64 {
 	}
 	return sum
 }
+
+// loaderRIB is a mapRIB that cannot be walked but can build and swap a replacement (Loader).
+type loaderRIB struct{ m *mapRIB }
+
+func (r loaderRIB) Announce(p netip.Prefix, id uint32, a routing.Attrs) { r.m.Announce(p, id, a) }
+func (r loaderRIB) Withdraw(p netip.Prefix, id uint32)                  { r.m.Withdraw(p, id) }
+func (r loaderRIB) Clear()                                              { r.m.Clear() }
+
+func (r loaderRIB) Load(fn func(routing.Updater) error) error {
+	fresh := newMapRIB()
+	if err := fn(fresh); err != nil {
+		return err
+	}
+	r.m.mu.Lock()
+	defer r.m.mu.Unlock()
+	r.m.routes = fresh.routes
+	return nil
+}

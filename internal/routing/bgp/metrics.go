@@ -16,6 +16,7 @@ type metrics struct {
 	errors        *prometheus.CounterVec
 	cleared       *prometheus.CounterVec
 	swept         *prometheus.CounterVec
+	swapped       *prometheus.CounterVec
 	prefixes      *prometheus.Desc
 }
 
@@ -38,6 +39,7 @@ func newMetrics() *metrics {
 		errors:        counter("errors_total", "Session and message errors.", "router", "reason"),
 		cleared:       counter("tables_cleared_total", "Tables cleared after the grace time of a dropped session.", "router"),
 		swept:         counter("stale_routes_swept_total", "Stale routes of a previous session withdrawn at End-of-RIB.", "router"),
+		swapped:       counter("tables_swapped_total", "Replacement tables built by a re-established session and swapped in.", "router"),
 		prefixes: prometheus.NewDesc(ns+"_"+sub+"_prefixes", "Routes in the router's RIB per address family.",
 			[]string{"router", "afi"}, nil),
 	}
@@ -47,7 +49,7 @@ func newMetrics() *metrics {
 func (c *Component) Describe(ch chan<- *prometheus.Desc) {
 	m := c.metrics
 	for _, v := range []prometheus.Collector{m.state, m.established, m.updates, m.announced, m.withdrawn,
-		m.endOfRIB, m.notifSent, m.notifReceived, m.errors, m.cleared, m.swept} {
+		m.endOfRIB, m.notifSent, m.notifReceived, m.errors, m.cleared, m.swept, m.swapped} {
 		v.Describe(ch)
 	}
 	ch <- m.prefixes
@@ -57,7 +59,7 @@ func (c *Component) Describe(ch chan<- *prometheus.Desc) {
 func (c *Component) Collect(ch chan<- prometheus.Metric) {
 	m := c.metrics
 	for _, v := range []prometheus.Collector{m.state, m.established, m.updates, m.announced, m.withdrawn,
-		m.endOfRIB, m.notifSent, m.notifReceived, m.errors, m.cleared, m.swept} {
+		m.endOfRIB, m.notifSent, m.notifReceived, m.errors, m.cleared, m.swept, m.swapped} {
 		v.Collect(ch)
 	}
 	for _, p := range c.peers {

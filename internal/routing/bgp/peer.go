@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+
+	"github.com/netledger/netledger/internal/routing"
 )
 
 // State is a BGP session state (RFC 4271 8.2.2).
@@ -63,8 +66,40 @@ type peer struct {
 
 	ribMu     sync.Mutex
 	hasRoutes bool                // the RIB may hold routes of this neighbor
-	stale     map[route]struct{}  // routes of a previous session not yet refreshed
-	staleFams map[bgp.Family]bool // families still awaiting End-of-RIB
+	stale     map[route]struct{}  // Walker refresh: routes of a previous session not yet refreshed
+	staleFams map[bgp.Family]bool // families still awaiting End-of-RIB (both refresh kinds)
+	load      *loading            // Loader refresh: the replacement table being built
+}
+
+// loading is a replacement table being built through a Loader until End-of-RIB.
+type loading struct {
+	u      routing.Updater // the private table
+	finish chan error      // nil: swap it in; an error: keep the old table
+	done   chan struct{}   // Load returned
+}
+
+// rib is where the session's changes go: the replacement table while one is being built.
+// ribMu is held.
+func (p *peer) rib() routing.Updater {
+	if p.load != nil {
+		return p.load.u
+	}
+	return p.n.RIB
+}
+
+// endLoadLocked swaps the replacement table in (err nil) or drops it. ribMu is held.
+func (p *peer) endLoadLocked(err error) {
+	if p.load == nil {
+		return
+	}
+	p.load.finish <- err
+	<-p.load.done
+	p.load = nil
+	p.staleFams = nil
+	if err == nil {
+		p.c.metrics.swapped.WithLabelValues(p.n.Name).Inc()
+		p.log.Info("bgp table refreshed and swapped in")
+	}
 }
 
 func newPeer(c *Component, n Neighbor) *peer {
@@ -207,6 +242,7 @@ func (p *peer) serveConn(ctx context.Context, nc net.Conn, outgoing bool) bool {
 		p.log.Warn("bgp session down", "error", err, "grace", p.grace)
 		p.ribMu.Lock()
 		p.stale, p.staleFams = nil, nil
+		p.endLoadLocked(errors.New("session dropped during the refresh"))
 		p.ribMu.Unlock()
 	} else {
 		p.log.Info("bgp connection closed", "error", err, "outgoing", outgoing)
@@ -238,6 +274,9 @@ func (p *peer) startGraceLocked() {
 
 // stop cancels the timers at shutdown: the table is left as it is.
 func (p *peer) stop() {
+	p.ribMu.Lock()
+	p.endLoadLocked(errors.New("shutting down"))
+	p.ribMu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.generation++
@@ -292,7 +331,8 @@ func ipUint32(a netip.Addr) uint32 {
 }
 
 // established makes s the neighbor's session and prepares the table: routes kept from a
-// previous session are marked stale (or cleared, for RIBs that cannot be walked).
+// previous session are marked stale (Walker), or a replacement table is built until
+// End-of-RIB (Loader), or the table is cleared.
 func (p *peer) established(s *session) bool {
 	p.mu.Lock()
 	for o := range p.sessions {
@@ -319,10 +359,15 @@ func (p *peer) established(s *session) bool {
 	p.ribMu.Lock()
 	defer p.ribMu.Unlock()
 	p.stale, p.staleFams = nil, nil
+	p.endLoadLocked(errors.New("new session"))
 	if !p.hasRoutes {
 		return true
 	}
 	w, ok := p.n.RIB.(Walker)
+	if l, isLoader := p.n.RIB.(Loader); !ok && isLoader {
+		p.startLoadLocked(l, s, gen)
+		return true
+	}
 	if !ok {
 		p.n.RIB.Clear()
 		p.hasRoutes = false
@@ -368,6 +413,45 @@ func familyOf(p netip.Prefix) bgp.Family {
 	return bgp.RF_IPv6_UC
 }
 
+// startLoadLocked starts building a replacement table: the session writes into it and it is
+// swapped in at the last End-of-RIB (or after the grace time). ribMu is held.
+func (p *peer) startLoadLocked(l Loader, s *session, gen uint64) {
+	ld := &loading{finish: make(chan error), done: make(chan struct{})}
+	ready := make(chan routing.Updater)
+	go func() {
+		defer close(ld.done)
+		err := l.Load(func(u routing.Updater) error {
+			ready <- u
+			return <-ld.finish
+		})
+		if err != nil {
+			p.log.Info("bgp replacement table dropped", "reason", err)
+		}
+	}()
+	ld.u = <-ready
+	p.load = ld
+	p.staleFams = make(map[bgp.Family]bool)
+	for _, f := range s.families {
+		p.staleFams[f] = true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sweepTimer != nil {
+		p.sweepTimer.Stop()
+	}
+	p.sweepTimer = time.AfterFunc(p.grace, func() {
+		p.ribMu.Lock()
+		defer p.ribMu.Unlock()
+		p.mu.Lock()
+		current := p.generation == gen
+		p.mu.Unlock()
+		if current && p.load != nil {
+			p.log.Warn("no end-of-rib within the grace time, swapping the table in as it is")
+			p.endLoadLocked(nil)
+		}
+	})
+}
+
 // sweepLocked withdraws the stale routes selected by which. ribMu is held.
 func (p *peer) sweepLocked(which func(route) bool) {
 	n := 0
@@ -389,6 +473,13 @@ func (p *peer) sweepLocked(which func(route) bool) {
 
 // endOfRIB sweeps the stale routes of family f. ribMu is held.
 func (p *peer) endOfRIBLocked(f bgp.Family) {
+	if p.load != nil {
+		delete(p.staleFams, f)
+		if len(p.staleFams) == 0 {
+			p.endLoadLocked(nil)
+		}
+		return
+	}
 	if p.stale == nil {
 		return
 	}

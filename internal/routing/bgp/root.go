@@ -5,10 +5,19 @@
 // session state machine (RFC 4271 8, collision detection 6.8, TCP MD5) is our own.
 //
 // When an established session drops, the router's table is kept for the grace time and then
-// cleared. A session re-established within the grace time refreshes the table in place: with a
-// RIB implementing Walker, the routes present at establishment are marked stale, every route
-// the new session announces or withdraws unmarks it, and at each family's End-of-RIB marker (or
-// after the grace time, if a peer never sends one) the routes still marked are withdrawn.
+// cleared. A session re-established within the grace time refreshes the table:
+//
+//   - with a RIB implementing Walker (mark and sweep), the routes present at establishment are
+//     marked stale, every route the new session announces or withdraws unmarks it, and at each
+//     family's End-of-RIB marker the routes of that family still marked are withdrawn;
+//   - with a RIB implementing Loader (routing.RIB does), the new session's routes go into a
+//     fresh private table while readers keep seeing the old one, and the fresh table is
+//     swapped in atomically at the last End-of-RIB (if the session drops first, the old table
+//     stays and the grace time starts again);
+//   - otherwise the old table is cleared when the new session is established.
+//
+// A peer that never sends End-of-RIB (we advertise the graceful-restart capability, which asks
+// for it) is swept or swapped after the grace time.
 package bgp
 
 import (
@@ -22,12 +31,20 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/netledger/netledger/internal/routing"
 )
 
 // Walker is implemented by RIBs that can list their routes; it enables the stale-route sweep of
 // a session re-established within the grace time. fn returns false to stop.
 type Walker interface {
 	Walk(fn func(p netip.Prefix, pathID uint32) bool)
+}
+
+// Loader is implemented by RIBs that can build a replacement table privately and swap it in
+// atomically when fn returns nil (routing.RIB.Load); fn returning an error keeps the old table.
+type Loader interface {
+	Load(fn func(u routing.Updater) error) error
 }
 
 // Deps are the speaker's dependencies.

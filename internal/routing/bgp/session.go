@@ -410,8 +410,9 @@ func (s *session) apply(u *bgp.BGPUpdate, me *bgp.MessageError) {
 	}
 	var a4, a6, w4, w6 int
 	p.ribMu.Lock()
+	rib := p.rib()
 	for _, w := range up.Withdraw {
-		p.n.RIB.Withdraw(w.Prefix, w.PathID)
+		rib.Withdraw(w.Prefix, w.PathID)
 		if p.stale != nil {
 			delete(p.stale, w)
 		}
@@ -422,7 +423,7 @@ func (s *session) apply(u *bgp.BGPUpdate, me *bgp.MessageError) {
 		}
 	}
 	for _, a := range up.Announce {
-		p.n.RIB.Announce(a.Prefix, a.PathID, up.Attrs[a.Attrs])
+		rib.Announce(a.Prefix, a.PathID, up.Attrs[a.Attrs])
 		if p.stale != nil {
 			delete(p.stale, a.route)
 		}

@@ -297,7 +297,7 @@ func TestGraceTime(t *testing.T) {
 	t.Run("re-established within grace sweeps at end-of-rib", func(t *testing.T) {
 		rib := newMapRIB()
 		cfg := testConfig()
-		cfg.GraceTime = 3 * time.Second
+		cfg.GraceTime = time.Second
 		c, addr, _ := startSpeaker(t, cfg, neighbor(rib))
 		p := dialScripted(t, addr)
 		p.establish(openSpec{as: 65000, hold: 30, id: "10.0.0.2"})
@@ -320,11 +320,57 @@ func TestGraceTime(t *testing.T) {
 		if got := total(c.metrics.swept); got != 2 {
 			t.Errorf("swept %v, want 2", got)
 		}
-		time.Sleep(3200*time.Millisecond - time.Since(time.Now())) // past the old grace timer
+		time.Sleep(1200 * time.Millisecond) // past the old grace timer
 		if rib.size() != 1 {
 			t.Errorf("old grace timer cleared the new session's table")
 		}
 	})
+}
+
+func TestGraceLoader(t *testing.T) {
+	m := newMapRIB()
+	cfg := testConfig()
+	cfg.GraceTime = 3 * time.Second
+	n := neighbor(m)
+	n.RIB = loaderRIB{m}
+	c, addr, _ := startSpeaker(t, cfg, n)
+	p := dialScripted(t, addr)
+	p.establish(openSpec{as: 65000, hold: 30, id: "10.0.0.2"})
+	p.send(updateMsg([]uint32{65000}, "192.0.2.1", []string{"192.0.2.0/24", "198.51.100.0/24"}, "2001:db8::1", []string{"2001:db8::/32"}))
+	eventually(t, 2*time.Second, "routes", func() bool { return m.size() == 3 })
+	old := m.dump()
+	p.nc.Close()
+	eventually(t, 2*time.Second, "down", func() bool { return c.Status()[0].State != StateEstablished })
+
+	p = dialScripted(t, addr)
+	p.establish(openSpec{as: 65000, hold: 30, id: "10.0.0.2"})
+	p.send(updateMsg([]uint32{65000, 64496}, "192.0.2.1", []string{"192.0.2.0/24"}, "", nil))
+	p.send(bgp.NewEndOfRib(bgp.RF_IPv4_UC))
+	time.Sleep(200 * time.Millisecond)
+	if got := m.dump(); got != old {
+		t.Fatalf("readers saw the replacement before the last end-of-rib:\n%s", got)
+	}
+	p.send(bgp.NewEndOfRib(bgp.RF_IPv6_UC))
+	eventually(t, 2*time.Second, "replacement swapped in", func() bool { return m.dump() == "192.0.2.0/24 0 65000 64496 192.0.2.1" })
+	if got := total(c.metrics.swapped); got != 1 {
+		t.Errorf("swapped %v", got)
+	}
+	// Updates after the swap go to the table directly.
+	p.send(updateMsg([]uint32{65000}, "192.0.2.1", []string{"203.0.113.0/24"}, "", nil))
+	eventually(t, 2*time.Second, "update after the swap", func() bool { return m.size() == 2 })
+
+	// A session dropping during a refresh keeps the old table.
+	p.nc.Close()
+	eventually(t, 2*time.Second, "down", func() bool { return c.Status()[0].State != StateEstablished })
+	p = dialScripted(t, addr)
+	p.establish(openSpec{as: 65000, hold: 30, id: "10.0.0.2"})
+	p.send(updateMsg([]uint32{65000}, "192.0.2.1", []string{"10.0.0.0/8"}, "", nil))
+	time.Sleep(100 * time.Millisecond)
+	p.nc.Close()
+	eventually(t, 2*time.Second, "down", func() bool { return c.Status()[0].State != StateEstablished })
+	if m.size() != 2 {
+		t.Errorf("aborted refresh changed the table:\n%s", m.dump())
+	}
 }
 
 // TestCollision drives two connections with one neighbor (one we dial, one it dials) into

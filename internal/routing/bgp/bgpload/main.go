@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -61,6 +62,7 @@ func drive() error {
 	n6 := flag.Int("v6", 100_000, "IPv6 routes")
 	port := flag.Int("port", 17900, "collector port on 127.0.0.1")
 	ribKind := flag.String("rib", "routing", "collector RIB: routing (routing.NewRIB) or null (counts only)")
+	cpuProfile := flag.String("cpuprofile", "", "collector CPU profile file")
 	flag.Parse()
 
 	v4, v6, err := loadPrefixes(*prefixes, *n4, *n6)
@@ -84,7 +86,7 @@ func drive() error {
 		return err
 	}
 	col := exec.Command(self, "collect", "-port", strconv.Itoa(*port), "-v4", strconv.Itoa(len(v4)),
-		"-v6", strconv.Itoa(len(v6)), "-rib", *ribKind)
+		"-v6", strconv.Itoa(len(v6)), "-rib", *ribKind, "-cpuprofile", *cpuProfile)
 	col.Stderr = os.Stderr
 	out, err := col.StdoutPipe()
 	if err != nil {
@@ -251,7 +253,16 @@ func collect(args []string) error {
 	want6 := fs.Int("v6", 0, "expected IPv6 routes")
 	ribKind := fs.String("rib", "routing", "routing or null")
 	settle := fs.Duration("settle", 10*time.Second, "wait after the last route before measuring")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the table transfer")
 	fs.Parse(args)
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 
 	var rib routing.Updater
 	var count func() (int, int)
