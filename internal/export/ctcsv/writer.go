@@ -36,7 +36,7 @@ const DefaultPipeSize = 32 << 20
 type Writer struct {
 	cfg    Config
 	stdout io.Writer
-	pipe   *os.File
+	pipe   int // FIFO descriptor (non-blocking, written with write(2) directly), -1 when none
 	log    *slog.Logger
 	buf    []byte
 
@@ -54,7 +54,7 @@ func Open(cfg Config, stdout io.Writer, logger *slog.Logger) (*Writer, error) {
 	if stdout == nil {
 		stdout = os.Stdout
 	}
-	w := &Writer{cfg: cfg, stdout: stdout, log: logger}
+	w := &Writer{cfg: cfg, stdout: stdout, log: logger, pipe: -1}
 	if cfg.Dir != "" {
 		if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 			return nil, fmt.Errorf("cannot create output folder: %w", err)
@@ -70,27 +70,27 @@ func Open(cfg Config, stdout io.Writer, logger *slog.Logger) (*Writer, error) {
 	return w, nil
 }
 
-// OpenPipe creates (when missing) and opens a FIFO for writing without blocking on readers,
-// and enlarges its buffer to size bytes (halving on refusal). The FIFO is opened read-write,
-// as the original did, so that writes never fail while no reader is attached.
-func OpenPipe(path string, size int, logger *slog.Logger) (*os.File, error) {
+// OpenPipe creates (when missing) and opens a FIFO for non-blocking writes, and enlarges its
+// buffer to size bytes (halving on refusal). The FIFO is opened read-write, as the original
+// did, so that writes never fail while no reader is attached. It returns the descriptor.
+func OpenPipe(path string, size int, logger *slog.Logger) (int, error) {
 	if size <= 0 {
 		size = DefaultPipeSize
 	}
 	err := unix.Mkfifo(path, 0o644)
 	if err != nil && !errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("cannot create pipe %s: %w", path, err)
+		return -1, fmt.Errorf("cannot create pipe %s: %w", path, err)
 	}
 	st, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("cannot stat pipe %s: %w", path, err)
+		return -1, fmt.Errorf("cannot stat pipe %s: %w", path, err)
 	}
 	if st.Mode()&fs.ModeNamedPipe == 0 {
-		return nil, fmt.Errorf("cannot use %s as pipe: not a FIFO", path)
+		return -1, fmt.Errorf("cannot use %s as pipe: not a FIFO", path)
 	}
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("cannot open pipe %s: %w", path, err)
+		return -1, fmt.Errorf("cannot open pipe %s: %w", path, err)
 	}
 	for ; size >= 64<<10; size /= 2 {
 		if _, err = unix.FcntlInt(uintptr(fd), unix.F_SETPIPE_SZ, size); err == nil {
@@ -99,7 +99,7 @@ func OpenPipe(path string, size int, logger *slog.Logger) (*os.File, error) {
 	}
 	got, _ := unix.FcntlInt(uintptr(fd), unix.F_GETPIPE_SZ, 0)
 	logger.Info("writing rows to pipe", "path", path, "pipe_buffer", got)
-	return os.NewFile(uintptr(fd), path), nil
+	return fd, nil
 }
 
 // Write delivers one interval's rows. Rows whose metrics are all zero are skipped.
@@ -117,7 +117,7 @@ func (w *Writer) Write(t time.Time, rows []Row) error {
 			errs = append(errs, fmt.Errorf("cannot write to stdout: %w", err))
 		}
 	}
-	if w.pipe != nil && len(w.buf) > 0 {
+	if w.pipe >= 0 && len(w.buf) > 0 {
 		if err := w.writePipe(w.buf); err != nil {
 			errs = append(errs, err)
 		}
@@ -147,7 +147,10 @@ func (w *Writer) writePipe(b []byte) error {
 			}
 			end += nl + 1
 		}
-		_, err := w.pipe.Write(b[:end])
+		_, err := unix.Write(w.pipe, b[:end])
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
 		if errors.Is(err, syscall.EAGAIN) {
 			n := uint64(0)
 			for _, c := range b {
@@ -216,8 +219,10 @@ func (w *Writer) writeFile(t time.Time, b []byte) error {
 
 // Close closes the FIFO (it stays in place for the next run, as in the original).
 func (w *Writer) Close() error {
-	if w.pipe != nil {
-		return w.pipe.Close()
+	if w.pipe >= 0 {
+		fd := w.pipe
+		w.pipe = -1
+		return unix.Close(fd)
 	}
 	return nil
 }

@@ -28,6 +28,10 @@ const (
 	fUsed                  // slot in use
 )
 
+const pageSize = 4096
+
+func (t *Table) flow(i uint32) *flowState { return &t.pages[i/pageSize][i%pageSize] }
+
 type groupState struct {
 	key  ctcsv.Key
 	refs uint32 // live flows pointing here
@@ -57,7 +61,8 @@ type Table struct {
 	gen        uint8
 
 	index  map[uint64]uint32
-	flows  []flowState
+	pages  []*[pageSize]flowState // the slab, in fixed pages: growing it never copies
+	nflows uint32                 // slots handed out
 	free   []uint32
 	groups []groupState
 	gindex map[ctcsv.Key]uint32
@@ -197,19 +202,22 @@ func (t *Table) add(f *Flow) (uint32, *flowState) {
 		i = t.free[n-1]
 		t.free = t.free[:n-1]
 	} else {
-		i = uint32(len(t.flows))
-		t.flows = append(t.flows, flowState{})
+		i = t.nflows
+		if i%pageSize == 0 {
+			t.pages = append(t.pages, new([pageSize]flowState))
+		}
+		t.nflows++
 	}
 	g := t.group(t.Key(f))
 	t.groups[g].refs++
-	s := &t.flows[i]
+	s := t.flow(i)
 	*s = flowState{key: flowKey(f), group: g, gen: t.gen, flags: fUsed}
 	t.index[s.key] = i
 	return i, s
 }
 
 func (t *Table) remove(i uint32) {
-	s := &t.flows[i]
+	s := t.flow(i)
 	g := &t.groups[s.group]
 	g.refs--
 	if s.flags&(fConn|fClosed) == fConn {
@@ -293,7 +301,7 @@ func (t *Table) Handle(f *Flow, now int64) {
 	switch f.Type {
 	case EventNew:
 		if known {
-			if t.flows[i].flags&fDestroyed == 0 {
+			if t.flow(i).flags&fDestroyed == 0 {
 				return // a dump saw it first
 			}
 			t.remove(i) // a new connection reusing the id and tuple of a destroyed one
@@ -310,7 +318,7 @@ func (t *Table) Handle(f *Flow, now int64) {
 			t.Stats.UnknownUpdates++ // the NEW was lost: the next dump or the DESTROY recovers it
 			return
 		}
-		s := &t.flows[i]
+		s := t.flow(i)
 		if s.flags&fDestroyed != 0 {
 			return
 		}
@@ -323,7 +331,7 @@ func (t *Table) Handle(f *Flow, now int64) {
 			t.firstSight(f, now)
 			return
 		}
-		s := &t.flows[i]
+		s := t.flow(i)
 		if s.flags&fDestroyed != 0 {
 			if f.Start == 0 || f.Start == s.start {
 				return // the dump's snapshot predates the DESTROY already accounted
@@ -342,7 +350,7 @@ func (t *Table) Handle(f *Flow, now int64) {
 		if !known {
 			s = t.firstSight(f, now)
 		} else {
-			s = &t.flows[i]
+			s = t.flow(i)
 			if s.flags&fDestroyed != 0 {
 				return
 			}
@@ -390,20 +398,20 @@ func (t *Table) BeginDump() { t.gen++ }
 // the previous one are dropped as stale (their DESTROY was lost).
 func (t *Table) EndDump() {
 	t.dumps++
-	for i := range t.flows {
-		s := &t.flows[i]
+	for i := range t.nflows {
+		s := t.flow(i)
 		if s.flags&fUsed == 0 {
 			continue
 		}
 		if s.flags&fDestroyed != 0 {
 			if s.gen != t.gen {
-				t.remove(uint32(i))
+				t.remove(i)
 			}
 			continue
 		}
 		if s.gen != t.gen && s.gen != t.gen-1 {
 			t.Stats.Stale++
-			t.remove(uint32(i))
+			t.remove(i)
 		}
 	}
 }

@@ -1,0 +1,5 @@
+package ctcsv
+
+import "io"
+
+var io_ReadFull = io.ReadFull
