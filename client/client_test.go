@@ -7,8 +7,11 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/netledger/netledger/internal/record"
 	"github.com/netledger/netledger/internal/report"
@@ -115,6 +118,15 @@ func TestClientBatchesAndFlushes(t *testing.T) {
 	slow.Report(Record{})
 	if st := slow.Stats(); st.Dropped != 1 || st.Reported != 1 || st.Datagrams != 1 {
 		t.Errorf("Stats() after Close = %+v", st)
+	}
+	want := `
+# HELP netledger_client_reports_total Reports given to the netledger client, by result (queued, dropped: queue full or closed).
+# TYPE netledger_client_reports_total counter
+netledger_client_reports_total{result="dropped"} 1
+netledger_client_reports_total{result="queued"} 1
+`
+	if err := testutil.CollectAndCompare(slow, strings.NewReader(want), "netledger_client_reports_total"); err != nil {
+		t.Error(err)
 	}
 	c.Close()
 }

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -25,15 +26,38 @@ import (
 
 const crashSecret = "crash-test-secret-0123456789abcdef"
 
-// buildBinary builds netledger into a temporary directory.
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// buildBinary builds netledger once per test run into a temporary directory.
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "netledger")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "netledger-test-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "netledger")
+		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	return bin
+	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
 }
 
 // daemon is a `netledger serve` subprocess.
@@ -74,6 +98,11 @@ func startServe(t *testing.T, bin, config string) *daemonProc {
 }
 
 func (d *daemonProc) accepted(t *testing.T) int {
+	return d.metric(t, "netledger_reports_accepted_total ")
+}
+
+// metric returns the value of the /metrics line starting with prefix.
+func (d *daemonProc) metric(t *testing.T, prefix string) int {
 	resp, err := http.Get("http://" + d.httpAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +110,7 @@ func (d *daemonProc) accepted(t *testing.T) int {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, "netledger_reports_accepted_total "); ok {
+		if v, ok := strings.CutPrefix(line, prefix); ok {
 			f, _ := strconv.ParseFloat(v, 64)
 			return int(f)
 		}
@@ -185,7 +214,10 @@ report:
 	stop := make(chan struct{})
 	loaded := make(chan struct{})
 	go func() { load(t, d.reportAddr, &next, stop, 1<<40); close(loaded) }()
-	for d.accepted(t) < 20_000 {
+	for deadline := time.Now().Add(30 * time.Second); d.accepted(t) < 20_000; {
+		if time.Now().After(deadline) {
+			t.Fatal("serve accepted fewer than 20,000 reports in 30 s")
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -253,4 +285,50 @@ report:
 			t.Fatalf("resumed report %d = %d, want %d", i, id, all2[half+i])
 		}
 	}
+}
+
+// TestSIGHUPReloadsKeys adds a key to the configuration file of a running `netledger serve`
+// and sends SIGHUP: reports signed with the new key are rejected before, accepted after.
+func TestSIGHUPReloadsKeys(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	config := filepath.Join(dir, "netledger.yaml")
+	write := func(keys string) {
+		os.WriteFile(config, fmt.Appendf(nil, "data_dir: %s\nhttp: {listen: \"127.0.0.1:0\"}\nreport:\n  listen: \"127.0.0.1:0\"\n  keys: [%s]\n", dir, keys), 0o600)
+	}
+	write(`{id: 1, secret: "` + crashSecret + `"}`)
+	d := startServe(t, bin, config)
+	send := func() {
+		c, err := client.New(client.Config{Addr: d.reportAddr, KeyID: 2, Key: []byte("the-new-key-0123456789abcdef")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Report(client.Record{Client: netip.MustParseAddr("2001:db8::7"), BytesOut: 7})
+		c.Close()
+	}
+	waitMetric := func(prefix string, want int) {
+		deadline := time.Now().Add(10 * time.Second)
+		for d.metric(t, prefix) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s= %d, want %d", prefix, d.metric(t, prefix), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	send()
+	waitMetric(`netledger_reports_rejected_total{reason="unknown_key"} `, 1)
+	write(`{id: 1, secret: "` + crashSecret + `"}, {id: 2, secret: "the-new-key-0123456789abcdef"}`)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitMetric(`netledger_reports_key_reloads_total{result="ok"} `, 1)
+	send()
+	waitMetric("netledger_reports_accepted_total ", 1)
+	// A broken file keeps the previous keys.
+	write(`{id: 3, secret: "short"}`)
+	d.cmd.Process.Signal(syscall.SIGHUP)
+	waitMetric(`netledger_reports_key_reloads_total{result="error"} `, 1)
+	send()
+	waitMetric("netledger_reports_accepted_total ", 2)
 }

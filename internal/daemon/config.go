@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/netledger/netledger/internal/geo"
 	"github.com/netledger/netledger/internal/source/tcpinfo"
 	"github.com/netledger/netledger/internal/source/udpreport"
 	"github.com/netledger/netledger/internal/spool"
@@ -27,6 +28,8 @@ type Config struct {
 	Spool spool.Config `yaml:"spool"`
 	// Report is the UDP report collector (protocol v2 and trafstat v1).
 	Report udpreport.Config `yaml:"report"`
+	// Geo is the country, continent and AS data of the enrichment.
+	Geo geo.Config `yaml:"geo"`
 	// TCPInfo is the kernel TCP source (sock_diag), off unless enabled.
 	TCPInfo tcpinfo.Config `yaml:"tcpinfo"`
 }
@@ -44,6 +47,7 @@ func DefaultConfig() Config {
 		HTTP:    HTTPConfig{Listen: "127.0.0.1:8790"},
 		Spool:   spool.DefaultConfig(),
 		Report:  udpreport.DefaultConfig(),
+		Geo:     geo.DefaultConfig(),
 		TCPInfo: tcpinfo.DefaultConfig(),
 	}
 }

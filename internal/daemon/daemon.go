@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/netledger/netledger/internal/api"
+	"github.com/netledger/netledger/internal/geo"
 	"github.com/netledger/netledger/internal/source/tcpinfo"
 	"github.com/netledger/netledger/internal/source/udpreport"
 	"github.com/netledger/netledger/internal/spool"
@@ -31,6 +32,8 @@ type Daemon struct {
 	Report *udpreport.Collector
 	// API serves /metrics, /healthz and the handlers components mount.
 	API *api.Server
+	// Geo holds the country, continent and AS data; the enrichment looks up Geo.DB().
+	Geo *geo.Reloader
 
 	// sources stop first on shutdown; then consumers (everything else) drain.
 	sources    []Component
@@ -52,6 +55,10 @@ func (c Config) Validate() error {
 		return err
 	}
 	if err := c.Report.Validate(); err != nil {
+		return err
+	}
+	// --- geo ---
+	if err := c.Geo.Validate(); err != nil {
 		return err
 	}
 	// --- tcpinfo: kernel TCP source ---
@@ -119,6 +126,15 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	d.sources = append(d.sources, d.Report)
 	d.reloadable = append(d.reloadable, func(c Config) error { return d.Report.Reload(c.Report) })
 
+	// --- geo: country, continent and AS data, a side input of the enrichment; reloaded when
+	// its files change (Run) and on SIGHUP ---
+	d.Geo, err = geo.NewReloader(cfg.Geo, logger)
+	if err != nil {
+		return nil, fmt.Errorf("cannot load geo data: %w", err)
+	}
+	d.Registry.MustRegister(d.Geo)
+	d.consumers = append(d.consumers, d.Geo)
+	d.reloadable = append(d.reloadable, func(c Config) error { return d.Geo.Apply(c.Geo) })
 	// --- tcpinfo: kernel TCP source (sock_diag destroy notifications + interval dumps) ---
 	if cfg.TCPInfo.Enabled {
 		src, err := tcpinfo.New(cfg.TCPInfo, tcpinfo.Deps{Sink: d.Spool.Append, Logger: logger})

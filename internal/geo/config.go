@@ -1,6 +1,10 @@
 package geo
 
-import "time"
+import (
+	"errors"
+	"fmt"
+	"time"
+)
 
 // Config says where the country, continent and AS data come from. Every list is in precedence
 // order. Nothing configured is valid: every lookup then returns the zero Info.
@@ -39,4 +43,17 @@ func (c Config) files() []string {
 		out = append(out, l...)
 	}
 	return out
+}
+
+// Validate checks the configuration without opening the files.
+func (c Config) Validate() error {
+	if c.CheckInterval < 0 {
+		return fmt.Errorf("geo.check_interval is negative (%s)", c.CheckInterval)
+	}
+	for _, p := range c.files() {
+		if p == "" {
+			return errors.New("geo: empty file name")
+		}
+	}
+	return nil
 }

@@ -111,6 +111,7 @@ func Open(cfg Config) (*DB, error) {
 		if err != nil {
 			return nil, err
 		}
+		c.loc = compact(c.loc)
 		if c.loc.Size() == 0 {
 			return nil, fmt.Errorf("cannot use %s as a country database: %w (no country in any record)", path, errNoData)
 		}
@@ -123,6 +124,7 @@ func Open(cfg Config) (*DB, error) {
 		if err != nil {
 			return nil, err
 		}
+		c.asn = compact(c.asn)
 		if c.asn.Size() == 0 {
 			return nil, fmt.Errorf("cannot use %s as an ASN database: %w (no AS number in any record)", path, errNoData)
 		}
@@ -165,13 +167,37 @@ func readRIRFile(path string) (*bart.Table[loc], FileReport, error) {
 	defer f.Close()
 	t := new(bart.Table[loc])
 	var buf []netip.Prefix
+	// Consecutive IPv4 delegations to one country (the files list them in address order) are
+	// merged into one range before it is split into prefixes: fewer, larger prefixes.
+	var run struct {
+		start, end uint64
+		l          loc
+	}
+	flush := func() {
+		buf = appendRange4(buf[:0], run.start, run.end-run.start)
+		for _, p := range buf {
+			t.Insert(p, run.l)
+		}
+		run.end = run.start
+	}
 	rep, err := ReadRIR(f, path, func(r RIRRecord) {
 		l := loc{Country: r.Country, Continent: ContinentOf(r.Country)}
+		if r.Type == RIRIPv4 {
+			b := r.Start.As4()
+			start := uint64(b[0])<<24 | uint64(b[1])<<16 | uint64(b[2])<<8 | uint64(b[3])
+			if start != run.end || l != run.l {
+				flush()
+				run.start, run.l = start, l
+			}
+			run.end = start + r.Value
+			return
+		}
 		buf = r.AppendPrefixes(buf[:0])
 		for _, p := range buf {
 			t.Insert(p, l)
 		}
 	})
+	flush()
 	if err != nil {
 		return nil, rep, err
 	}
@@ -252,6 +278,72 @@ func lastAddr(p netip.Prefix) netip.Addr {
 		b[i/8] |= 0x80 >> (i % 8)
 	}
 	return netip.AddrFrom16(b)
+}
+
+// compact returns a smaller table that answers every lookup as t does: sibling prefixes with
+// equal values merge into their parent, and prefixes whose covering prefix has the same value
+// go. An mmdb's networks split on every field of its records (a City database's by city), so
+// its country and AS tables shrink a lot. (RIR files are merged cheaper while read.)
+func compact[V comparable](t *bart.Table[V]) *bart.Table[V] {
+	var byLen [129]map[netip.Prefix]V
+	for p, v := range t.All() {
+		if byLen[p.Bits()] == nil {
+			byLen[p.Bits()] = map[netip.Prefix]V{}
+		}
+		byLen[p.Bits()][p] = v
+	}
+	// Bottom-up, a pair of siblings with one value becomes their parent (which they cover
+	// entirely, so a parent entry already there was shadowed and can be replaced).
+	for l := 128; l > 0; l-- {
+		level := byLen[l]
+		for p, v := range level {
+			s := sibling(p)
+			if sv, ok := level[s]; !ok || sv != v {
+				continue
+			}
+			delete(level, p)
+			delete(level, s)
+			if byLen[l-1] == nil {
+				byLen[l-1] = map[netip.Prefix]V{}
+			}
+			byLen[l-1][netip.PrefixFrom(p.Addr(), l-1).Masked()] = v
+		}
+	}
+	out := new(bart.Table[V])
+	for _, level := range byLen {
+		for p, v := range level {
+			out.Insert(p, v)
+		}
+	}
+	// A prefix whose nearest covering prefix has its value changes no lookup. Removing all of
+	// them at once is safe: each removed one's addresses fall to the nearest kept ancestor, whose
+	// value equals every removed one's on the way.
+	var redundant []netip.Prefix
+	for p, v := range out.All() {
+		if p.Bits() == 0 {
+			continue
+		}
+		if pv, ok := out.LookupPrefix(netip.PrefixFrom(p.Addr(), p.Bits()-1).Masked()); ok && pv == v {
+			redundant = append(redundant, p)
+		}
+	}
+	for _, p := range redundant {
+		out.Delete(p)
+	}
+	return out
+}
+
+// sibling returns the other half of p's parent.
+func sibling(p netip.Prefix) netip.Prefix {
+	i := p.Bits() - 1
+	if p.Addr().Is4() {
+		b := p.Addr().As4()
+		b[i/8] ^= 0x80 >> (i % 8)
+		return netip.PrefixFrom(netip.AddrFrom4(b), p.Bits())
+	}
+	b := p.Addr().As16()
+	b[i/8] ^= 0x80 >> (i % 8)
+	return netip.PrefixFrom(netip.AddrFrom16(b), p.Bits())
 }
 
 // combine merges the location and AS tables into one table of Info, so that a lookup is a

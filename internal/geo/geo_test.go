@@ -107,6 +107,54 @@ func TestOverlayNested(t *testing.T) {
 	}
 }
 
+// TestCompactKeepsLookups: compact answers every lookup as the original table does, and is
+// smaller when values repeat.
+func TestCompactKeepsLookups(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 9))
+	shrunk := 0
+	for round := range 60 {
+		orig := new(bart.Table[int])
+		var entries []layerEntry
+		for range 1 + rng.IntN(200) {
+			p := randPrefix(rng)
+			if rng.IntN(3) == 0 { // siblings, often with the same value
+				p = netip.PrefixFrom(p.Addr(), min(p.Bits()+1, p.Addr().BitLen())).Masked()
+				orig.Insert(sibling(p), rng.IntN(2))
+				entries = append(entries, layerEntry{sibling(p), 0})
+			}
+			orig.Insert(p, rng.IntN(2))
+			entries = append(entries, layerEntry{p, 0})
+		}
+		got := compact(orig)
+		if got.Size() < orig.Size() {
+			shrunk++
+		}
+		for _, e := range entries {
+			for _, a := range []netip.Addr{e.p.Addr(), lastAddr(e.p), e.p.Addr().Prev(), lastAddr(e.p).Next(), randPrefix(rng).Addr()} {
+				w, wok := orig.Lookup(a)
+				g, gok := got.Lookup(a)
+				if w != g || wok != gok {
+					t.Fatalf("round %d: compact Lookup(%s) = %d, %v; want %d, %v", round, a, g, gok, w, wok)
+				}
+			}
+		}
+	}
+	if shrunk < 30 {
+		t.Errorf("compact shrank only %d of 60 tables", shrunk)
+	}
+	tb := new(bart.Table[string])
+	for p, v := range map[string]string{"10.0.0.0/25": "A", "10.0.0.128/25": "A", "10.0.1.0/24": "A", "10.0.2.0/24": "B", "10.0.2.0/25": "B", "2001:db8::/32": "C", "2001:db8:1::/48": "C"} {
+		tb.Insert(netip.MustParsePrefix(p), v)
+	}
+	var got []string
+	for p, v := range compact(tb).AllSorted() {
+		got = append(got, p.String()+"="+v)
+	}
+	if want := []string{"10.0.0.0/23=A", "10.0.2.0/24=B", "2001:db8::/32=C"}; !slices.Equal(got, want) {
+		t.Errorf("compact() = %v, want %v", got, want)
+	}
+}
+
 // TestCombineAgainstNaiveOracle checks that merging the location and AS tables into one keeps
 // each table's own longest match.
 func TestCombineAgainstNaiveOracle(t *testing.T) {

@@ -6,18 +6,16 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Reloader holds the current DB and replaces it, without blocking readers, when the files
-// change or the process receives SIGHUP. A failed reload keeps the previous DB. It is a
-// prometheus.Collector of the netledger_geo_* metrics.
+// change (Run) or when told to (Reload, Apply: the daemon calls Apply on SIGHUP). A failed
+// reload keeps the previous DB. It is a prometheus.Collector of the netledger_geo_* metrics.
 type Reloader struct {
 	cfg Config
 	log *slog.Logger
@@ -27,10 +25,6 @@ type Reloader struct {
 	stamps  map[string]fileStamp
 	reloads *prometheus.CounterVec
 	lastOK  prometheus.Gauge
-
-	// registered is closed once Run listens for SIGHUP (for tests).
-	registered     chan struct{}
-	registeredOnce sync.Once
 }
 
 // fileStamp identifies a version of a file.
@@ -42,6 +36,9 @@ type fileStamp struct {
 // NewReloader loads the configured files once; an error here is fatal at start. logger may be
 // nil (slog.Default).
 func NewReloader(cfg Config, logger *slog.Logger) (*Reloader, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -56,7 +53,6 @@ func NewReloader(cfg Config, logger *slog.Logger) (*Reloader, error) {
 			Name: "netledger_geo_last_reload_success_timestamp_seconds",
 			Help: "When the geo files were last loaded successfully.",
 		}),
-		registered: make(chan struct{}),
 	}
 	if err := r.Reload(); err != nil {
 		return nil, err
@@ -77,9 +73,29 @@ func (r *Reloader) ASName(asn uint32) string { return r.cur.Load().ASName(asn) }
 func (r *Reloader) Reload() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	stamps := statFiles(r.cfg.files())
+	return r.load(r.cfg)
+}
+
+// Apply loads the files of a new configuration (the daemon calls it on SIGHUP, with the file
+// re-read) and, when they load, adopts it. On error the current DB and configuration stay.
+func (r *Reloader) Apply(cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.load(cfg); err != nil {
+		return err
+	}
+	r.cfg = cfg
+	return nil
+}
+
+// load builds a DB from cfg and swaps it in; r.mu is held.
+func (r *Reloader) load(cfg Config) error {
+	stamps := statFiles(cfg.files())
 	start := time.Now()
-	db, err := Open(r.cfg)
+	db, err := Open(cfg)
 	r.stamps = stamps // a broken file is retried when it changes again, not at every check
 	if err != nil {
 		r.reloads.WithLabelValues("failure").Inc()
@@ -130,16 +146,15 @@ func statFiles(paths []string) map[string]fileStamp {
 	return out
 }
 
-// Run reloads when a file changes (checked every CheckInterval) and on SIGHUP, until ctx is
-// done. Reload failures are logged and counted, never fatal.
+// Run reloads when a file changes, checked every CheckInterval (the interval at start; without
+// one Run only waits), until ctx is done. Reload failures are logged and counted, never fatal.
 func (r *Reloader) Run(ctx context.Context) error {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	r.registeredOnce.Do(func() { close(r.registered) })
+	r.mu.Lock()
+	interval := r.cfg.CheckInterval
+	r.mu.Unlock()
 	var tick <-chan time.Time
-	if r.cfg.CheckInterval > 0 {
-		t := time.NewTicker(r.cfg.CheckInterval)
+	if interval > 0 {
+		t := time.NewTicker(interval)
 		defer t.Stop()
 		tick = t.C
 	}
@@ -147,9 +162,6 @@ func (r *Reloader) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-hup:
-			r.log.Info("reloading geo data on SIGHUP")
-			_ = r.Reload()
 		case <-tick:
 			if r.Changed() {
 				r.log.Info("geo files changed, reloading")

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -92,7 +91,7 @@ func TestReloaderSwapsWithoutBlockingReaders(t *testing.T) {
 	}
 }
 
-func TestReloaderRunReloadsOnChangeAndSIGHUP(t *testing.T) {
+func TestReloaderRunReloadsOnChange(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "delegated")
 	write(t, path, rirFile("FR"))
 	r, err := NewReloader(Config{RIRFiles: []string{path}, CheckInterval: 10 * time.Millisecond}, nil)
@@ -108,25 +107,44 @@ func TestReloaderRunReloadsOnChangeAndSIGHUP(t *testing.T) {
 			t.Errorf("Run() = %v", err)
 		}
 	})
-	<-r.registered
 	a := netip.MustParseAddr("2.1.2.3")
 	write(t, path, rirFile("DE")+"#\n")
 	waitFor(t, "the change to be picked up", func() bool { return r.Lookup(a).CountryCode() == "DE" })
 
-	// SIGHUP reloads even when the file looks unchanged (same size and time).
+	// Apply (the daemon's SIGHUP) reloads even when the file looks unchanged (same size and
+	// time), and adopts a new file list.
+	// Write the new content beside the file with the old time, then rename it over, so the
+	// poller can never see a moment where the file looks changed.
 	fi, _ := os.Stat(path)
-	write(t, path, rirFile("GB")+"#\n")
-	if err := os.Chtimes(path, fi.ModTime(), fi.ModTime()); err != nil {
+	tmp := path + ".tmp"
+	write(t, tmp, rirFile("GB")+"#\n")
+	if err := os.Chtimes(tmp, fi.ModTime(), fi.ModTime()); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(30 * time.Millisecond)
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
 	if got := r.Lookup(a).CountryCode(); got != "DE" {
-		t.Fatalf("Lookup() = %q before SIGHUP, want DE (file looks unchanged)", got)
+		t.Fatalf("Lookup() = %q before Apply, want DE (the file looks unchanged)", got)
 	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+	names := filepath.Join(t.TempDir(), "asn.txt")
+	write(t, names, "64500\tExample\n")
+	if err := r.Apply(Config{RIRFiles: []string{path}, ASNames: []string{names}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the SIGHUP reload", func() bool { return r.Lookup(a).CountryCode() == "GB" })
+	if got := r.Lookup(a).CountryCode(); got != "GB" || r.ASName(64500) != "Example" {
+		t.Fatalf("after Apply: country %q, AS64500 %q", got, r.ASName(64500))
+	}
+	if err := r.Apply(Config{RIRFiles: []string{path + ".missing"}}); err == nil {
+		t.Fatal("Apply(missing file) succeeded")
+	}
+	if r.ASName(64500) != "Example" {
+		t.Error("a failed Apply dropped the data")
+	}
+	if err := r.Apply(Config{CheckInterval: -1}); err == nil {
+		t.Error("Apply(negative interval) succeeded")
+	}
 }
 
 func TestReloaderMetrics(t *testing.T) {

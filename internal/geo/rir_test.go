@@ -385,6 +385,31 @@ func TestRIRBadLinesKeepValidOnes(t *testing.T) {
 	}
 }
 
+// TestRIRMergesConsecutiveDelegations: adjacent blocks of one country become fewer prefixes;
+// a different country or a gap ends the run.
+func TestRIRMergesConsecutiveDelegations(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "delegated")
+	write(t, path, "apnic|CN|ipv4|1.0.0.0|256|20110414|assigned\n"+
+		"apnic|CN|ipv4|1.0.1.0|256|20110414|assigned\n"+
+		"apnic|CN|ipv4|1.0.2.0|512|20110414|allocated\n"+ // 1.0.0.0/22
+		"apnic|JP|ipv4|1.0.4.0|1024|20110414|allocated\n"+ // 1.0.4.0/22
+		"apnic|JP|ipv4|1.0.12.0|256|20110414|allocated\n"+ // after a gap: 1.0.12.0/24
+		"apnic|ZZ|ipv4|1.0.13.0|256||reserved\n"+
+		"apnic|JP|ipv4|1.0.14.0|512|20110414|allocated\n") // 1.0.14.0/23
+	db, err := Open(Config{RIRFiles: []string{path}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := db.Reports()[0]; rep.Records != 6 || rep.Prefixes != 4 {
+		t.Errorf("report = %+v, want 6 records in 4 prefixes", rep)
+	}
+	for addr, cc := range map[string]string{"1.0.3.255": "CN", "1.0.4.0": "JP", "1.0.8.0": "", "1.0.12.255": "JP", "1.0.13.1": "", "1.0.15.255": "JP"} {
+		if got := db.Lookup(netip.MustParseAddr(addr)).CountryCode(); got != cc {
+			t.Errorf("Lookup(%s) = %q, want %q", addr, got, cc)
+		}
+	}
+}
+
 func FuzzParseRIRLine(f *testing.F) {
 	for _, s := range []string{
 		"2|nro|20160406|395402|19821213|20160406|+0000",

@@ -59,11 +59,10 @@ func ReasonOf(err error) Reason {
 
 // Limits beyond which a report is Absurd: no single request or connection does that.
 const (
-	MaxBytes       = 1 << 42                  // 4 TiB
-	MaxPackets     = 1 << 36                  // 68 G packets
-	MaxMSS         = 65535                    // bytes
-	MaxRTT         = 60_000_000               // µs: one minute
-	MaxDuration    = 31 * 24 * 3600 * 1000000 // µs: a month
-	MaxRequests    = 1_000_000                // requests folded into one report
-	MaxRetransmits = 1<<32 - 1                // any u32
+	MaxBytes    = 1 << 42                  // 4 TiB
+	MaxPackets  = 1 << 36                  // 68 G packets
+	MaxMSS      = 65535                    // bytes
+	MaxRTT      = 60_000_000               // µs: one minute
+	MaxDuration = 31 * 24 * 3600 * 1000000 // µs: a month
+	MaxRequests = 1_000_000                // requests folded into one report
 )

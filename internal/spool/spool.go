@@ -81,7 +81,8 @@ type Spool struct {
 	sealed     []segInfo // oldest first
 	readers    map[*Reader]struct{}
 	err        error // sticky write error
-	closed     bool
+	closing    bool  // Close called: Append refuses
+	closed     bool  // Close done: Wait returns ErrClosed once caught up
 	appended   uint64
 	syncs      uint64
 	removed    uint64
@@ -299,7 +300,7 @@ func (s *Spool) Append(recs []record.Record) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closing {
 		return ErrClosed
 	}
 	if s.err != nil {
@@ -420,7 +421,7 @@ func (s *Spool) maintain(now time.Time) error {
 	defer s.syncMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.err != nil {
+	if s.closing || s.err != nil {
 		return s.err
 	}
 	size := s.written + int64(len(s.pending))
@@ -464,10 +465,11 @@ func (s *Spool) rotateLocked(now time.Time) error {
 // Close syncs what was appended and closes the spool. Readers may still read what was synced.
 func (s *Spool) Close() error {
 	s.mu.Lock()
-	if s.closed {
+	if s.closing {
 		s.mu.Unlock()
 		return ErrClosed
 	}
+	s.closing = true // from here on Append refuses, so the final sync below keeps everything
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.done

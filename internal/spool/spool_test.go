@@ -7,8 +7,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -661,4 +663,64 @@ func BenchmarkEncodeDecode(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/record")
 	b.ReportMetric(float64(len(buf))/float64(len(recs)), "bytes/record")
+}
+
+// TestCodecCoversRecord sets each field of record.Record alone and checks that the spool keeps
+// it: a field added to Record without a place in the codec fails here.
+func TestCodecCoversRecord(t *testing.T) {
+	typ := reflect.TypeFor[record.Record]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		var r record.Record
+		v := reflect.ValueOf(&r).Elem().Field(i)
+		switch {
+		case f.Type == reflect.TypeFor[netip.Addr]():
+			v.Set(reflect.ValueOf(netip.MustParseAddr("2001:db8::1")))
+		case v.CanInt():
+			v.SetInt(-3)
+		case v.CanUint():
+			v.SetUint(3)
+		default:
+			t.Fatalf("field %s of type %s: teach this test and the codec about it", f.Name, f.Type)
+		}
+		b := appendRecord(nil, &r, 0)
+		var got record.Record
+		if _, err := decodeRecord(b, 0, &got); err != nil || got != r {
+			t.Errorf("field %s is not kept by the spool codec: got %+v, %v", f.Name, got, err)
+		}
+	}
+}
+
+// TestCloseKeepsConcurrentAppends closes the spool while writers append: every Append that
+// returned nil is in the spool after reopening.
+func TestCloseKeepsConcurrentAppends(t *testing.T) {
+	cfg := testConfig(t)
+	s := mustOpen(t, cfg)
+	recs := genRecords(14, 10)
+	var ok atomic.Int64
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				if err := s.Append(recs); err != nil {
+					if !errors.Is(err, ErrClosed) {
+						t.Error(err)
+					}
+					return
+				}
+				ok.Add(int64(len(recs)))
+			}
+		})
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	s = mustOpen(t, cfg)
+	defer s.Close()
+	got, _ := readAll(t, s, Position{}, 1000)
+	if int64(len(got)) != ok.Load() {
+		t.Errorf("spool holds %d records, Append accepted %d", len(got), ok.Load())
+	}
 }

@@ -37,9 +37,12 @@ type mpNLRI struct {
 	nlri    []byte
 }
 
-// Attributes is a decoded path attribute block. It refers to the record's buffer and is reused
+// attributes is a decoded path attribute block. It refers to the record's buffer and is reused
 // from record to record: nothing in it survives the next call to Next.
-type Attributes struct {
+type attributes struct {
+	// Malformed reports a truncated attribute or attribute block (the rest is kept).
+	Malformed bool
+
 	flag      uint32
 	asn4      bool
 	addPath   bool
@@ -76,7 +79,7 @@ type Attributes struct {
 	rfcMerge []byte
 }
 
-func (a *Attributes) reset(asn4, addPath bool) {
+func (a *attributes) reset(asn4, addPath bool) {
 	a.flag = 0
 	a.asn4 = asn4
 	a.addPath = addPath
@@ -89,6 +92,7 @@ func (a *Attributes) reset(asn4, addPath bool) {
 	a.as4Agg = [4]byte{255, 255, 255, 255}
 	a.asPath, a.as4Path, a.comm, a.large = nil, nil, nil, nil
 	a.hasASPath, a.hasAS4, a.as4Ignored = false, false, false
+	a.Malformed = false
 	a.reach = [3][4]mpNLRI{}
 	a.unreach = [3][4]mpNLRI{}
 	a.path, a.pathASN4 = nil, asn4
@@ -96,13 +100,16 @@ func (a *Attributes) reset(asn4, addPath bool) {
 }
 
 // Has reports whether the attribute of type typ (1–32) was present.
-func (a *Attributes) Has(typ uint8) bool { return a.flag&flagBit(typ) != 0 }
+func (a *attributes) Has(typ uint8) bool { return a.flag&flagBit(typ) != 0 }
 
 // decode reads the attribute block (2-byte length, then attributes) from s.
-func (a *Attributes) decode(s *stream, asn4, addPath bool) {
+func (a *attributes) decode(s *stream, asn4, addPath bool) {
 	a.reset(asn4, addPath)
 	total := int(s.u16())
 	cp := s.sub(total)
+	if cp.left() != total {
+		a.Malformed = true
+	}
 	for cp.left() > 0 {
 		a.one(&cp)
 	}
@@ -110,7 +117,7 @@ func (a *Attributes) decode(s *stream, asn4, addPath bool) {
 	a.as4Transition()
 }
 
-func (a *Attributes) one(cp *stream) {
+func (a *attributes) one(cp *stream) {
 	flags := cp.u8()
 	typ := cp.u8()
 	var n int
@@ -121,6 +128,7 @@ func (a *Attributes) one(cp *stream) {
 	}
 	s := cp.sub(n)
 	if s.left() != n {
+		a.Malformed = true
 		return // truncated attribute: bgpdump ignores it
 	}
 	if typ <= 32 {
@@ -200,7 +208,7 @@ func (m *mpNLRI) nexthop(s *stream) {
 
 // as4Transition merges AS4_PATH and AS4_AGGREGATOR into the 2-byte-AS attributes as bgpdump
 // does (RFC 6793 section 4.2.3).
-func (a *Attributes) as4Transition() {
+func (a *attributes) as4Transition() {
 	if a.asn4 {
 		return
 	}
@@ -349,7 +357,7 @@ func segEnd(t uint8) byte {
 }
 
 // pathString returns bgpdump's AS path text ("" when there is no AS_PATH).
-func (a *Attributes) pathString() []byte {
+func (a *attributes) pathString() []byte {
 	if !a.strDone {
 		a.strDone = true
 		a.pathStr = a.pathStr[:0]
@@ -368,7 +376,7 @@ func (a *Attributes) pathString() []byte {
 // next call: a RIB that keeps them must copy (intern) them. For IPv6 routes (v6) the next hop
 // is the MP_REACH_NLRI global address; for IPv4 routes NEXT_HOP, unless only an MP_REACH next
 // hop is present.
-func (a *Attributes) Routing(dst *routing.Attrs, v6 bool) {
+func (a *attributes) Routing(dst *routing.Attrs, v6 bool) {
 	*dst = routing.Attrs{}
 	// AS path: AS4_PATH merged per RFC 6793 (segments walked in order).
 	path, asnLen := a.asPath, 2
@@ -455,7 +463,7 @@ func (a *Attributes) Routing(dst *routing.Attrs, v6 bool) {
 }
 
 // mpNextHop returns the MP_REACH_NLRI whose next hop applies to a route of the family.
-func (a *Attributes) mpNextHop(v6 bool) *mpNLRI {
+func (a *attributes) mpNextHop(v6 bool) *mpNLRI {
 	if v6 {
 		if a.reach[2][1].present {
 			return &a.reach[2][1]

@@ -85,8 +85,10 @@ func (p *rawPrefix) prefix(v6 bool) (netip.Prefix, bool) {
 type Peer struct {
 	// Index is the position in the PEER_INDEX_TABLE (0 for other record types).
 	Index uint16
-	ASN   uint32
-	Addr  netip.Addr
+	// ASN is the peer's AS number; Addr its address (IPv4-mapped addresses unmapped).
+	ASN  uint32
+	Addr netip.Addr
+	// BGPID is the peer's router ID (TABLE_DUMP_V2 only).
 	BGPID netip.Addr
 	raw   [16]byte
 	v6    bool
@@ -250,4 +252,45 @@ func parseStateChange(sub uint16, length uint32, body []byte, c *stateChange) bo
 	}
 	c.old, c.new = s.u16(), s.u16()
 	return true
+}
+
+// tableDumpRoute is a TABLE_DUMP (v1) record.
+type tableDumpRoute struct {
+	prefix, peer [16]byte
+	bits         uint8
+	peerAS       uint32
+	v6, asn4     bool
+}
+
+// parseTableDump reads a TABLE_DUMP record up to its attributes and returns the stream
+// positioned on them; ok is false for unknown subtypes.
+func parseTableDump(sub uint16, body []byte, t *tableDumpRoute) (s stream, ok bool) {
+	s = stream{b: body}
+	s.u16() // view
+	s.u16() // sequence
+	t.prefix, t.peer = [16]byte{}, [16]byte{}
+	switch sub {
+	case 1, 3:
+		copy(t.prefix[:], s.take(4))
+	case 2, 4:
+		t.prefix = s.addr16()
+	default:
+		return s, false
+	}
+	t.bits = s.u8()
+	s.u8()  // status
+	s.u32() // originated
+	t.v6 = sub == 2 || sub == 4
+	if t.v6 {
+		t.peer = s.addr16()
+	} else {
+		copy(t.peer[:], s.take(4))
+	}
+	t.asn4 = sub == 3 || sub == 4
+	if t.asn4 {
+		t.peerAS = s.u32()
+	} else {
+		t.peerAS = uint32(s.u16())
+	}
+	return s, true
 }

@@ -22,9 +22,10 @@ type Dumper struct {
 	w     *bufio.Writer
 	mode  Mode
 	line  []byte
-	attrs Attributes
+	attrs attributes
 	peers []Peer
 	tstr  []byte
+	tkey  timeKey
 	// Skipped counts records bgpdump ignores too (unsupported types, bad markers…).
 	Skipped int64
 }
@@ -37,8 +38,8 @@ func NewDumper(w io.Writer, mode Mode) *Dumper {
 // Flush writes buffered output.
 func (d *Dumper) Flush() error { return d.w.Flush() }
 
-// Dump prints every remaining record of r and returns r's error, if any. The PEER_INDEX_TABLE
-// of a TABLE_DUMP_V2 file is kept across calls only for the same Dumper and file.
+// Dump prints every remaining record of r and returns r's error, if any. Each call starts
+// without a PEER_INDEX_TABLE: one call per file.
 func (d *Dumper) Dump(r *Reader) error {
 	d.peers = d.peers[:0]
 	for r.Next() {
@@ -74,6 +75,11 @@ func (d *Dumper) Record(h Header, body []byte) error {
 // timeStr formats the record time: seconds for -m, "MM/DD/YY HH:MM:SS" for -M, with
 // ".uuuuuu" for BGP4MP_ET.
 func (d *Dumper) timeStr(h Header, et bool) []byte {
+	key := timeKey{h.Time, h.Micro, et, true}
+	if key == d.tkey {
+		return d.tstr
+	}
+	d.tkey = key
 	t := d.tstr[:0]
 	if d.mode == ModeOneLine {
 		t = appendUint(t, uint64(h.Time))
@@ -103,6 +109,12 @@ func (d *Dumper) timeStr(h Header, et bool) []byte {
 	return t
 }
 
+// timeKey identifies the last formatted time.
+type timeKey struct {
+	sec, micro uint32
+	et, valid  bool
+}
+
 func append2(dst []byte, v int) []byte {
 	if v < 10 {
 		dst = append(dst, '0')
@@ -130,7 +142,7 @@ func describeOrigin(o int) string {
 }
 
 // tail appends "|community|AG|aggregator|\n" (the part after MED).
-func (d *Dumper) tail(a *Attributes) {
+func (d *Dumper) tail(a *attributes) {
 	l := d.line
 	if a.Has(attrCommunities) {
 		l = appendCommunities(l, a.comm)
@@ -171,7 +183,7 @@ func appendCommunities(dst, c []byte) []byte {
 	return dst
 }
 
-func (a *Attributes) prefAndMED() (uint32, uint32) {
+func (a *attributes) prefAndMED() (uint32, uint32) {
 	var p, m uint32
 	if a.Has(attrLocalPref) {
 		p = a.localPref
@@ -183,7 +195,7 @@ func (a *Attributes) prefAndMED() (uint32, uint32) {
 }
 
 // appendPrefMED appends "pref|med|" with %u, or %d (signed) as bgpdump does for MP IPv4.
-func appendPrefMED(l []byte, a *Attributes, signed bool) []byte {
+func appendPrefMED(l []byte, a *attributes, signed bool) []byte {
 	p, m := a.prefAndMED()
 	if signed {
 		l = appendInt(l, int64(int32(p)))
@@ -198,42 +210,20 @@ func appendPrefMED(l []byte, a *Attributes, signed bool) []byte {
 }
 
 func (d *Dumper) tableDump(h Header, body []byte) {
-	s := stream{b: body}
-	s.u16()
-	s.u16()
-	var prefix, peer [16]byte
-	switch h.Subtype {
-	case 1, 3:
-		copy(prefix[:], s.take(4))
-	case 2, 4:
-		prefix = s.addr16()
-	default:
+	var t tableDumpRoute
+	s, ok := parseTableDump(h.Subtype, body, &t)
+	if !ok {
 		d.Skipped++
 		return
 	}
-	mask := s.u8()
-	s.u8()
-	s.u32()
-	v6 := h.Subtype == 2 || h.Subtype == 4
-	if v6 {
-		peer = s.addr16()
-	} else {
-		copy(peer[:], s.take(4))
-	}
-	asn4 := h.Subtype == 3 || h.Subtype == 4
-	var peerAS uint32
-	if asn4 {
-		peerAS = s.u32()
-	} else {
-		peerAS = uint32(s.u16())
-	}
+	peer, prefix, mask, peerAS := &t.peer, &t.prefix, t.bits, t.peerAS
 	a := &d.attrs
-	a.decode(&s, asn4, false)
+	a.decode(&s, t.asn4, false)
 
 	d.linePrefix("TABLE_DUMP", d.timeStr(h, false), "B")
 	l := d.line
 	if h.Subtype == 2 {
-		l = appendIPv6(l, &peer)
+		l = appendIPv6(l, peer)
 	} else {
 		l = appendIPv4(l, peer[:])
 	}
@@ -241,7 +231,7 @@ func (d *Dumper) tableDump(h Header, body []byte) {
 	l = appendUint(l, uint64(peerAS))
 	l = append(l, '|')
 	if h.Subtype == 2 {
-		l = appendIPv6(l, &prefix)
+		l = appendIPv6(l, prefix)
 	} else {
 		l = appendIPv4(l, prefix[:])
 	}
@@ -632,23 +622,25 @@ func (d *Dumper) mrtdBGP(h Header, body []byte) {
 	a.decode(&s, false, false)
 	t := d.timeStr(h, false)
 	var p rawPrefix
-	head := func(typ string) []byte {
+	head := func(typ string, addr []byte) []byte {
 		d.linePrefix("BGP", t, typ)
 		l := appendIPv4(d.line, src[:])
 		l = append(l, '|')
 		l = appendUint(l, uint64(srcAS))
 		l = append(l, '|')
-		l = appendIPv4(l, p.addr[:])
+		l = appendIPv4(l, addr)
 		l = append(l, '/')
 		return appendUint(l, uint64(p.bits))
 	}
 	it := prefixIter{s: ws}
 	for it.next(&p) {
-		d.line = append(head("W"), '\n')
+		// bgpdump formats both addresses of this line with inet_ntoa's static buffer in one
+		// printf: the prefix shows the peer's address.
+		d.line = append(head("W", src[:]), '\n')
 	}
 	it = prefixIter{s: s}
 	for it.next(&p) {
-		l := head("A")
+		l := head("A", p.addr[:])
 		l = append(l, '|')
 		l = append(l, a.pathString()...)
 		l = append(l, '|')
@@ -663,21 +655,8 @@ func (d *Dumper) mrtdBGP(h Header, body []byte) {
 		p, m := a.prefAndMED()
 		l = appendUint(l, uint64(p))
 		l = append(l, '|')
-		l = appendUint(l, uint64(m))
-		if a.Has(attrCommunities) {
-			l = appendCommunities(l, a.comm)
-		}
-		l = append(l, '|')
-		if a.Has(attrAtomicAggregate) {
-			l = append(l, "AG|"...)
-		} else {
-			l = append(l, "NAG|"...)
-		}
-		if a.aggAddr != [4]byte{255, 255, 255, 255} {
-			l = appendUint(l, uint64(a.aggAS))
-			l = append(l, ' ')
-			l = appendIPv4(l, a.aggAddr[:])
-		}
-		d.line = append(l, "|\n"...)
+		// No separator before the communities here, as in bgpdump.
+		d.line = appendUint(l, uint64(m))
+		d.tail(a)
 	}
 }

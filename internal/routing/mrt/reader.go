@@ -13,10 +13,10 @@ import (
 	"bufio"
 	"bytes"
 	"compress/bzip2"
-	"compress/gzip"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/klauspost/compress/gzip"
 	"io"
 	"os"
 )
@@ -63,7 +63,8 @@ const MaxRecordLength = 64 << 20
 // Header is the common header of an MRT record.
 type Header struct {
 	// Offset is the position of the record in the decompressed stream.
-	Offset  int64
+	Offset int64
+	// Time is the record's Unix time (seconds).
 	Time    uint32
 	Type    uint16
 	Subtype uint16
@@ -86,13 +87,14 @@ func (e *Error) Error() string {
 // Reader reads MRT records one at a time, reusing one buffer: Body is valid until the next call
 // to Next.
 type Reader struct {
-	br     *bufio.Reader
-	closer io.Closer
-	off    int64
-	hdr    Header
-	buf    []byte
-	body   []byte
-	err    error
+	br    *bufio.Reader
+	file  *os.File
+	async *asyncReader
+	off   int64
+	hdr   Header
+	buf   []byte
+	body  []byte
+	err   error
 	// Records counts the records read so far.
 	Records int64
 	walk    walker
@@ -110,40 +112,56 @@ func Open(name string) (*Reader, error) {
 			return nil, fmt.Errorf("cannot open MRT file: %w", err)
 		}
 	}
-	r, err := NewReader(f)
+	r, err := newReader(f, true)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("cannot read MRT file %s: %w", name, err)
 	}
-	r.closer = f
+	r.file = f
 	return r, nil
 }
 
 // NewReader returns a Reader over r, decompressing gzip or bzip2 input detected by its magic
 // bytes.
-func NewReader(r io.Reader) (*Reader, error) {
+func NewReader(r io.Reader) (*Reader, error) { return newReader(r, false) }
+
+// newReader with async decompresses compressed input in a goroutine (Close stops it).
+func newReader(r io.Reader, async bool) (*Reader, error) {
 	br := bufio.NewReaderSize(r, 256<<10)
 	magic, err := br.Peek(3)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
+	var dec io.Reader
 	switch {
 	case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return nil, fmt.Errorf("bad gzip stream: %w", err)
 		}
-		br = bufio.NewReaderSize(zr, 256<<10)
+		dec = zr
 	case len(magic) == 3 && bytes.Equal(magic, []byte("BZh")):
-		br = bufio.NewReaderSize(bzip2.NewReader(br), 256<<10)
+		dec = bzip2.NewReader(br)
 	}
-	return &Reader{br: br, buf: make([]byte, 0, 64<<10)}, nil
+	rd := &Reader{br: br, buf: make([]byte, 0, 64<<10)}
+	if dec != nil {
+		if async {
+			ar := newAsyncReader(dec)
+			rd.async = ar
+			dec = ar
+		}
+		rd.br = bufio.NewReaderSize(dec, 256<<10)
+	}
+	return rd, nil
 }
 
 // Close closes the file opened by Open.
 func (r *Reader) Close() error {
-	if r.closer != nil && r.closer != os.Stdin {
-		return r.closer.Close()
+	if r.async != nil {
+		r.async.Close()
+	}
+	if r.file != nil && r.file != os.Stdin {
+		return r.file.Close()
 	}
 	return nil
 }

@@ -43,12 +43,16 @@ type RouteStats struct {
 	Records, Skipped int64
 	// BadPrefixes counts NLRI entries with impossible lengths.
 	BadPrefixes int64
+	// BadAttributes counts announced routes whose attribute block was truncated (the
+	// attributes before the cut are kept, as bgpdump keeps them).
+	BadAttributes int64
 }
 
 // Routes calls fn for every route of the remaining records, reusing one Route (and its Attrs)
 // throughout: nothing is allocated per route. It stops at the first error of fn, or at a
 // framing error of the input (an *Error naming the offset) after every complete record
-// before it. TABLE_DUMP_V2 RIB_GENERIC and multicast entries are skipped.
+// before it. Only unicast routes are reported: TABLE_DUMP_V2 multicast records, RIB_GENERIC
+// records of other families and multicast MP_REACH/MP_UNREACH NLRI are skipped.
 //
 // Loading a RIB:
 //
@@ -82,7 +86,7 @@ func (r *Reader) Peers() []Peer { return r.walk.peers }
 
 // walker holds the state of Routes (reused buffers, the peer index table).
 type walker struct {
-	attrs Attributes
+	attrs attributes
 	ra    routing.Attrs
 	rt    Route
 	peers []Peer
@@ -113,6 +117,9 @@ func (w *walker) emit(kind RouteKind, p *rawPrefix, v6 bool, fn func(*Route) err
 	}
 	w.rt.Kind, w.rt.Prefix, w.rt.PathID = kind, pfx, p.pathID
 	if kind == Announce {
+		if w.attrs.Malformed {
+			w.stats.BadAttributes++
+		}
 		w.rt.Attrs = &w.ra
 	} else {
 		w.rt.Attrs = nil
@@ -131,45 +138,17 @@ func peerFrom(raw [16]byte, v6 bool, asn uint32) Peer {
 }
 
 func (w *walker) tableDump(h Header, body []byte, fn func(*Route) error) error {
-	s := stream{b: body}
-	s.u16()
-	s.u16()
-	var v6 bool
-	var p rawPrefix
-	switch h.Subtype {
-	case 1, 3:
-		copy(p.addr[:], s.take(4))
-	case 2, 4:
-		v6 = true
-		p.addr = s.addr16()
-	default:
+	var t tableDumpRoute
+	s, ok := parseTableDump(h.Subtype, body, &t)
+	if !ok || s.left() < 2 {
 		w.stats.Skipped++
 		return nil
 	}
-	p.bits = s.u8()
-	s.u8()
-	s.u32()
-	var peer [16]byte
-	if v6 {
-		peer = s.addr16()
-	} else {
-		copy(peer[:], s.take(4))
-	}
-	asn4 := h.Subtype == 3 || h.Subtype == 4
-	var as uint32
-	if asn4 {
-		as = s.u32()
-	} else {
-		as = uint32(s.u16())
-	}
-	if s.left() < 2 {
-		w.stats.Skipped++
-		return nil
-	}
-	w.attrs.decode(&s, asn4, false)
-	w.attrs.Routing(&w.ra, v6)
-	w.rt.Peer = peerFrom(peer, v6, as)
-	return w.emit(Announce, &p, v6, fn)
+	w.attrs.decode(&s, t.asn4, false)
+	w.attrs.Routing(&w.ra, t.v6)
+	w.rt.Peer = peerFrom(t.peer, t.v6, t.peerAS)
+	p := rawPrefix{addr: t.prefix, bits: t.bits}
+	return w.emit(Announce, &p, t.v6, fn)
 }
 
 func (w *walker) tableDumpV2(h Header, body []byte, fn func(*Route) error) error {
@@ -185,12 +164,32 @@ func (w *walker) tableDumpV2(h Header, body []byte, fn func(*Route) error) error
 		v6 = true
 	case SubRIBIPv6UnicastAddPath:
 		v6, addPath = true, true
+	case SubRIBGeneric, SubRIBGenericAddPath:
+		return w.ribGeneric(h, body, fn)
 	default:
 		w.stats.Skipped++
 		return nil
 	}
 	s := stream{b: body}
 	s.u32()
+	return w.ribEntries(&s, v6, addPath, fn)
+}
+
+// ribGeneric reads a RIB_GENERIC record (RFC 6396 4.3.3) of IPv4 or IPv6 unicast; other
+// families are skipped.
+func (w *walker) ribGeneric(h Header, body []byte, fn func(*Route) error) error {
+	s := stream{b: body}
+	s.u32()
+	afi, safi := s.u16(), s.u8()
+	if (afi != 1 && afi != 2) || safi != 1 {
+		w.stats.Skipped++
+		return nil
+	}
+	return w.ribEntries(&s, afi == 2, h.Subtype == SubRIBGenericAddPath, fn)
+}
+
+// ribEntries reads the prefix and RIB entries of a TABLE_DUMP_V2 RIB record.
+func (w *walker) ribEntries(s *stream, v6, addPath bool, fn func(*Route) error) error {
 	var p rawPrefix
 	p.bits = s.u8()
 	n := (int(p.bits) + 7) / 8
@@ -214,7 +213,7 @@ func (w *walker) tableDumpV2(h Header, body []byte, fn func(*Route) error) error
 			w.stats.Skipped++
 			return nil
 		}
-		w.attrs.decode(&s, true, addPath)
+		w.attrs.decode(s, true, addPath)
 		w.attrs.Routing(&w.ra, v6)
 		w.rt.Peer = w.peers[idx]
 		if err := w.emit(Announce, &p, v6, fn); err != nil {

@@ -2,10 +2,8 @@ package mrt
 
 import (
 	"bufio"
-	"compress/gzip"
 	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -123,16 +121,7 @@ func TestRoutesMatchBgpdump(t *testing.T) {
 	for _, f := range files {
 		name := filepath.Base(f)
 		t.Run(name, func(t *testing.T) {
-			exp, err := os.Open(filepath.Join(dir, "test_expect", name+".bgp.gz"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer exp.Close()
-			zr, err := gzip.NewReader(exp)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sc := bufio.NewScanner(zr)
+			sc := bufio.NewScanner(expected(t, dir, name))
 			sc.Buffer(make([]byte, 1<<20), 1<<24)
 			r, err := Open(f)
 			if err != nil {
@@ -175,7 +164,7 @@ func TestRoutesAS4Merge(t *testing.T) {
 	attrs = append(attrs, as4...)
 	attrs = append(attrs, 0x40, attrNextHop, 4, 10, 0, 0, 1)
 	body := append([]byte{byte(len(attrs) >> 8), byte(len(attrs))}, attrs...)
-	var a Attributes
+	var a attributes
 	s := stream{b: body}
 	a.decode(&s, false, false)
 	if got := string(a.pathString()); got != "100 4200000000 4200000001" {

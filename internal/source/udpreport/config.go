@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/netledger/netledger/internal/report"
@@ -29,6 +30,17 @@ type Config struct {
 	Keys []KeyConfig `yaml:"keys"`
 	// V1 accepts trafstat v1 datagrams.
 	V1 V1Config `yaml:"v1"`
+	// Classes names the traffic class ids senders put in reports (trafstat's traffic types),
+	// e.g. {1: web, 2: video}, for views and the API. Reports of unnamed classes are kept.
+	Classes map[uint16]string `yaml:"classes"`
+}
+
+// ClassName returns the configured name of class id, or the id in decimal.
+func (c Config) ClassName(id uint16) string {
+	if name, ok := c.Classes[id]; ok {
+		return name
+	}
+	return strconv.Itoa(int(id))
 }
 
 // KeyConfig is one v2 key.
@@ -84,6 +96,16 @@ func (c Config) Validate() error {
 		if _, err := report.NewV1(c.V1.Secret); err != nil {
 			return fmt.Errorf("report v1: %w", err)
 		}
+	}
+	seen := map[string]uint16{}
+	for id, name := range c.Classes {
+		if name == "" {
+			return fmt.Errorf("report class %d has an empty name", id)
+		}
+		if other, dup := seen[name]; dup {
+			return fmt.Errorf("report classes %d and %d are both named %q", other, id, name)
+		}
+		seen[name] = id
 	}
 	return nil
 }

@@ -9,7 +9,7 @@ import (
 type metrics struct {
 	accepted   prometheus.Counter
 	rejected   [report.NumReasons]prometheus.Counter
-	datagrams  *prometheus.CounterVec
+	datagrams  [3]prometheus.Counter // v2, v1, unknown
 	recvErrors prometheus.Counter
 	sinkErrors prometheus.Counter
 	senders    prometheus.Gauge
@@ -22,10 +22,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "netledger_reports_accepted_total",
 			Help: "Reports accepted and handed to the spool.",
 		}),
-		datagrams: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "netledger_reports_datagrams_total",
-			Help: "Datagrams received, by protocol version (v2, v1, unknown).",
-		}, []string{"version"}),
 		recvErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "netledger_reports_receive_errors_total",
 			Help: "Errors reading from the report sockets.",
@@ -50,11 +46,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for r := report.Reason(1); int(r) < report.NumReasons; r++ {
 		m.rejected[r] = rejected.WithLabelValues(r.String())
 	}
-	for _, v := range []string{"v2", "v1", "unknown"} {
-		m.datagrams.WithLabelValues(v)
+	datagrams := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "netledger_reports_datagrams_total",
+		Help: "Datagrams received, by protocol version (v2, v1, unknown).",
+	}, []string{"version"})
+	for i, v := range []string{"v2", "v1", "unknown"} {
+		m.datagrams[i] = datagrams.WithLabelValues(v)
 	}
 	if reg != nil {
-		reg.MustRegister(m.accepted, rejected, m.datagrams, m.recvErrors, m.sinkErrors, m.senders, m.reloads)
+		reg.MustRegister(m.accepted, rejected, datagrams, m.recvErrors, m.sinkErrors, m.senders, m.reloads)
 	}
 	return m
 }

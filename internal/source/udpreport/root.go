@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -267,7 +268,7 @@ func (w *worker) flush() {
 	}
 	for v, n := range w.dg {
 		if n > 0 {
-			m.datagrams.WithLabelValues([...]string{"v2", "v1", "unknown"}[v]).Add(float64(n))
+			m.datagrams[v].Add(float64(n))
 			w.dg[v] = 0
 		}
 	}
@@ -275,7 +276,9 @@ func (w *worker) flush() {
 
 func (w *worker) reject(r report.Reason, src netip.Addr) {
 	w.rej[r]++
-	w.c.limit.log(w.c.log, r, "report rejected", "reason", r.String(), "from", src)
+	if w.c.limit.allow(r) { // no log arguments built for suppressed messages
+		w.c.limit.log(w.c.log, r, "report rejected", "reason", r.String(), "from", src)
+	}
 }
 
 func (w *worker) stale(t, now int64) bool {
@@ -290,7 +293,7 @@ func (w *worker) handle(b []byte, src netip.Addr, now int64) {
 		w.reject(report.Oversized, src)
 		return
 	}
-	if report.IsV2(b) {
+	if len(b) >= 2 && b[0] == report.Magic0 && b[1] == report.Magic1 { // v2, or a future version
 		h, err := w.v2.Verify(b)
 		if err == nil {
 			w.dg[0]++
@@ -315,7 +318,7 @@ func (w *worker) handle(b []byte, src netip.Addr, now int64) {
 		w.reject(report.ReasonOf(err), src)
 		return
 	}
-	if w.stale(h.Time*1e9, now) {
+	if d, win := h.Time-now/1e9, int64(w.c.cfg.Window/time.Second); d > win || d < -win { // seconds: no overflow
 		w.reject(report.Stale, src)
 		return
 	}
@@ -337,8 +340,13 @@ func (w *worker) handleV2(b []byte, h report.Header, src netip.Addr, now int64) 
 		return
 	}
 	it := report.NewReports(b, h, src)
+	// Room for every report, so that each is decoded in place without zeroing it first.
+	w.recs = slices.Grow(w.recs, min(int(h.Count), len(b)/report.MinReportSize))
 	for {
-		w.recs = append(w.recs, record.Record{})
+		if len(w.recs) == cap(w.recs) {
+			w.recs = append(w.recs, record.Record{})[:len(w.recs)]
+		}
+		w.recs = w.recs[:len(w.recs)+1]
 		r := &w.recs[len(w.recs)-1]
 		ok, err := it.Next(r)
 		if !ok || err != nil {
@@ -361,6 +369,15 @@ type logLimiter struct {
 }
 
 const logEvery = int64(10 * time.Second)
+
+// allow reports whether a message for reason r would be logged now.
+func (l *logLimiter) allow(r report.Reason) bool {
+	if time.Now().UnixNano()-l.last[r].Load() >= logEvery {
+		return true
+	}
+	l.suppressed[r].Add(1)
+	return false
+}
 
 func (l *logLimiter) log(log *slog.Logger, r report.Reason, msg string, args ...any) {
 	now := time.Now().UnixNano()

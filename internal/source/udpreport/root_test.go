@@ -45,7 +45,9 @@ func (s *sink) len() int {
 // UDP socket.
 func start(t *testing.T, cfg Config) (*Collector, *sink, *prometheus.Registry, *net.UDPConn) {
 	t.Helper()
-	cfg.Listen = "127.0.0.1:0"
+	if cfg.Listen == DefaultConfig().Listen {
+		cfg.Listen = "127.0.0.1:0"
+	}
 	reg := prometheus.NewRegistry()
 	s := &sink{}
 	c, err := New(cfg, Deps{Sink: s.append, Registerer: reg, Logger: slog.New(slog.DiscardHandler)})
@@ -160,6 +162,7 @@ func TestCollector(t *testing.T) {
 		{[]byte("hello"), report.Truncated},
 		{make([]byte, 9001), report.Oversized},
 		{good[:50], report.Truncated},
+		{append([]byte("NL\x03"), make([]byte, 100)...), report.Version},
 	}
 	for _, snd := range sends {
 		if _, err := conn.Write(snd.dg); err != nil {
@@ -204,7 +207,7 @@ func TestCollector(t *testing.T) {
 	conn.Write(v1)
 	conn.Write(v2Datagram(t, keyB, 9, 201, time.Now(), rec("198.51.100.5", 1)))
 	waitFor(t, "reload effects", func() bool {
-		return rejected(reg, report.UnknownKey) == want[report.UnknownKey]+1 && rejected(reg, report.Version) == 1 && s.len() == 6
+		return rejected(reg, report.UnknownKey) == want[report.UnknownKey]+1 && rejected(reg, report.Version) == want[report.Version]+1 && s.len() == 6
 	})
 	bad := cfg
 	bad.Keys = []KeyConfig{{ID: 1, Secret: "short"}}
@@ -225,6 +228,8 @@ func TestConfigValidate(t *testing.T) {
 		{"long v1 secret", func(c *Config) { c.V1.Secret = "012345678901234567890" }},
 		{"tiny datagram", func(c *Config) { c.MaxDatagram = 100 }},
 		{"zero window", func(c *Config) { c.Window = 0 }},
+		{"empty class name", func(c *Config) { c.Classes = map[uint16]string{1: ""} }},
+		{"duplicate class name", func(c *Config) { c.Classes = map[uint16]string{1: "web", 2: "web"} }},
 	} {
 		cfg := testCfg()
 		tc.mod(&cfg)
@@ -232,7 +237,38 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%s: Validate() succeeded", tc.name)
 		}
 	}
-	if err := testCfg().Validate(); err != nil {
+	good := testCfg()
+	good.Classes = map[uint16]string{1: "web", 2: "video"}
+	if err := good.Validate(); err != nil {
 		t.Errorf("Validate(good) = %v", err)
+	}
+	if good.ClassName(2) != "video" || good.ClassName(7) != "7" {
+		t.Errorf("ClassName() = %q, %q", good.ClassName(2), good.ClassName(7))
+	}
+}
+
+// TestDualStack listens on [::]:0 and receives from IPv4 and IPv6 loopback: the exporter and
+// server of each report are the datagram's source, IPv4 never mapped.
+func TestDualStack(t *testing.T) {
+	cfg := testCfg()
+	cfg.Listen = "[::]:0"
+	c, s, _, _ := start(t, cfg)
+	addr, _ := c.Addr(context.Background())
+	key := report.Key{ID: 1, Secret: []byte(secretA)}
+	for i, src := range []string{"127.0.0.1", "::1"} {
+		dst := netip.AddrPortFrom(netip.MustParseAddr(src), addr.Port())
+		conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
+		if err != nil {
+			t.Skipf("no %s loopback: %v", src, err)
+		}
+		conn.Write(v2Datagram(t, key, 50, uint64(i+1), time.Now(), rec("198.51.100.50", 50)))
+		conn.Close()
+		waitFor(t, "report from "+src, func() bool { return s.len() == i+1 })
+		s.mu.Lock()
+		got := s.recs[i]
+		s.mu.Unlock()
+		if want := netip.MustParseAddr(src); got.Exporter != want || got.Server != want {
+			t.Errorf("from %s: exporter %v server %v", src, got.Exporter, got.Server)
+		}
 	}
 }

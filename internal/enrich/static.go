@@ -1,0 +1,27 @@
+package enrich
+
+import (
+	"net/netip"
+
+	"github.com/gaissmai/bart"
+
+	"github.com/netledger/netledger/internal/routing"
+)
+
+// StaticTable is a fixed routing table built once (demo data, tests, benchmarks, `replay` with
+// a table loaded from a file). It is not safe for writes concurrent with lookups.
+type StaticTable struct {
+	t bart.Table[*routing.Attrs]
+}
+
+// Insert adds or replaces the route of p. a must not change afterwards.
+func (s *StaticTable) Insert(p netip.Prefix, a *routing.Attrs) { s.t.Insert(p.Masked(), a) }
+
+// Lookup returns the longest-match route of a.
+func (s *StaticTable) Lookup(a netip.Addr) (netip.Prefix, *routing.Attrs, bool) {
+	p, v, ok := s.t.LookupPrefixLPM(netip.PrefixFrom(a, a.BitLen()))
+	return p, v, ok
+}
+
+// Len returns the number of prefixes.
+func (s *StaticTable) Len() int { return s.t.Size() }
