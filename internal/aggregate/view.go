@@ -285,4 +285,3 @@ func Pick(views []ViewConfig, by string, filters ...string) (string, error) {
 	}
 	return best, nil
 }
-
