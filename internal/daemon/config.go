@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/netledger/netledger/internal/geo"
+	"github.com/netledger/netledger/internal/pipeline"
 	"github.com/netledger/netledger/internal/source/tcpinfo"
 	"github.com/netledger/netledger/internal/source/udpreport"
 	"github.com/netledger/netledger/internal/spool"
@@ -32,6 +33,8 @@ type Config struct {
 	Geo geo.Config `yaml:"geo"`
 	// TCPInfo is the kernel TCP source (sock_diag), off unless enabled.
 	TCPInfo tcpinfo.Config `yaml:"tcpinfo"`
+	// Accounting is the pipeline from the spool to the store: intervals, commits, views.
+	Accounting pipeline.Config `yaml:"accounting"`
 }
 
 // HTTPConfig configures the HTTP endpoint.
@@ -49,6 +52,8 @@ func DefaultConfig() Config {
 		Report:  udpreport.DefaultConfig(),
 		Geo:     geo.DefaultConfig(),
 		TCPInfo: tcpinfo.DefaultConfig(),
+
+		Accounting: pipeline.DefaultConfig(),
 	}
 }
 

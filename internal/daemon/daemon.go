@@ -12,6 +12,7 @@ import (
 
 	"github.com/netledger/netledger/internal/api"
 	"github.com/netledger/netledger/internal/geo"
+	"github.com/netledger/netledger/internal/pipeline"
 	"github.com/netledger/netledger/internal/source/tcpinfo"
 	"github.com/netledger/netledger/internal/source/udpreport"
 	"github.com/netledger/netledger/internal/spool"
@@ -34,6 +35,8 @@ type Daemon struct {
 	API *api.Server
 	// Geo holds the country, continent and AS data; the enrichment looks up Geo.DB().
 	Geo *geo.Reloader
+	// Accounting is the pipeline from the spool to the store (nil without a store).
+	Accounting *pipeline.Pipeline
 
 	// sources stop first on shutdown; then consumers (everything else) drain.
 	sources    []Component
@@ -66,6 +69,10 @@ func (c Config) Validate() error {
 		if err := c.TCPInfo.Validate(); err != nil {
 			return err
 		}
+	}
+	// --- accounting: intervals, commits, views ---
+	if err := c.Accounting.Validate(); err != nil {
+		return err
 	}
 	// --- other components: validate your configuration here ---
 	return nil
