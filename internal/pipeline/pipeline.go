@@ -220,6 +220,14 @@ func (p *Pipeline) loop(ctx context.Context, r *spool.Reader) error {
 	}
 }
 
+// landed reports whether the store's saved position is pos.
+func (p *Pipeline) landed(ctx context.Context, pos store.Position) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	sp, err := p.deps.Store.Position(ctx, Consumer)
+	return err == nil && sp == pos
+}
+
 // dirty reports whether records were read since the last commit.
 func (p *Pipeline) dirty(r *spool.Reader) bool { return r.Position() != *p.committed.Load() }
 
@@ -285,6 +293,11 @@ func (p *Pipeline) commit(ctx context.Context, pos spool.Position) error {
 			p.log.Error("cannot commit accounting rows, retrying with the same batch", "rows", len(b.Rows), "position", pos.String(), "err", err)
 			p.lastErrLog = time.Now()
 		}
+		// a commit may fail after the store made it durable (a lost reply): the store's
+		// position tells
+		if p.landed(ctx, b.Position) {
+			break
+		}
 		select {
 		case <-ctx.Done():
 			// p.rows is kept: committed with a later position, or, after a restart, the
@@ -293,11 +306,6 @@ func (p *Pipeline) commit(ctx context.Context, pos spool.Position) error {
 		case <-time.After(delay):
 		}
 		delay = min(2*delay, 5*time.Second)
-		// a commit may fail after the store made it durable (a lost reply): the store's
-		// position tells
-		if sp, err := p.deps.Store.Position(ctx, Consumer); err == nil && sp == b.Position {
-			break
-		}
 	}
 	p.committed.Store(&pos)
 	p.deps.Spool.Hold(Consumer, pos)
