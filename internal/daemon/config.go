@@ -14,6 +14,7 @@ import (
 	"github.com/netledger/netledger/internal/source/tcpinfo"
 	"github.com/netledger/netledger/internal/source/udpreport"
 	"github.com/netledger/netledger/internal/spool"
+	"github.com/netledger/netledger/internal/store/sqlite"
 )
 
 // Config is the whole configuration of `netledger serve`: one field per component, each with
@@ -32,6 +33,8 @@ type Config struct {
 	Geo geo.Config `yaml:"geo"`
 	// TCPInfo is the kernel TCP source (sock_diag), off unless enabled.
 	TCPInfo tcpinfo.Config `yaml:"tcpinfo"`
+	// Store is the embedded SQLite store; its path defaults to <data_dir>/netledger.db.
+	Store sqlite.Config `yaml:"store"`
 }
 
 // HTTPConfig configures the HTTP endpoint.
@@ -49,6 +52,7 @@ func DefaultConfig() Config {
 		Report:  udpreport.DefaultConfig(),
 		Geo:     geo.DefaultConfig(),
 		TCPInfo: tcpinfo.DefaultConfig(),
+		Store:   sqlite.DefaultConfig(),
 	}
 }
 
@@ -83,3 +87,6 @@ func DecodeConfig(r io.Reader, cfg *Config) error {
 func (c Config) Dump() ([]byte, error) {
 	return yaml.Marshal(c)
 }
+
+// StoreConfig returns the embedded store's configuration with its path resolved.
+func (c Config) StoreConfig() sqlite.Config { return c.Store.WithDataDir(c.DataDir) }

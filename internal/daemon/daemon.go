@@ -67,6 +67,10 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
+	// --- embedded store ---
+	if err := c.StoreConfig().Validate(); err != nil {
+		return err
+	}
 	// --- other components: validate your configuration here ---
 	return nil
 }
