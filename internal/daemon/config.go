@@ -11,6 +11,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/netledger/netledger/internal/geo"
+	"github.com/netledger/netledger/internal/routing/bgp"
+	"github.com/netledger/netledger/internal/routing/routers"
 	"github.com/netledger/netledger/internal/source/tcpinfo"
 	"github.com/netledger/netledger/internal/source/udpreport"
 	"github.com/netledger/netledger/internal/spool"
@@ -32,6 +34,12 @@ type Config struct {
 	Geo geo.Config `yaml:"geo"`
 	// TCPInfo is the kernel TCP source (sock_diag), off unless enabled.
 	TCPInfo tcpinfo.Config `yaml:"tcpinfo"`
+	// Routers are the routers whose tables the enrichment uses: name, own AS, served server
+	// networks, and how the table is fed (MRT files at start, a BGP session).
+	Routers []routers.RouterConfig `yaml:"routers"`
+	// BGP is the embedded speaker shared by the routers' sessions (listen address, router ID,
+	// local AS, timers); it runs only when a router has a session.
+	BGP bgp.Config `yaml:"bgp"`
 }
 
 // HTTPConfig configures the HTTP endpoint.
@@ -49,6 +57,7 @@ func DefaultConfig() Config {
 		Report:  udpreport.DefaultConfig(),
 		Geo:     geo.DefaultConfig(),
 		TCPInfo: tcpinfo.DefaultConfig(),
+		BGP:     bgp.DefaultConfig(),
 	}
 }
 
