@@ -11,6 +11,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/netledger/netledger/internal/geo"
+	"github.com/netledger/netledger/internal/routing/bgp"
+	"github.com/netledger/netledger/internal/routing/routers"
 	"github.com/netledger/netledger/internal/source/tcpinfo"
 	"github.com/netledger/netledger/internal/source/udpreport"
 	"github.com/netledger/netledger/internal/spool"
@@ -35,6 +37,12 @@ type Config struct {
 	TCPInfo tcpinfo.Config `yaml:"tcpinfo"`
 	// Store is the embedded SQLite store; its path defaults to <data_dir>/netledger.db.
 	Store sqlite.Config `yaml:"store"`
+	// Routers are the routers whose tables the enrichment uses: name, own AS, served server
+	// networks, and how the table is fed (MRT files at start, a BGP session).
+	Routers []routers.RouterConfig `yaml:"routers"`
+	// BGP is the embedded speaker shared by the routers' sessions (listen address, router ID,
+	// local AS, timers); it runs only when a router has a session.
+	BGP bgp.Config `yaml:"bgp"`
 }
 
 // HTTPConfig configures the HTTP endpoint.
@@ -53,6 +61,7 @@ func DefaultConfig() Config {
 		Geo:     geo.DefaultConfig(),
 		TCPInfo: tcpinfo.DefaultConfig(),
 		Store:   sqlite.DefaultConfig(),
+		BGP:     bgp.DefaultConfig(),
 	}
 }
 
