@@ -13,6 +13,7 @@ import (
 	"github.com/netledger/netledger/internal/geo"
 	"github.com/netledger/netledger/internal/routing/bgp"
 	"github.com/netledger/netledger/internal/routing/routers"
+	"github.com/netledger/netledger/internal/source/conntrack"
 	"github.com/netledger/netledger/internal/source/tcpinfo"
 	"github.com/netledger/netledger/internal/source/udpreport"
 	"github.com/netledger/netledger/internal/spool"
@@ -35,6 +36,8 @@ type Config struct {
 	Geo geo.Config `yaml:"geo"`
 	// TCPInfo is the kernel TCP source (sock_diag), off unless enabled.
 	TCPInfo tcpinfo.Config `yaml:"tcpinfo"`
+	// Conntrack is the conntrack accounting source, off unless enabled.
+	Conntrack conntrack.Config `yaml:"conntrack"`
 	// Store is the embedded SQLite store; its path defaults to <data_dir>/netledger.db.
 	Store sqlite.Config `yaml:"store"`
 	// Routers are the routers whose tables the enrichment uses: name, own AS, served server
@@ -53,7 +56,7 @@ type HTTPConfig struct {
 
 // DefaultConfig returns the effective configuration when the file says nothing.
 func DefaultConfig() Config {
-	return Config{
+	c := Config{
 		DataDir: "netledger-data",
 		HTTP:    HTTPConfig{Listen: "127.0.0.1:8790"},
 		Spool:   spool.DefaultConfig(),
@@ -63,6 +66,8 @@ func DefaultConfig() Config {
 		Store:   sqlite.DefaultConfig(),
 		BGP:     bgp.DefaultConfig(),
 	}
+	c.Conntrack = conntrack.DefaultConfig()
+	return c
 }
 
 // LoadConfig reads a YAML configuration over the defaults. An empty path gives the defaults.

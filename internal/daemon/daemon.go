@@ -14,6 +14,7 @@ import (
 	"github.com/netledger/netledger/internal/enrich"
 	"github.com/netledger/netledger/internal/geo"
 	"github.com/netledger/netledger/internal/routing/routers"
+	"github.com/netledger/netledger/internal/source/conntrack"
 	"github.com/netledger/netledger/internal/source/tcpinfo"
 	"github.com/netledger/netledger/internal/source/udpreport"
 	"github.com/netledger/netledger/internal/spool"
@@ -69,6 +70,12 @@ func (c Config) Validate() error {
 	// --- tcpinfo: kernel TCP source ---
 	if c.TCPInfo.Enabled {
 		if err := c.TCPInfo.Validate(); err != nil {
+			return err
+		}
+	}
+	// --- conntrack accounting source ---
+	if c.Conntrack.Enabled {
+		if err := c.Conntrack.Validate(); err != nil {
 			return err
 		}
 	}
@@ -155,6 +162,17 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 			return nil, fmt.Errorf("cannot build tcpinfo source: %w", err)
 		}
 		d.Registry.MustRegister(src)
+		d.sources = append(d.sources, src)
+	}
+
+	// --- conntrack: accounting source (ctnetlink events + interval dumps); each interval's
+	// rows become records (client = the group that opened the connections, server = the
+	// responder's group) ---
+	if cfg.Conntrack.Enabled {
+		src, err := conntrack.New(cfg.Conntrack, conntrack.Deps{Sink: d.Spool.Append, Registerer: d.Registry, Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("cannot build conntrack source: %w", err)
+		}
 		d.sources = append(d.sources, src)
 	}
 
