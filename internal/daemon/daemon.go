@@ -15,6 +15,7 @@ import (
 	"github.com/netledger/netledger/internal/geo"
 	"github.com/netledger/netledger/internal/routing/routers"
 	"github.com/netledger/netledger/internal/source/conntrack"
+	"github.com/netledger/netledger/internal/pipeline"
 	"github.com/netledger/netledger/internal/source/tcpinfo"
 	"github.com/netledger/netledger/internal/source/udpreport"
 	"github.com/netledger/netledger/internal/spool"
@@ -40,6 +41,8 @@ type Daemon struct {
 	// Routing holds every configured router's table and runs their BGP sessions; the
 	// enrichment takes Routers().
 	Routing *routers.Component
+	// Accounting is the pipeline from the spool to the store (nil without a store).
+	Accounting *pipeline.Pipeline
 
 	// sources stop first on shutdown; then consumers (everything else) drain.
 	sources    []Component
@@ -85,6 +88,10 @@ func (c Config) Validate() error {
 	}
 	// --- routing: routers, their MRT files and BGP sessions ---
 	if err := routers.Validate(c.Routers, c.BGP); err != nil {
+		return err
+	}
+	// --- accounting: intervals, commits, views ---
+	if err := c.Accounting.Validate(); err != nil {
 		return err
 	}
 	// --- other components: validate your configuration here ---
