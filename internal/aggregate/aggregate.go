@@ -392,6 +392,10 @@ func (a *Aggregator) flushInterval(dst []record.Row, iv *interval) []record.Row 
 	for gi := range a.groups {
 		g := &a.groups[gi]
 		base := &iv.base[gi]
+		// a view has at most as many rows as the base table (as_on_path: a few times more):
+		// size the output and the view table once instead of growing them row by row
+		dst = slices.Grow(dst, len(g.views)*base.len())
+		a.view.reserve(base.len())
 		for _, v := range g.views {
 			a.view.reset()
 			for i := range base.len() {

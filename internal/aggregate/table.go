@@ -82,6 +82,13 @@ func (s *sums) grow() {
 	}
 }
 
+// reserve grows the table to hold n keys without growing again.
+func (s *sums) reserve(n int) {
+	for 2*n > len(s.slots) {
+		s.grow()
+	}
+}
+
 // len returns the number of keys.
 func (s *sums) len() int { return len(s.used) }
 
