@@ -89,6 +89,9 @@ func (o Output) name(key string) string {
 	if err != nil {
 		return ""
 	}
+	if n == 0 {
+		return "(no route)"
+	}
 	return o.Names(uint32(n))
 }
 
