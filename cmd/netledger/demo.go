@@ -22,7 +22,6 @@ import (
 	"github.com/netledger/netledger/internal/demo"
 	"github.com/netledger/netledger/internal/query"
 	"github.com/netledger/netledger/internal/record"
-	"github.com/netledger/netledger/internal/store"
 )
 
 // demoFlags are the flags of `netledger demo`.

@@ -22,10 +22,10 @@ type Class struct {
 // Classes are the demo's traffic classes: pages and assets, API calls, video segments and
 // large downloads.
 var Classes = []Class{
-	{ID: 0, Name: "web", Weight: 55, Median: 18e3, Sigma: 1.3},
+	{ID: 0, Name: "web", Weight: 56, Median: 18e3, Sigma: 1.3},
 	{ID: 1, Name: "api", Weight: 20, Median: 1.5e3, Sigma: 0.9},
-	{ID: 2, Name: "video", Weight: 22, Median: 1.2e6, Sigma: 0.8},
-	{ID: 3, Name: "download", Weight: 3, Median: 25e6, Sigma: 1.5},
+	{ID: 2, Name: "video", Weight: 22, Median: 600e3, Sigma: 0.7},
+	{ID: 3, Name: "download", Weight: 2, Median: 8e6, Sigma: 1.2},
 }
 
 // client is one synthetic client: its address, the path quality towards it and its router.
