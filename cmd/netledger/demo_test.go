@@ -13,27 +13,35 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spf13/pflag"
-
 	"github.com/netledger/netledger/internal/demo"
 )
 
-// runCmd runs the netledger command line with args and returns its standard output.
-func runCmd(t *testing.T, args ...string) (string, error) {
+// topBytes returns the bytes per group of `netledger top --format json` on dir.
+func topBytes(t *testing.T, dir, by string, filter ...string) map[string]uint64 {
 	t.Helper()
-	var out bytes.Buffer
-	rootCmd.SetOut(&out)
-	rootCmd.SetErr(&out)
-	rootCmd.SetArgs(args)
-	defer rootCmd.SetArgs(nil)
-	err := rootCmd.ExecuteContext(context.Background())
-	for _, c := range rootCmd.Commands() { // flags keep their values between runs: reset them
-		c.Flags().VisitAll(func(f *pflag.Flag) {
-			f.Value.Set(f.DefValue)
-			f.Changed = false
-		})
+	j, err := runCLI(t, append([]string{"top", "--data-dir", dir, "--by", by, "--since", "1h", "--limit", "0", "--format", "json"}, filter...)...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out.String(), err
+	var rows []struct {
+		Key   string `json:"key"`
+		Bytes uint64 `json:"bytes"`
+	}
+	if err := json.Unmarshal([]byte(j), &rows); err != nil {
+		t.Fatal(err, j)
+	}
+	m := map[string]uint64{}
+	for _, r := range rows {
+		m[r.Key] = r.Bytes
+	}
+	return m
+}
+
+func sum(m map[string]uint64) (s uint64) {
+	for _, v := range m {
+		s += v
+	}
+	return s
 }
 
 // split returns the two halves of p.
@@ -84,33 +92,18 @@ func TestDemo(t *testing.T) {
 	}
 
 	// top and series read the data directory the demo left
-	j, err := runCmd(t, "top", "--data-dir", dir, "--by", "router", "--since", "1h", "--format", "json")
-	if err != nil {
-		t.Fatal(err)
+	if byRouter := topBytes(t, dir, "router"); len(byRouter) != 2 || sum(byRouter) != res.SentBytes {
+		t.Errorf("top --by router: %v (want Σ %d)", byRouter, res.SentBytes)
 	}
-	var rows []struct {
-		Key   string `json:"key"`
-		Bytes uint64 `json:"bytes"`
-	}
-	if err := json.Unmarshal([]byte(j), &rows); err != nil {
-		t.Fatal(err, j)
-	}
-	var sum uint64
-	for _, r := range rows {
-		sum += r.Bytes
-	}
-	if len(rows) != 2 || sum != res.SentBytes {
-		t.Errorf("top --by router: %s (Σ %d, want %d)", j, sum, res.SentBytes)
-	}
-	c, err := runCmd(t, "series", "--data-dir", dir, "--by", "class", "--since", "1h", "--format", "csv", "--class", "video")
+	c, err := runCLI(t, "series", "--data-dir", dir, "--by", "class", "--since", "1h", "--format", "csv", "--class", "video")
 	if err != nil || !strings.HasPrefix(c, "start,key,") || !strings.Contains(c, ",video,") {
 		t.Errorf("series: %v\n%s", err, c)
 	}
-	tbl, err := runCmd(t, "top", "--data-dir", dir, "--by", "origin", "--since", "1h", "--limit", "3")
+	tbl, err := runCLI(t, "top", "--data-dir", dir, "--by", "origin", "--since", "1h", "--limit", "3")
 	if err != nil || strings.Count(tbl, "\n") != 4 || !strings.Contains(tbl, "ORIGIN") {
 		t.Errorf("top table: %v\n%s", err, tbl)
 	}
-	if _, err := runCmd(t, "top", "--data-dir", filepath.Join(dir, "nothing"), "--by", "peer"); err == nil || !strings.Contains(err.Error(), "no store") {
+	if _, err := runCLI(t, "top", "--data-dir", filepath.Join(dir, "nothing"), "--by", "peer"); err == nil || !strings.Contains(err.Error(), "no store") {
 		t.Errorf("missing store: %v", err)
 	}
 }
@@ -119,30 +112,7 @@ func TestDemo(t *testing.T) {
 // its two halves), replays, and checks that the totals stay and the prefixes change.
 func TestReplay(t *testing.T) {
 	dir, res, _ := shortDemo(t)
-	top := func(by string, filter ...string) map[string]uint64 {
-		j, err := runCmd(t, append([]string{"top", "--data-dir", dir, "--by", by, "--since", "1h", "--limit", "0", "--format", "json"}, filter...)...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var rows []struct {
-			Key   string `json:"key"`
-			Bytes uint64 `json:"bytes"`
-		}
-		if err := json.Unmarshal([]byte(j), &rows); err != nil {
-			t.Fatal(err)
-		}
-		m := map[string]uint64{}
-		for _, r := range rows {
-			m[r.Key] = r.Bytes
-		}
-		return m
-	}
-	sum := func(m map[string]uint64) (s uint64) {
-		for _, v := range m {
-			s += v
-		}
-		return s
-	}
+	top := func(by string, filter ...string) map[string]uint64 { return topBytes(t, dir, by, filter...) }
 	before := top("prefix")
 	beforeFra := top("prefix", "--router", "edge-fra")
 	// the better table: each route's two halves (the same paths)
@@ -162,7 +132,7 @@ func TestReplay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	out, err := runCmd(t, "replay", "--data-dir", dir, "--from", "2h")
+	out, err := runCLI(t, "replay", "--data-dir", dir, "--from", "2h")
 	if err != nil {
 		t.Fatalf("replay: %v\n%s", err, out)
 	}
@@ -185,7 +155,7 @@ func TestReplay(t *testing.T) {
 		}
 	}
 	// replaying again changes nothing
-	if _, err := runCmd(t, "replay", "--data-dir", dir, "--from", "2h"); err != nil {
+	if _, err := runCLI(t, "replay", "--data-dir", dir, "--from", "2h"); err != nil {
 		t.Fatal(err)
 	}
 	again := top("prefix")
