@@ -48,7 +48,15 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 	err := rootCmd.Execute()
 	for _, c := range rootCmd.Commands() {
 		c.Flags().VisitAll(func(f *pflag.Flag) {
-			f.Value.Set(f.DefValue)
+			if sv, ok := f.Value.(pflag.SliceValue); ok {
+				var def []string
+				if d := strings.Trim(f.DefValue, "[]"); d != "" {
+					def = strings.Split(d, ",")
+				}
+				sv.Replace(def)
+			} else {
+				f.Value.Set(f.DefValue)
+			}
 			f.Changed = false
 		})
 	}
