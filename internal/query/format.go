@@ -132,6 +132,9 @@ func (o Output) rows(res []store.Result, series bool) []row {
 		totals[res[i].Start] += res[i].Metrics.Bytes
 	}
 	span := o.Query.To.Sub(o.Query.From)
+	if series && o.Query.Step == 0 {
+		o.Query.Step = inferStep(res)
+	}
 	out := make([]row, len(res))
 	for i := range res {
 		r := &res[i]
@@ -157,6 +160,18 @@ func (o Output) rows(res []store.Result, series bool) []row {
 		out[i] = w
 	}
 	return out
+}
+
+// inferStep returns the smallest gap between the starts of a series' points (0 for fewer
+// than two distinct starts): the step the store chose when the query left it to it.
+func inferStep(res []store.Result) time.Duration {
+	var step time.Duration
+	for i := 1; i < len(res); i++ {
+		if d := res[i].Start.Sub(res[i-1].Start); d > 0 && (step == 0 || d < step) {
+			step = d
+		}
+	}
+	return step
 }
 
 // step is the length of a series bucket: the query's step, else the resolution answered.

@@ -151,3 +151,21 @@ func TestCheckQuery(t *testing.T) {
 		}
 	}
 }
+
+func TestSeriesInferredStep(t *testing.T) {
+	q := store.Query{By: "router", From: from, To: from.Add(3 * time.Hour)}
+	res := []store.Result{
+		{Key: "a", Start: from, Resolution: time.Minute, Metrics: record.Metrics{Bytes: 450}},
+		{Key: "b", Start: from, Resolution: time.Minute, Metrics: record.Metrics{Bytes: 450}},
+		{Key: "a", Start: from.Add(2 * time.Hour), Resolution: time.Hour, Metrics: record.Metrics{Bytes: 900}},
+		{Key: "a", Start: from.Add(3 * time.Hour), Resolution: time.Hour, Metrics: record.Metrics{Bytes: 900}},
+	}
+	var b bytes.Buffer
+	if err := Series(&b, Output{Query: q, Format: "csv"}, res); err != nil {
+		t.Fatal(err)
+	}
+	// one-hour buckets: 900 bytes → 2 bit/s
+	if !bytes.Contains(b.Bytes(), []byte("2026-11-22T12:00:00Z,a,,0,900,2,")) {
+		t.Errorf("got\n%s", b.String())
+	}
+}
