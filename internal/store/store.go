@@ -62,6 +62,8 @@ type Result struct {
 	// Resolution is the stored resolution the answer came from.
 	Resolution time.Duration
 	Metrics    record.Metrics
+	// Dims holds the group's raw value (only the By dimension is set), for printing names.
+	Dims record.Dims
 }
 
 // Store keeps view rows. Implementations are safe for concurrent use.

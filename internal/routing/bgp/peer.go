@@ -110,6 +110,8 @@ func newPeer(c *Component, n Neighbor) *peer {
 		grace:    c.cfg.GraceTime,
 		log:      c.log.With("router", n.Name, "neighbor", n.Address.String()),
 		sessions: make(map[*session]struct{}),
+		// hasRoutes: the RIB may hold routes of this neighbor (or seeded ones)
+		hasRoutes: n.Seeded,
 	}
 	if n.HoldTime != 0 {
 		p.hold = n.HoldTime
