@@ -307,4 +307,3 @@ func section(p *[]byte) ([]byte, error) {
 	*p = (*p)[l:]
 	return s, nil
 }
-
