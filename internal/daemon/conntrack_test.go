@@ -10,40 +10,15 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/netledger/netledger/internal/record"
 	"github.com/netledger/netledger/internal/spool"
 	"github.com/netledger/netledger/internal/testenv"
 )
-
-// inNS runs fn on a thread inside network namespace ns.
-func inNS(t *testing.T, ns string, fn func() error) {
-	t.Helper()
-	fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			done <- err
-			return
-		}
-		done <- fn()
-	}()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-}
 
 func counterValue(t *testing.T, d *Daemon, name string) float64 {
 	mfs, err := d.Registry.Gather()
@@ -115,7 +90,7 @@ func TestConntrackSource(t *testing.T) {
 	}
 
 	var ln net.Listener
-	inNS(t, ns, func() (err error) { ln, err = net.Listen("tcp", "127.0.0.3:0"); return })
+	testenv.InNetNS(t, ns, func() (err error) { ln, err = net.Listen("tcp", "127.0.0.3:0"); return })
 	defer ln.Close()
 	go func() {
 		c, err := ln.Accept()
@@ -127,7 +102,7 @@ func TestConntrackSource(t *testing.T) {
 		c.Write(make([]byte, 5000))
 	}()
 	var c net.Conn
-	inNS(t, ns, func() (err error) {
+	testenv.InNetNS(t, ns, func() (err error) {
 		dl := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
 		c, err = dl.Dial("tcp", ln.Addr().String())
 		return
