@@ -33,7 +33,9 @@ type ribFlags struct {
 	json   bool
 }
 
-func init() {
+func init() { rootCmd.AddCommand(newRibCmd()) }
+
+func newRibCmd() *cobra.Command {
 	var f ribFlags
 	ribCmd := &cobra.Command{
 		Use:   "rib",
@@ -85,7 +87,7 @@ this process from the files instead, without a daemon.`,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return ribStatus(cmd, f) },
 	}
 	ribCmd.AddCommand(loadCmd, lookupCmd, statusCmd)
-	rootCmd.AddCommand(ribCmd)
+	return ribCmd
 }
 
 // apiBase returns the daemon's API URL.

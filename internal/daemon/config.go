@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/netledger/netledger/internal/geo"
+	"github.com/netledger/netledger/internal/pipeline"
 	"github.com/netledger/netledger/internal/routing/bgp"
 	"github.com/netledger/netledger/internal/routing/routers"
 	"github.com/netledger/netledger/internal/source/conntrack"
@@ -46,6 +47,8 @@ type Config struct {
 	// BGP is the embedded speaker shared by the routers' sessions (listen address, router ID,
 	// local AS, timers); it runs only when a router has a session.
 	BGP bgp.Config `yaml:"bgp"`
+	// Accounting is the pipeline from the spool to the store: intervals, commits, views.
+	Accounting pipeline.Config `yaml:"accounting"`
 }
 
 // HTTPConfig configures the HTTP endpoint.
@@ -65,6 +68,8 @@ func DefaultConfig() Config {
 		TCPInfo: tcpinfo.DefaultConfig(),
 		Store:   sqlite.DefaultConfig(),
 		BGP:     bgp.DefaultConfig(),
+
+		Accounting: pipeline.DefaultConfig(),
 	}
 	c.Conntrack = conntrack.DefaultConfig()
 	return c

@@ -13,11 +13,13 @@ import (
 	"github.com/netledger/netledger/internal/api"
 	"github.com/netledger/netledger/internal/enrich"
 	"github.com/netledger/netledger/internal/geo"
+	"github.com/netledger/netledger/internal/pipeline"
 	"github.com/netledger/netledger/internal/routing/routers"
 	"github.com/netledger/netledger/internal/source/conntrack"
 	"github.com/netledger/netledger/internal/source/tcpinfo"
 	"github.com/netledger/netledger/internal/source/udpreport"
 	"github.com/netledger/netledger/internal/spool"
+	"github.com/netledger/netledger/internal/store/sqlite"
 )
 
 // Daemon is the pipeline of `netledger serve`, built from a Config. New builds and validates
@@ -40,6 +42,10 @@ type Daemon struct {
 	// Routing holds every configured router's table and runs their BGP sessions; the
 	// enrichment takes Routers().
 	Routing *routers.Component
+	// Store is the embedded store the accounting pipeline commits to.
+	Store *sqlite.Store
+	// Accounting is the pipeline from the spool to the store.
+	Accounting *pipeline.Pipeline
 
 	// sources stop first on shutdown; then consumers (everything else) drain.
 	sources    []Component
@@ -85,6 +91,10 @@ func (c Config) Validate() error {
 	}
 	// --- routing: routers, their MRT files and BGP sessions ---
 	if err := routers.Validate(c.Routers, c.BGP); err != nil {
+		return err
+	}
+	// --- accounting: intervals, commits, views ---
+	if err := c.Accounting.Validate(); err != nil {
 		return err
 	}
 	// --- other components: validate your configuration here ---
@@ -184,6 +194,12 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	}
 	d.Routing.Mount(d.API.Handle)
 	d.consumers = append(d.consumers, d.Routing)
+
+	// --- accounting: spool → enrichment → views → embedded store (rows and spool position
+	// in one transaction) ---
+	if err := d.addAccounting(); err != nil {
+		return nil, err
+	}
 
 	// --- other components: build yours here ---
 

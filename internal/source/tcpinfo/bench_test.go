@@ -207,6 +207,17 @@ func TestLoadHelper(t *testing.T) {
 				return
 			}
 			clients = append(clients, c)
+			// Keep the accept queue short: on a loaded machine the accepting goroutine can
+			// fall behind until the backlog overflows and SYNs are dropped.
+			for {
+				mu.Lock()
+				k := len(servers)
+				mu.Unlock()
+				if k+1024 > i {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
 		}
 	})
 	if t.Failed() {

@@ -43,12 +43,17 @@ func cover(from, to int64, lv []int) []part {
 // daily roll-ups, whole hours at the edges from the hourly ones, the rest from base points.
 func (s *Store) Top(ctx context.Context, q store.Query) ([]store.Result, error) {
 	t0 := time.Now()
-	res, err := s.top(ctx, q)
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback() // read only: one snapshot for all parts
+	res, err := s.top(ctx, tx, q)
 	s.metrics.query("top", t0, err)
 	return res, err
 }
 
-func (s *Store) top(ctx context.Context, q store.Query) ([]store.Result, error) {
+func (s *Store) top(ctx context.Context, tx *sql.Tx, q store.Query) ([]store.Result, error) {
 	if err := checkQuery(&q); err != nil {
 		return nil, err
 	}
@@ -56,7 +61,7 @@ func (s *Store) top(ctx context.Context, q store.Query) ([]store.Result, error) 
 	groups := map[record.Dims]*store.Result{}
 	var resolution time.Duration
 	for _, p := range parts {
-		err := s.scan(ctx, q, p, 0, func(_ int64, d record.Dims, res time.Duration, m *record.Metrics) {
+		err := s.scan(ctx, tx, q, p, 0, func(_ int64, d record.Dims, res time.Duration, m *record.Metrics) {
 			g := groups[d]
 			if g == nil {
 				g = &store.Result{Dims: d, Key: keyText(q.By, &d)}
@@ -93,12 +98,17 @@ func (s *Store) top(ctx context.Context, q store.Query) ([]store.Result, error) 
 // resolution still kept at q.From that gives at most 1440 buckets.
 func (s *Store) Series(ctx context.Context, q store.Query) ([]store.Result, error) {
 	t0 := time.Now()
-	res, err := s.seriesQuery(ctx, q)
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	res, err := s.seriesQuery(ctx, tx, q)
 	s.metrics.query("series", t0, err)
 	return res, err
 }
 
-func (s *Store) seriesQuery(ctx context.Context, q store.Query) ([]store.Result, error) {
+func (s *Store) seriesQuery(ctx context.Context, tx *sql.Tx, q store.Query) ([]store.Result, error) {
 	if err := checkQuery(&q); err != nil {
 		return nil, err
 	}
@@ -110,7 +120,7 @@ func (s *Store) seriesQuery(ctx context.Context, q store.Query) ([]store.Result,
 	}
 	var keep map[record.Dims]bool
 	if q.Limit > 0 {
-		top, err := s.top(ctx, q)
+		top, err := s.top(ctx, tx, q)
 		if err != nil {
 			return nil, err
 		}
@@ -133,7 +143,7 @@ func (s *Store) seriesQuery(ctx context.Context, q store.Query) ([]store.Result,
 	}
 	points := map[bucketKey]*store.Result{}
 	for _, p := range cover(q.From.Unix(), q.To.Unix(), lv) {
-		err := s.scan(ctx, q, p, step, func(bucket int64, d record.Dims, res time.Duration, m *record.Metrics) {
+		err := s.scan(ctx, tx, q, p, step, func(bucket int64, d record.Dims, res time.Duration, m *record.Metrics) {
 			if keep != nil && !keep[d] {
 				return
 			}
@@ -222,14 +232,14 @@ func ratio(a, b uint64) float64 {
 }
 
 // scan runs the grouped query of one part; with step > 0 it also groups by bucket.
-func (s *Store) scan(ctx context.Context, q store.Query, p part, step int64,
+func (s *Store) scan(ctx context.Context, tx *sql.Tx, q store.Query, p part, step int64,
 	fn func(bucket int64, d record.Dims, res time.Duration, m *record.Metrics)) error {
 	dim := dimensions[q.By]
 	st, err := s.queryStmt(ctx, p.level, dim.column, step > 0)
 	if err != nil {
 		return err
 	}
-	rows, err := st.QueryContext(ctx, p.lo, p.hi, q.View, q.Router, q.Class, q.Country, max(step, 1))
+	rows, err := tx.StmtContext(ctx, st).QueryContext(ctx, p.lo, p.hi, q.View, q.Router, q.Class, q.Country, max(step, 1))
 	if err != nil {
 		return fmt.Errorf("cannot query %s: %w", levelTable[p.level], err)
 	}
