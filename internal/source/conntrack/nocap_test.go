@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/netledger/netledger/internal/testenv"
 )
 
@@ -50,4 +52,29 @@ func TestNoCapabilityHelper(t *testing.T) {
 		t.Fatal("Run() in PID 1's namespace as nobody: no error")
 	}
 	fmt.Println("netns error:", err)
+}
+
+// TestExplain maps the kernel's answers to what the host lacks.
+func TestExplain(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want error
+	}{
+		{unix.EPERM, ErrPermission},
+		{unix.EACCES, ErrPermission},
+		{unix.EPROTONOSUPPORT, ErrNoKernel},
+		{unix.ENOENT, ErrNoKernel},
+		{unix.EOPNOTSUPP, ErrNoKernel},
+	} {
+		err := explain("subscribe to conntrack events", tc.err)
+		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), "cannot subscribe to conntrack events") {
+			t.Errorf("explain(%v) = %v, want %v", tc.err, err, tc.want)
+		}
+	}
+	if err := explain("dump", unix.EINVAL); errors.Is(err, ErrPermission) || errors.Is(err, ErrNoKernel) || !errors.Is(err, unix.EINVAL) {
+		t.Errorf("explain(EINVAL) = %v", err)
+	}
+	if _, err := enableSysctl("/proc/sys/net/netfilter/no_such_sysctl"); !errors.Is(err, ErrNoKernel) {
+		t.Errorf("enableSysctl(missing) = %v, want ErrNoKernel", err)
+	}
 }
