@@ -17,6 +17,7 @@ import (
 
 	"github.com/netledger/netledger/internal/record"
 	"github.com/netledger/netledger/internal/spool"
+	"github.com/netledger/netledger/internal/store"
 	"github.com/netledger/netledger/internal/testenv"
 )
 
@@ -184,6 +185,27 @@ func TestConntrackSource(t *testing.T) {
 	}
 	if v := counterValue(t, d, "netledger_conntrack_rows_total"); v < 1 {
 		t.Errorf("netledger_conntrack_rows_total = %v", v)
+	}
+
+	// The accounting pipeline committed them to the store's conntrack view on the way out:
+	// the opener's group with the kernel's counters, the responder's port.
+	now := time.Now()
+	for _, by := range []string{"src-group", "port"} {
+		top, err := d.Store.Top(context.Background(), store.Query{View: "conntrack", By: by, From: now.Add(-time.Hour), To: now.Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(top) != 1 {
+			t.Fatalf("conntrack view by %s: %+v", by, top)
+		}
+		m, wantKey := top[0].Metrics, "127.0.0.2"
+		if by == "port" {
+			wantKey = strconv.Itoa(int(port))
+		}
+		if top[0].Key != wantKey || m.BytesIn != want.BytesIn || m.Bytes != want.BytesOut || m.PacketsIn != want.PacketsIn ||
+			m.Packets != want.PacketsOut || m.Conns != 1 {
+			t.Errorf("conntrack view by %s: %+v, kernel %+v", by, top[0], want)
+		}
 	}
 }
 
