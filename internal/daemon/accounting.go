@@ -1,25 +1,37 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/netledger/netledger/internal/enrich"
 	"github.com/netledger/netledger/internal/pipeline"
-	"github.com/netledger/netledger/internal/store"
+	"github.com/netledger/netledger/internal/store/sqlite"
 )
 
 // DefaultRouter is the name of the router every record goes to when no router is configured
 // (every client is then unrouted).
 const DefaultRouter = "default"
 
-// enrichRouters returns the routers the enrichment selects from.
+// enrichRouters returns the routers the enrichment selects from: the configured ones, or one
+// router named DefaultRouter without a table.
 func (d *Daemon) enrichRouters() []enrich.Router {
+	if rs := d.Routers(); len(rs) > 0 {
+		return rs
+	}
 	return []enrich.Router{{Name: DefaultRouter}}
 }
 
-// addAccounting wires the accounting pipeline: spool → enrichment (routers, geo) → views →
-// st, committed with the spool position.
-func (d *Daemon) addAccounting(st store.Store) error {
+// addAccounting opens the embedded store and wires the accounting pipeline: spool →
+// enrichment (routers, geo) → views → store, rows committed with the spool position.
+func (d *Daemon) addAccounting(opts ...sqlite.Option) error {
+	st, err := sqlite.Open(context.Background(), d.Config.StoreConfig(), opts...)
+	if err != nil {
+		return fmt.Errorf("cannot open the store: %w", err)
+	}
+	d.closers = append(d.closers, st.Close)
+	d.Store = st
+	d.Registry.MustRegister(st.Collectors()...)
 	var g enrich.Geo
 	if d.Geo != nil {
 		g = d.Geo
@@ -28,6 +40,7 @@ func (d *Daemon) addAccounting(st store.Store) error {
 		Spool:      d.Spool,
 		Store:      st,
 		Enricher:   enrich.New(d.enrichRouters(), g),
+		Ready:      d.Routing.Started(),
 		ClassName:  d.Config.Report.ClassName,
 		Registerer: d.Registry,
 		Logger:     d.Logger,

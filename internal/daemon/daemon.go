@@ -19,6 +19,7 @@ import (
 	"github.com/netledger/netledger/internal/source/tcpinfo"
 	"github.com/netledger/netledger/internal/source/udpreport"
 	"github.com/netledger/netledger/internal/spool"
+	"github.com/netledger/netledger/internal/store/sqlite"
 )
 
 // Daemon is the pipeline of `netledger serve`, built from a Config. New builds and validates
@@ -41,7 +42,9 @@ type Daemon struct {
 	// Routing holds every configured router's table and runs their BGP sessions; the
 	// enrichment takes Routers().
 	Routing *routers.Component
-	// Accounting is the pipeline from the spool to the store (nil without a store).
+	// Store is the embedded store the accounting pipeline commits to.
+	Store *sqlite.Store
+	// Accounting is the pipeline from the spool to the store.
 	Accounting *pipeline.Pipeline
 
 	// sources stop first on shutdown; then consumers (everything else) drain.
@@ -191,6 +194,12 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	}
 	d.Routing.Mount(d.API.Handle)
 	d.consumers = append(d.consumers, d.Routing)
+
+	// --- accounting: spool → enrichment → views → embedded store (rows and spool position
+	// in one transaction) ---
+	if err := d.addAccounting(); err != nil {
+		return nil, err
+	}
 
 	// --- other components: build yours here ---
 

@@ -39,6 +39,9 @@ type Deps struct {
 	Spool    *spool.Spool
 	Store    store.Store
 	Enricher *enrich.Enricher
+	// Ready, when not nil, is closed once the routing tables are loaded: the pipeline waits
+	// for it before accounting anything, so that a backlog is not accounted to empty tables.
+	Ready <-chan struct{}
 	// ClassName names traffic classes (nil: numbers).
 	ClassName func(uint16) string
 	// Registerer receives the pipeline's metrics (nil: none).
@@ -137,6 +140,13 @@ func (p *Pipeline) lag() float64 {
 // returns. It returns an error when the store cannot give the position at start or the
 // spool cannot be read.
 func (p *Pipeline) Run(ctx context.Context) error {
+	if p.deps.Ready != nil {
+		select {
+		case <-p.deps.Ready:
+		case <-ctx.Done():
+			return nil
+		}
+	}
 	r, err := p.open(ctx)
 	if err != nil {
 		return err

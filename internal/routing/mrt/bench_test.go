@@ -3,9 +3,11 @@ package mrt
 import (
 	"bytes"
 	"io"
+	"net/netip"
 	"os"
 	"testing"
 
+	"github.com/netledger/netledger/internal/routing"
 	"github.com/netledger/netledger/internal/testenv"
 )
 
@@ -46,4 +48,30 @@ func BenchmarkRoutes(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(routes), "ns/route")
+}
+
+// BenchmarkLoadBview builds a router's RIB from the 2002 full-table dump file (gzip, 36 peers,
+// 115,521 routes), as `serve` does at start and `rib load` does: every peer (the best path
+// kept per prefix) and one peer (--peer 193.203.0.1, 112,986 prefixes).
+func BenchmarkLoadBview(b *testing.B) {
+	name := testenv.Testdata(b, bview2002)
+	for _, tc := range []struct {
+		name string
+		peer PeerSelector
+	}{{"all-peers", PeerSelector{}}, {"one-peer", PeerSelector{Addr: netip.MustParseAddr("193.203.0.1")}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			var v4 int
+			for b.Loop() {
+				rib := routing.NewRIB()
+				if _, err := LoadFiles(rib, tc.peer, name); err != nil {
+					b.Fatal(err)
+				}
+				v4, _ = rib.Len()
+			}
+			if v4 < 112000 {
+				b.Fatalf("%d prefixes", v4)
+			}
+			b.ReportMetric(float64(v4), "prefixes")
+		})
+	}
 }

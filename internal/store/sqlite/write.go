@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/netledger/netledger/internal/record"
@@ -36,18 +37,11 @@ func (s *Store) prepare(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cannot prepare series statement: %w", err)
 	}
-	s.upsert[levelBase], err = s.w.PrepareContext(ctx, `INSERT INTO points_base (start, sid, res, `+metricColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (start, sid) DO UPDATE SET res = excluded.res, `+addMetrics)
-	if err != nil {
-		return fmt.Errorf("cannot prepare upsert: %w", err)
-	}
-	for _, l := range []int{levelHour, levelDay} {
-		s.upsert[l], err = s.w.PrepareContext(ctx, `INSERT INTO `+levelTable[l]+` (start, sid, `+metricColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (start, sid) DO UPDATE SET `+addMetrics)
-		if err != nil {
-			return fmt.Errorf("cannot prepare upsert: %w", err)
+	for l := range levels {
+		for i, n := range []int{1, chunk} {
+			if s.upsert[l][i], err = s.upsertStmt(ctx, l, n); err != nil {
+				return err
+			}
 		}
 	}
 	s.savePos, err = s.w.PrepareContext(ctx, `INSERT INTO positions (consumer, segment, offset) VALUES (?, ?, ?)
@@ -161,23 +155,65 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 		}
 		return cmpInt(a.sid, b.sid)
 	})
-	var stmts [levels]*sql.Stmt
-	for l := range levels {
-		stmts[l] = tx.StmtContext(ctx, s.upsert[l])
-	}
-	args := make([]any, 0, 14)
-	for i := range s.points {
-		p := &s.points[i]
-		args = append(args[:0], p.start, p.sid)
-		if p.level == levelBase {
-			args = append(args, p.res)
+	// Runs of one level go out in statements of up to chunk rows.
+	args := s.args[:0]
+	for i := 0; i < len(s.points); {
+		l := s.points[i].level
+		j := i
+		for j < len(s.points) && j-i < chunk && s.points[j].level == l {
+			j++
 		}
-		args = appendMetrics(args, &p.m)
-		if _, err := stmts[p.level].ExecContext(ctx, args...); err != nil {
-			return fmt.Errorf("cannot write %s: %w", levelTable[p.level], err)
+		if j-i < chunk {
+			j = i + 1 // the rest one by one (only two statement sizes are prepared)
 		}
+		args = args[:0]
+		for k := i; k < j; k++ {
+			p := &s.points[k]
+			args = append(args, p.start, p.sid)
+			if l == levelBase {
+				args = append(args, p.res)
+			}
+			args = appendMetrics(args, &p.m)
+		}
+		st := s.upsert[l][0]
+		if j-i == chunk {
+			st = s.upsert[l][1]
+		}
+		if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("cannot write %s: %w", levelTable[l], err)
+		}
+		i = j
 	}
+	s.args = args[:0]
 	return nil
+}
+
+// chunk is the number of points per upsert statement: one statement per point costs more in
+// database/sql and the VDBE set-up than the point itself.
+const chunk = 64
+
+// upsertStmt prepares the upsert of n points into level's table.
+func (s *Store) upsertStmt(ctx context.Context, level, n int) (*sql.Stmt, error) {
+	cols, ph := "start, sid, "+metricColumns, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	set := addMetrics
+	if level == levelBase {
+		cols, ph = "start, sid, res, "+metricColumns, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+		set = "res = excluded.res, " + addMetrics
+	}
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + levelTable[level] + " (" + cols + ") VALUES ")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(ph)
+	}
+	b.WriteString(" ON CONFLICT (start, sid) DO UPDATE SET " + set)
+	st, err := s.w.PrepareContext(ctx, b.String())
+	if err != nil {
+		return nil, fmt.Errorf("cannot prepare upsert: %w", err)
+	}
+	return st, nil
 }
 
 func cmpInt(a, b int64) int {
