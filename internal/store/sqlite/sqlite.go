@@ -51,7 +51,8 @@ type Store struct {
 	sids    map[seriesKey]int64
 	acc     map[pointKey]int
 	points  []point
-	upsert  [levels]*sql.Stmt
+	args    []any
+	upsert  [levels][2]*sql.Stmt // one point, chunk points
 	series  *sql.Stmt
 	savePos *sql.Stmt
 
@@ -148,6 +149,15 @@ func dsn(cfg Config, readOnly bool) string {
 
 // Close closes the database.
 func (s *Store) Close() error {
+	s.wmu.Lock()
+	for l := range s.upsert {
+		for _, st := range s.upsert[l] {
+			if st != nil {
+				st.Close()
+			}
+		}
+	}
+	s.wmu.Unlock()
 	s.qmu.Lock()
 	for _, st := range s.query {
 		st.Close()

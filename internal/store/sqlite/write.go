@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/netledger/netledger/internal/record"
@@ -36,18 +37,11 @@ func (s *Store) prepare(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cannot prepare series statement: %w", err)
 	}
-	s.upsert[levelBase], err = s.w.PrepareContext(ctx, `INSERT INTO points_base (start, sid, res, `+metricColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (start, sid) DO UPDATE SET res = excluded.res, `+addMetrics)
-	if err != nil {
-		return fmt.Errorf("cannot prepare upsert: %w", err)
-	}
-	for _, l := range []int{levelHour, levelDay} {
-		s.upsert[l], err = s.w.PrepareContext(ctx, `INSERT INTO `+levelTable[l]+` (start, sid, `+metricColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-			ON CONFLICT (start, sid) DO UPDATE SET `+addMetrics)
-		if err != nil {
-			return fmt.Errorf("cannot prepare upsert: %w", err)
+	for l := range levels {
+		for i, n := range []int{1, chunk} {
+			if s.upsert[l][i], err = s.upsertStmt(ctx, l, n); err != nil {
+				return err
+			}
 		}
 	}
 	s.savePos, err = s.w.PrepareContext(ctx, `INSERT INTO positions (consumer, segment, offset) VALUES (?, ?, ?)
@@ -115,10 +109,13 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx, pending map[serie
 	return nil
 }
 
-// writeRows adds rows (merged within the batch first) to their points and roll-ups.
+// writeRows adds rows (merged within the batch first) to their points and roll-ups, drops the
+// packs of the hours and days written to, and packs the hours and days that are over.
 func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row, pending map[seriesKey]int64) error {
 	clear(s.acc)
 	s.points = s.points[:0]
+	touched := map[bucket]struct{}{}
+	var end int64
 	for i := range rows {
 		r := &rows[i]
 		if r.Metrics.Zero() {
@@ -137,10 +134,12 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 		}
 		start := r.Start.Unix()
 		res := int64(r.Resolution / time.Second)
+		end = max(end, start+res)
 		for l := level; l < levels; l++ {
 			st := start
 			if l > levelBase {
 				st = floorTo(start, levelSeconds[l])
+				touched[bucket{l, st, r.View}] = struct{}{}
 			}
 			k := pointKey{l, st, sid}
 			if i, ok := s.acc[k]; ok {
@@ -161,23 +160,68 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 		}
 		return cmpInt(a.sid, b.sid)
 	})
-	var stmts [levels]*sql.Stmt
-	for l := range levels {
-		stmts[l] = tx.StmtContext(ctx, s.upsert[l])
-	}
-	args := make([]any, 0, 14)
-	for i := range s.points {
-		p := &s.points[i]
-		args = append(args[:0], p.start, p.sid)
-		if p.level == levelBase {
-			args = append(args, p.res)
+	// Runs of one level go out in statements of up to chunk rows.
+	args := s.args[:0]
+	for i := 0; i < len(s.points); {
+		l := s.points[i].level
+		j := i
+		for j < len(s.points) && j-i < chunk && s.points[j].level == l {
+			j++
 		}
-		args = appendMetrics(args, &p.m)
-		if _, err := stmts[p.level].ExecContext(ctx, args...); err != nil {
-			return fmt.Errorf("cannot write %s: %w", levelTable[p.level], err)
+		if j-i < chunk {
+			j = i + 1 // the rest one by one (only two statement sizes are prepared)
 		}
+		args = args[:0]
+		for k := i; k < j; k++ {
+			p := &s.points[k]
+			args = append(args, p.start, p.sid)
+			if l == levelBase {
+				args = append(args, p.res)
+			}
+			args = appendMetrics(args, &p.m)
+		}
+		st := s.upsert[l][0]
+		if j-i == chunk {
+			st = s.upsert[l][1]
+		}
+		if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("cannot write %s: %w", levelTable[l], err)
+		}
+		i = j
 	}
-	return nil
+	s.args = args[:0]
+	if err := s.invalidate(ctx, tx, touched); err != nil {
+		return fmt.Errorf("cannot invalidate packs: %w", err)
+	}
+	return s.pack(ctx, tx, end)
+}
+
+// chunk is the number of points per upsert statement: one statement per point costs more in
+// database/sql and the VDBE set-up than the point itself.
+const chunk = 64
+
+// upsertStmt prepares the upsert of n points into level's table.
+func (s *Store) upsertStmt(ctx context.Context, level, n int) (*sql.Stmt, error) {
+	cols, ph := "start, sid, "+metricColumns, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+	set := addMetrics
+	if level == levelBase {
+		cols, ph = "start, sid, res, "+metricColumns, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+		set = "res = excluded.res, " + addMetrics
+	}
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + levelTable[level] + " (" + cols + ") VALUES ")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(ph)
+	}
+	b.WriteString(" ON CONFLICT (start, sid) DO UPDATE SET " + set)
+	st, err := s.w.PrepareContext(ctx, b.String())
+	if err != nil {
+		return nil, fmt.Errorf("cannot prepare upsert: %w", err)
+	}
+	return st, nil
 }
 
 func cmpInt(a, b int64) int {
@@ -267,6 +311,9 @@ func (s *Store) deleteRange(ctx context.Context, tx *sql.Tx, from, to int64) err
 		}
 		lo, hi := from, to
 		if l > levelBase {
+			if err := invalidateRange(ctx, tx, l, floorTo(from, levelSeconds[l]), to); err != nil {
+				return err
+			}
 			lo, hi = ceilTo(from, levelSeconds[l]), floorTo(to, levelSeconds[l])
 		}
 		if lo >= hi {
@@ -362,6 +409,11 @@ func (s *Store) Expire(ctx context.Context, now time.Time) error {
 			}
 			n, _ := res.RowsAffected()
 			s.metrics.expired.WithLabelValues(levelTable[l]).Add(float64(n))
+			for _, t := range []string{"packs", "dirty"} {
+				if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE level = ? AND start < ?`, l, now.Add(-ret[l]).Unix()); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
