@@ -96,6 +96,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 		b.Fatal(err)
 	}
 	prefixOnly := []aggregate.ViewConfig{aggregate.DefaultViews()[0]}
+	runs := 0
 	for _, bc := range []struct {
 		name     string
 		interval time.Duration
@@ -107,9 +108,10 @@ func BenchmarkEndToEnd(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			var rows float64
-			for i := range b.N {
+			for range b.N {
 				b.StopTimer()
-				st, err := sqlite.Open(ctx, storeConfig(filepath.Join(dir, bc.name+strconv.Itoa(i)+".db")))
+				runs++
+				st, err := sqlite.Open(ctx, storeConfig(filepath.Join(dir, bc.name+strconv.Itoa(runs)+".db")))
 				if err != nil {
 					b.Fatal(err)
 				}
