@@ -161,3 +161,39 @@ func TestReplay(t *testing.T) {
 		t.Error("a second replay changed the store")
 	}
 }
+
+func TestBuildQuery(t *testing.T) {
+	cfg, err := loadQueryConfig("", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 23, 10, 30, 0, 0, time.UTC)
+	for _, c := range []struct {
+		f    queryFlags
+		view string
+		bad  string
+	}{
+		{f: queryFlags{by: "prefix", since: "24h", format: "table"}, view: "prefix"},
+		{f: queryFlags{by: "path-asn", since: "24h", format: "json"}, view: "as_path"},
+		{f: queryFlags{by: "peer", since: "1h", country: "DE", format: "csv"}, view: "country"},
+		{f: queryFlags{by: "router", since: "1h", format: "table"}, view: "router"},
+		{f: queryFlags{by: "origin", since: "1h", router: "r1", class: "web", format: "table"}, view: "origin"},
+		{f: queryFlags{by: "origin", since: "1h", country: "DE", format: "table"}, bad: "no view"},
+		{f: queryFlags{by: "city", since: "1h", format: "table"}, bad: "unknown dimension"},
+		{f: queryFlags{by: "prefix", since: "1h", format: "xml"}, bad: "unknown format"},
+		{f: queryFlags{by: "prefix", since: "1h", metric: "joy", format: "table"}, bad: "unknown metric"},
+		{f: queryFlags{by: "prefix", since: "1h", limit: -1, format: "table"}, bad: "--limit"},
+		{f: queryFlags{by: "prefix", from: "2026-11-24", format: "table"}, bad: "empty time range"},
+	} {
+		q, err := c.f.buildQuery(cfg, now)
+		if c.bad != "" {
+			if err == nil || !strings.Contains(err.Error(), c.bad) {
+				t.Errorf("%+v: error %v, want %q", c.f, err, c.bad)
+			}
+			continue
+		}
+		if err != nil || q.View != c.view {
+			t.Errorf("%+v: view %q, error %v; want view %q", c.f, q.View, err, c.view)
+		}
+	}
+}

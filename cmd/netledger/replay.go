@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -114,7 +115,22 @@ func replayRange(ctx context.Context, cfg daemon.Config, from, to time.Time) (re
 	if len(missing) > 0 {
 		return res, fmt.Errorf("routers %s have no MRT files: replay needs every router's table offline (add mrt: files, e.g. a dump of its RIB)", strings.Join(missing, ", "))
 	}
-	rc, err := routers.New(cfg.Routers, cfg.BGP, routers.Deps{Logger: slog.Default()})
+	sc := cfg.Spool
+	if sc.Dir == "" {
+		sc.Dir = filepath.Join(cfg.DataDir, "spool")
+	}
+	sp, err := spool.Open(sc)
+	if err != nil {
+		return res, fmt.Errorf("cannot open the spool (is netledger serve running on it? stop it first): %w", err)
+	}
+	defer sp.Close()
+	st, err := openQueryStore(ctx, cfg)
+	if err != nil {
+		return res, err
+	}
+	defer st.Close()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	rc, err := routers.New(cfg.Routers, cfg.BGP, routers.Deps{Logger: log})
 	if err != nil {
 		return res, err
 	}
@@ -143,20 +159,6 @@ func replayRange(ctx context.Context, cfg daemon.Config, from, to time.Time) (re
 		return res, err
 	}
 
-	sc := cfg.Spool
-	if sc.Dir == "" {
-		sc.Dir = filepath.Join(cfg.DataDir, "spool")
-	}
-	sp, err := spool.Open(sc)
-	if err != nil {
-		return res, fmt.Errorf("cannot open the spool (is netledger serve running on it? stop it first): %w", err)
-	}
-	defer sp.Close()
-	st, err := openQueryStore(ctx, cfg)
-	if err != nil {
-		return res, err
-	}
-	defer st.Close()
 	view, err := aggregate.Pick(cfg.Accounting.EffectiveViews(), "router")
 	if err != nil {
 		return res, err
