@@ -483,6 +483,9 @@ func (p *peer) endOfRIBLocked(f bgp.Family) {
 		return
 	}
 	if p.stale == nil {
+		if c, ok := p.n.RIB.(Compacter); ok {
+			c.Compact()
+		}
 		return
 	}
 	delete(p.staleFams, f)

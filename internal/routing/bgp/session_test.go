@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -494,4 +495,29 @@ func TestSeededRIB(t *testing.T) {
 	if got := total(c.metrics.swapped); got != 1 {
 		t.Errorf("swapped %v, want 1", got)
 	}
+}
+
+// compactRIB counts Compact calls.
+type compactRIB struct {
+	*mapRIB
+	compacted atomic.Int32
+}
+
+func (r *compactRIB) Compact() { r.compacted.Add(1) }
+
+// TestCompactAtEndOfRIB: a table transfer ends with the RIB compacted, once per family.
+func TestCompactAtEndOfRIB(t *testing.T) {
+	rib := &compactRIB{mapRIB: newMapRIB()}
+	n := neighbor(rib.mapRIB)
+	n.RIB = rib
+	_, addr, _ := startSpeaker(t, testConfig(), n)
+	p := dialScripted(t, addr)
+	p.establish(openSpec{as: 65000, hold: 30, id: "10.0.0.2"})
+	p.send(updateMsg([]uint32{65000}, "192.0.2.1", []string{"192.0.2.0/24"}, "", nil))
+	if rib.compacted.Load() != 0 {
+		t.Fatal("compacted before End-of-RIB")
+	}
+	p.send(bgp.NewEndOfRib(bgp.RF_IPv4_UC))
+	p.send(bgp.NewEndOfRib(bgp.RF_IPv6_UC))
+	eventually(t, 2*time.Second, "compaction at each End-of-RIB", func() bool { return rib.compacted.Load() == 2 })
 }
