@@ -83,7 +83,7 @@ func asNames(cfg daemon.Config) query.Names {
 	if len(cfg.Geo.ASNames) == 0 && len(cfg.Geo.ASNDatabases) == 0 {
 		return nil
 	}
-	db, err := geo.Open(cfg.Geo)
+	db, err := geo.Open(geo.Config{ASNames: cfg.Geo.ASNames, ASNDatabases: cfg.Geo.ASNDatabases}) // names only
 	if err != nil {
 		return nil
 	}
