@@ -197,3 +197,16 @@ func TestBuildQuery(t *testing.T) {
 		}
 	}
 }
+
+func TestReplayRefusesSessionOnlyRouters(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "netledger.yaml")
+	os.WriteFile(cfg, []byte("data_dir: "+dir+"\nrouters:\n  - name: r1\n    asn: 64500\n    bgp: {neighbor: 192.0.2.9, peer_asn: 65001}\n"), 0o600)
+	out, err := runCLI(t, "replay", "--config", cfg, "--from", "1h")
+	if err == nil || !strings.Contains(err.Error(), "mrt: files (e.g. a dump of their RIB): r1") {
+		t.Errorf("replay with a BGP-only router: %v\n%s", err, out)
+	}
+	if _, err := runCLI(t, "replay", "--config", cfg); err == nil || !strings.Contains(err.Error(), "--from is required") {
+		t.Errorf("replay without --from: %v", err)
+	}
+}

@@ -113,7 +113,8 @@ func replayRange(ctx context.Context, cfg daemon.Config, from, to time.Time) (re
 		}
 	}
 	if len(missing) > 0 {
-		return res, fmt.Errorf("routers %s have no MRT files: replay needs every router's table offline (add mrt: files, e.g. a dump of its RIB)", strings.Join(missing, ", "))
+		return res, fmt.Errorf("replay needs every router's table offline, and a table fed only by BGP is not kept on disk: "+
+			"give these routers mrt: files (e.g. a dump of their RIB): %s", strings.Join(missing, ", "))
 	}
 	sc := cfg.Spool
 	if sc.Dir == "" {
