@@ -13,10 +13,13 @@ import (
 	"github.com/netledger/netledger/internal/api"
 	"github.com/netledger/netledger/internal/enrich"
 	"github.com/netledger/netledger/internal/geo"
+	"github.com/netledger/netledger/internal/pipeline"
 	"github.com/netledger/netledger/internal/routing/routers"
+	"github.com/netledger/netledger/internal/source/conntrack"
 	"github.com/netledger/netledger/internal/source/tcpinfo"
 	"github.com/netledger/netledger/internal/source/udpreport"
 	"github.com/netledger/netledger/internal/spool"
+	"github.com/netledger/netledger/internal/store/sqlite"
 )
 
 // Daemon is the pipeline of `netledger serve`, built from a Config. New builds and validates
@@ -39,6 +42,10 @@ type Daemon struct {
 	// Routing holds every configured router's table and runs their BGP sessions; the
 	// enrichment takes Routers().
 	Routing *routers.Component
+	// Store is the embedded store the accounting pipeline commits to.
+	Store *sqlite.Store
+	// Accounting is the pipeline from the spool to the store.
+	Accounting *pipeline.Pipeline
 
 	// sources stop first on shutdown; then consumers (everything else) drain.
 	sources    []Component
@@ -72,8 +79,22 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
+	// --- conntrack accounting source ---
+	if c.Conntrack.Enabled {
+		if err := c.Conntrack.Validate(); err != nil {
+			return err
+		}
+	}
+	// --- embedded store ---
+	if err := c.StoreConfig().Validate(); err != nil {
+		return err
+	}
 	// --- routing: routers, their MRT files and BGP sessions ---
 	if err := routers.Validate(c.Routers, c.BGP); err != nil {
+		return err
+	}
+	// --- accounting: intervals, commits, views ---
+	if err := c.Accounting.Validate(); err != nil {
 		return err
 	}
 	// --- other components: validate your configuration here ---
@@ -154,6 +175,17 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 		d.sources = append(d.sources, src)
 	}
 
+	// --- conntrack: accounting source (ctnetlink events + interval dumps); each interval's
+	// rows become records (client = the group that opened the connections, server = the
+	// responder's group) ---
+	if cfg.Conntrack.Enabled {
+		src, err := conntrack.New(cfg.Conntrack, conntrack.Deps{Sink: d.Spool.Append, Registerer: d.Registry, Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("cannot build conntrack source: %w", err)
+		}
+		d.sources = append(d.sources, src)
+	}
+
 	// --- routing: one table per router, loaded from its MRT files when Run starts, then fed
 	// by its BGP session; a side input of the enrichment (Routers) ---
 	d.Routing, err = routers.New(cfg.Routers, cfg.BGP, routers.Deps{Logger: logger, Registerer: d.Registry})
@@ -162,6 +194,12 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 	}
 	d.Routing.Mount(d.API.Handle)
 	d.consumers = append(d.consumers, d.Routing)
+
+	// --- accounting: spool → enrichment → views → embedded store (rows and spool position
+	// in one transaction) ---
+	if err := d.addAccounting(); err != nil {
+		return nil, err
+	}
 
 	// --- other components: build yours here ---
 

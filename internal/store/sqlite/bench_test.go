@@ -1,0 +1,154 @@
+package sqlite
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netledger/netledger/internal/record"
+	"github.com/netledger/netledger/internal/store"
+)
+
+// benchPrefix returns the i-th of the benchmarks' prefixes: /24s, every eighth an IPv6 /48.
+func benchPrefix(i int) netip.Prefix {
+	if i%8 == 7 {
+		return netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 16), byte(i >> 8), byte(i)}), 48)
+	}
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(10 + i>>16), byte(i >> 8), byte(i), 0}), 24)
+}
+
+func benchRow(i int, start time.Time, res time.Duration, rng *rand.Rand) record.Row {
+	return record.Row{View: "prefix", Start: start, Resolution: res,
+		Dims: record.Dims{Router: "r1", Class: "web", Prefix: benchPrefix(i), Path: "64500 64501", PeerAS: 64500, OriginAS: 64501},
+		Metrics: record.Metrics{Requests: 1 + rng.Uint64N(50), Bytes: 1 + rng.Uint64N(1<<20), Packets: 1 + rng.Uint64N(1000),
+			Retransmits: rng.Uint64N(10), Duration: rng.Uint64N(1e6), RTTSum: rng.Uint64N(1e5), RTTCount: 1}}
+}
+
+// BenchmarkCommit commits one-minute batches of 10,000 rows of distinct prefixes (the same
+// 100,000 prefixes come back every ten minutes), each with its hourly and daily roll-up and the
+// position: rows/s is the store's write throughput.
+func BenchmarkCommit(b *testing.B) {
+	ctx := context.Background()
+	s, _ := openTest(b)
+	rng := rand.New(rand.NewPCG(1, 1))
+	const batch = 10000
+	rows := make([]record.Row, batch)
+	commit := func(n int) {
+		start := t0.Add(time.Duration(n) * time.Minute)
+		for i := range rows {
+			rows[i] = benchRow((n%10)*batch+i, start, time.Minute, rng)
+		}
+		if err := s.Commit(ctx, store.Batch{Consumer: "accounting", Position: store.Position{Segment: uint64(n)}, Rows: rows}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for n := range 10 { // the series exist, as in a running collector
+		commit(n)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 10; b.Loop(); n++ {
+		commit(n)
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "rows/s")
+}
+
+const (
+	topPrefixes = 100000
+	topDays     = 30
+)
+
+var (
+	topOnce sync.Once
+	topPath string
+	topErr  error
+)
+
+// topDB builds, once per process, 30 days of hourly history for 100,000 prefixes: every
+// prefix has traffic in one (random) hour of every day, imported as hourly rows, so that the
+// daily roll-up holds all 100,000 prefixes on each of the 30 days (3,000,000 hourly and
+// 3,000,000 daily points), plus one day of one-minute rows for 10,000 of them.
+func topDB(b *testing.B) string {
+	topOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "netledger-bench-top")
+		if err != nil {
+			topErr = err
+			return
+		}
+		topPath = filepath.Join(dir, "netledger.db")
+		cfg := DefaultConfig()
+		cfg.Path, cfg.Collector = topPath, "bench"
+		s, err := Open(context.Background(), cfg)
+		if err != nil {
+			topErr = err
+			return
+		}
+		defer s.Close()
+		rng := rand.New(rand.NewPCG(2, 2))
+		t1 := time.Now()
+		for d := range topDays {
+			day := t0.Add(time.Duration(d) * 24 * time.Hour)
+			rows := make([]record.Row, topPrefixes)
+			for i := range rows {
+				rows[i] = benchRow(i, day.Add(time.Duration(rng.IntN(24))*time.Hour), time.Hour, rng)
+			}
+			if topErr = s.Import(context.Background(), day.String(), rows); topErr != nil {
+				return
+			}
+		}
+		last := t0.Add(topDays * 24 * time.Hour)
+		for m := range 1440 {
+			rows := make([]record.Row, 0, 10000)
+			for i := m % 10; i < topPrefixes; i += 10 * 1440 / 100 {
+				rows = append(rows, benchRow(i, last.Add(time.Duration(m)*time.Minute), time.Minute, rng))
+			}
+			if topErr = s.Commit(context.Background(), store.Batch{Rows: rows}); topErr != nil {
+				return
+			}
+		}
+		b.Logf("built %s in %v", topPath, time.Since(t1))
+	})
+	if topErr != nil {
+		b.Fatal(topErr)
+	}
+	return topPath
+}
+
+// BenchmarkTop30Days opens the store (as `netledger top` does) and asks for the 10 largest
+// prefixes by bytes over 30 whole days of hourly history for 100,000 prefixes.
+func BenchmarkTop30Days(b *testing.B) {
+	benchTop(b, t0.Add(24*time.Hour), t0.Add((topDays+1)*24*time.Hour))
+}
+
+// BenchmarkTopSince720h is the same over the last 720 h before 13:37 of the last day: 29 whole
+// days, 13 hours of minutes and hours at the edges.
+func BenchmarkTopSince720h(b *testing.B) {
+	to := t0.Add(topDays*24*time.Hour + 13*time.Hour + 37*time.Minute)
+	benchTop(b, to.Add(-720*time.Hour), to)
+}
+
+func benchTop(b *testing.B, from, to time.Time) {
+	path := topDB(b)
+	ctx := context.Background()
+	cfg := DefaultConfig()
+	cfg.Path, cfg.Collector = path, "bench"
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		s, err := Open(ctx, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, err := s.Top(ctx, store.Query{View: "prefix", By: "prefix", From: from, To: to, Limit: 10})
+		if err != nil || len(res) != 10 {
+			b.Fatalf("%d results, %v", len(res), err)
+		}
+		s.Close()
+	}
+	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/op")
+}

@@ -1,0 +1,253 @@
+package sqlite
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/netledger/netledger/internal/record"
+)
+
+// Levels of resolution, finest first: the views' base interval, hourly and daily roll-ups.
+const (
+	levelBase = iota
+	levelHour
+	levelDay
+	levels
+)
+
+var (
+	levelTable = [levels]string{"points_base", "points_hour", "points_day"}
+	// levelSeconds is the interval length of the roll-ups (the base interval is the rows' own).
+	levelSeconds = [levels]int64{0, 3600, 86400}
+)
+
+// levelOf returns the table a row of resolution res is written to.
+func levelOf(res time.Duration) (int, error) {
+	switch {
+	case res == 24*time.Hour:
+		return levelDay, nil
+	case res == time.Hour:
+		return levelHour, nil
+	case res >= time.Second && res < time.Hour && time.Hour%res == 0 && res%time.Second == 0:
+		return levelBase, nil
+	}
+	return 0, fmt.Errorf("unsupported row resolution %v (want a divisor of 1h, 1h or 24h)", res)
+}
+
+func floorTo(t, r int64) int64 {
+	m := t % r
+	if m < 0 {
+		m += r
+	}
+	return t - m
+}
+
+func ceilTo(t, r int64) int64 {
+	f := floorTo(t, r)
+	if f == t {
+		return t
+	}
+	return f + r
+}
+
+// seriesKey identifies a series: a view's dimensions under one collector.
+type seriesKey struct {
+	view, collector string
+	dims            record.Dims
+}
+
+// pointKey identifies a point: a series at one level and interval start.
+type pointKey struct {
+	level int
+	start int64
+	sid   int64
+}
+
+type point struct {
+	pointKey
+	res int64
+	m   record.Metrics
+}
+
+// encodePrefix stores a prefix as its address bytes (4 or 16) and its length; the zero prefix
+// (the unrouted bucket) as no bytes.
+func encodePrefix(p netip.Prefix) []byte {
+	if !p.IsValid() {
+		return []byte{}
+	}
+	a := p.Addr()
+	if a.Is4() {
+		b := a.As4()
+		return []byte{b[0], b[1], b[2], b[3], byte(p.Bits())}
+	}
+	b := a.As16()
+	return append(b[:], byte(p.Bits()))
+}
+
+func decodePrefix(b []byte) (netip.Prefix, error) {
+	switch len(b) {
+	case 0:
+		return netip.Prefix{}, nil
+	case 5:
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte(b[:4])), int(b[4])), nil
+	case 17:
+		return netip.PrefixFrom(netip.AddrFrom16([16]byte(b[:16])), int(b[16])), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("bad stored prefix of %d bytes", len(b))
+}
+
+func encodeAddr(a netip.Addr) []byte {
+	if !a.IsValid() {
+		return []byte{}
+	}
+	if a.Is4() {
+		b := a.As4()
+		return b[:]
+	}
+	b := a.As16()
+	return b[:]
+}
+
+func decodeAddr(b []byte) (netip.Addr, error) {
+	switch len(b) {
+	case 0:
+		return netip.Addr{}, nil
+	case 4:
+		return netip.AddrFrom4([4]byte(b)), nil
+	case 16:
+		return netip.AddrFrom16([16]byte(b)), nil
+	}
+	return netip.Addr{}, fmt.Errorf("bad stored address of %d bytes", len(b))
+}
+
+// dimension describes a group-by dimension of queries: its series column and how its value is
+// kept in Dims and printed.
+type dimension struct {
+	column string
+	kind   byte // 't' text, 'i' integer, 'p' prefix, 'a' address
+}
+
+var dimensions = map[string]dimension{
+	"asn":       {"asn", 'i'},
+	"path-asn":  {"asn", 'i'},
+	"origin":    {"origin_as", 'i'},
+	"peer":      {"peer_as", 'i'},
+	"country":   {"country", 't'},
+	"region":    {"region", 't'},
+	"prefix":    {"prefix", 'p'},
+	"router":    {"router", 't'},
+	"class":     {"class", 't'},
+	"path":      {"path", 't'},
+	"proto":     {"proto", 'i'},
+	"port":      {"port", 'i'},
+	"src-group": {"src_group", 'a'},
+	"dst-group": {"dst_group", 'a'},
+}
+
+// groupValue holds a scanned group-by column.
+type groupValue struct {
+	text  string
+	num   int64
+	bytes []byte
+}
+
+func (g *groupValue) target(kind byte) any {
+	switch kind {
+	case 't':
+		return &g.text
+	case 'i':
+		return &g.num
+	}
+	return &g.bytes
+}
+
+// dims returns the group's value as Dims with only the By dimension set.
+func (g *groupValue) dims(by string) (record.Dims, error) {
+	var d record.Dims
+	var err error
+	switch dimensions[by].column {
+	case "asn":
+		d.ASN = uint32(g.num)
+	case "origin_as":
+		d.OriginAS = uint32(g.num)
+	case "peer_as":
+		d.PeerAS = uint32(g.num)
+	case "country":
+		d.Country = g.text
+	case "region":
+		d.Region = g.text
+	case "prefix":
+		d.Prefix, err = decodePrefix(g.bytes)
+	case "router":
+		d.Router = g.text
+	case "class":
+		d.Class = g.text
+	case "path":
+		d.Path = g.text
+	case "proto":
+		d.Proto = uint8(g.num)
+	case "port":
+		d.Port = int32(g.num)
+	case "src_group":
+		d.SrcGroup, err = decodeAddr(g.bytes)
+	case "dst_group":
+		d.DstGroup, err = decodeAddr(g.bytes)
+	}
+	return d, err
+}
+
+// keyText prints a group's value: "203.0.113.0/24" or "unrouted", "AS64500", "DE" ("unknown"
+// when empty), router and class names, "other" for port -1.
+func keyText(by string, d *record.Dims) string {
+	switch dimensions[by].column {
+	case "asn":
+		return "AS" + strconv.FormatUint(uint64(d.ASN), 10)
+	case "origin_as":
+		return "AS" + strconv.FormatUint(uint64(d.OriginAS), 10)
+	case "peer_as":
+		return "AS" + strconv.FormatUint(uint64(d.PeerAS), 10)
+	case "country":
+		return orUnknown(d.Country)
+	case "region":
+		return orUnknown(d.Region)
+	case "prefix":
+		if !d.Prefix.IsValid() {
+			return "unrouted"
+		}
+		return d.Prefix.String()
+	case "router":
+		return orUnknown(d.Router)
+	case "class":
+		return orUnknown(d.Class)
+	case "path":
+		return d.Path
+	case "proto":
+		return strconv.Itoa(int(d.Proto))
+	case "port":
+		if d.Port < 0 {
+			return "other"
+		}
+		return strconv.Itoa(int(d.Port))
+	case "src_group":
+		return addrText(d.SrcGroup)
+	case "dst_group":
+		return addrText(d.DstGroup)
+	}
+	return ""
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func addrText(a netip.Addr) string {
+	if !a.IsValid() {
+		return "unknown"
+	}
+	return a.String()
+}

@@ -1,0 +1,297 @@
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/netledger/netledger/internal/record"
+	"github.com/netledger/netledger/internal/store"
+)
+
+// part is a piece of a query's range answered from one level: points with start in [lo, hi).
+type part struct {
+	level  int
+	lo, hi int64
+}
+
+// cover splits [from, to) into parts answered from the coarsest of the given levels (coarsest
+// first, finest last) whose interval boundaries fall inside the range, the edges from finer ones.
+func cover(from, to int64, lv []int) []part {
+	if from >= to || len(lv) == 0 {
+		return nil
+	}
+	l := lv[0]
+	if len(lv) == 1 || l == levelBase {
+		return []part{{l, from, to}}
+	}
+	r := levelSeconds[l]
+	lo, hi := ceilTo(from, r), floorTo(to, r)
+	if lo >= hi {
+		return cover(from, to, lv[1:])
+	}
+	ps := cover(from, lo, lv[1:])
+	ps = append(ps, part{l, lo, hi})
+	return append(ps, cover(hi, to, lv[1:])...)
+}
+
+// Top returns the largest groups of q.By by q.Metric over [q.From, q.To): whole days from the
+// daily roll-ups, whole hours at the edges from the hourly ones, the rest from base points.
+func (s *Store) Top(ctx context.Context, q store.Query) ([]store.Result, error) {
+	t0 := time.Now()
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback() // read only: one snapshot for all parts
+	res, err := s.top(ctx, tx, q)
+	s.metrics.query("top", t0, err)
+	return res, err
+}
+
+func (s *Store) top(ctx context.Context, tx *sql.Tx, q store.Query) ([]store.Result, error) {
+	if err := checkQuery(&q); err != nil {
+		return nil, err
+	}
+	parts := cover(q.From.Unix(), q.To.Unix(), []int{levelDay, levelHour, levelBase})
+	groups := map[record.Dims]*store.Result{}
+	var resolution time.Duration
+	for _, p := range parts {
+		err := s.scan(ctx, tx, q, p, 0, func(_ int64, d record.Dims, res time.Duration, m *record.Metrics) {
+			g := groups[d]
+			if g == nil {
+				g = &store.Result{Dims: d, Key: keyText(q.By, &d)}
+				groups[d] = g
+			}
+			g.Metrics.Add(m)
+			resolution = max(resolution, res)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	out := make([]store.Result, 0, len(groups))
+	for _, g := range groups {
+		g.Resolution = resolution
+		out = append(out, *g)
+	}
+	value, _ := metricValue(q.Metric)
+	slices.SortFunc(out, func(a, b store.Result) int {
+		if c := cmp.Compare(value(&b.Metrics), value(&a.Metrics)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Key, b.Key)
+	})
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
+	}
+	return out, nil
+}
+
+// Series returns q.By's groups per bucket of q.Step (aligned to multiples of Step since the
+// epoch, UTC), in bucket order and by key within a bucket. With a Limit, only the Limit largest
+// groups of the whole range (as Top orders them) are returned. Step 0 picks the finest
+// resolution still kept at q.From that gives at most 1440 buckets.
+func (s *Store) Series(ctx context.Context, q store.Query) ([]store.Result, error) {
+	t0 := time.Now()
+	tx, err := s.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	res, err := s.seriesQuery(ctx, tx, q)
+	s.metrics.query("series", t0, err)
+	return res, err
+}
+
+func (s *Store) seriesQuery(ctx context.Context, tx *sql.Tx, q store.Query) ([]store.Result, error) {
+	if err := checkQuery(&q); err != nil {
+		return nil, err
+	}
+	if q.Step < 0 || q.Step%time.Second != 0 {
+		return nil, fmt.Errorf("bad series step %v", q.Step)
+	}
+	if q.Step == 0 {
+		q.Step = s.chooseStep(q.From, q.To)
+	}
+	var keep map[record.Dims]bool
+	if q.Limit > 0 {
+		top, err := s.top(ctx, tx, q)
+		if err != nil {
+			return nil, err
+		}
+		keep = map[record.Dims]bool{}
+		for _, r := range top {
+			keep[r.Dims] = true
+		}
+	}
+	step := int64(q.Step / time.Second)
+	var lv []int
+	for _, l := range []int{levelDay, levelHour} {
+		if step%levelSeconds[l] == 0 {
+			lv = append(lv, l)
+		}
+	}
+	lv = append(lv, levelBase)
+	type bucketKey struct {
+		start int64
+		dims  record.Dims
+	}
+	points := map[bucketKey]*store.Result{}
+	for _, p := range cover(q.From.Unix(), q.To.Unix(), lv) {
+		err := s.scan(ctx, tx, q, p, step, func(bucket int64, d record.Dims, res time.Duration, m *record.Metrics) {
+			if keep != nil && !keep[d] {
+				return
+			}
+			k := bucketKey{bucket, d}
+			r := points[k]
+			if r == nil {
+				r = &store.Result{Dims: d, Key: keyText(q.By, &d), Start: time.Unix(bucket, 0).UTC()}
+				points[k] = r
+			}
+			r.Metrics.Add(m)
+			r.Resolution = max(r.Resolution, res)
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	out := make([]store.Result, 0, len(points))
+	for _, r := range points {
+		out = append(out, *r)
+	}
+	slices.SortFunc(out, func(a, b store.Result) int {
+		if c := a.Start.Compare(b.Start); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Key, b.Key)
+	})
+	return out, nil
+}
+
+// chooseStep picks the finest resolution (1m, 1h, 1d) kept at from that gives at most 1440
+// buckets over [from, to).
+func (s *Store) chooseStep(from, to time.Time) time.Duration {
+	span := to.Sub(from)
+	now := s.now()
+	for _, c := range []struct {
+		step, ret time.Duration
+	}{{time.Minute, s.cfg.Retention.Base}, {time.Hour, s.cfg.Retention.Hourly}} {
+		if span <= 1440*c.step && (c.ret == 0 || !from.Before(now.Add(-c.ret))) {
+			return c.step
+		}
+	}
+	return 24 * time.Hour
+}
+
+func checkQuery(q *store.Query) error {
+	if q.View == "" {
+		return fmt.Errorf("query without view")
+	}
+	if _, ok := dimensions[q.By]; !ok {
+		return fmt.Errorf("unknown dimension %q", q.By)
+	}
+	if q.Metric == "" {
+		q.Metric = "bytes"
+	}
+	if _, ok := metricValue(q.Metric); !ok {
+		return fmt.Errorf("unknown metric %q", q.Metric)
+	}
+	if q.Limit < 0 {
+		return fmt.Errorf("negative limit")
+	}
+	return nil
+}
+
+// metricValue returns how a metric orders groups.
+func metricValue(metric string) (func(*record.Metrics) float64, bool) {
+	switch metric {
+	case "bytes":
+		return func(m *record.Metrics) float64 { return float64(m.Bytes) }, true
+	case "requests":
+		return func(m *record.Metrics) float64 { return float64(m.Requests) }, true
+	case "packets":
+		return func(m *record.Metrics) float64 { return float64(m.Packets) }, true
+	case "retransmit-rate":
+		return func(m *record.Metrics) float64 { return ratio(m.Retransmits, m.Packets) }, true
+	case "rtt":
+		return func(m *record.Metrics) float64 { return ratio(m.RTTSum, m.RTTCount) }, true
+	}
+	return nil, false
+}
+
+func ratio(a, b uint64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// scan runs the grouped query of one part; with step > 0 it also groups by bucket.
+func (s *Store) scan(ctx context.Context, tx *sql.Tx, q store.Query, p part, step int64,
+	fn func(bucket int64, d record.Dims, res time.Duration, m *record.Metrics)) error {
+	dim := dimensions[q.By]
+	st, err := s.queryStmt(ctx, p.level, dim.column, step > 0)
+	if err != nil {
+		return err
+	}
+	rows, err := tx.StmtContext(ctx, st).QueryContext(ctx, p.lo, p.hi, q.View, q.Router, q.Class, q.Country, max(step, 1))
+	if err != nil {
+		return fmt.Errorf("cannot query %s: %w", levelTable[p.level], err)
+	}
+	defer rows.Close()
+	var (
+		g      groupValue
+		bucket int64
+		res    int64
+		m      record.Metrics
+	)
+	targets := []any{g.target(dim.kind), &bucket, &res}
+	targets = metricTargets(targets, &m)
+	for rows.Next() {
+		if err := rows.Scan(targets...); err != nil {
+			return fmt.Errorf("cannot read %s: %w", levelTable[p.level], err)
+		}
+		d, err := g.dims(q.By)
+		if err != nil {
+			return err
+		}
+		fn(bucket, d, time.Duration(res)*time.Second, &m)
+	}
+	return rows.Err()
+}
+
+func (s *Store) queryStmt(ctx context.Context, level int, column string, series bool) (*sql.Stmt, error) {
+	key := strconv.Itoa(level) + "/" + column + "/" + strconv.FormatBool(series)
+	s.qmu.Lock()
+	defer s.qmu.Unlock()
+	if st := s.query[key]; st != nil {
+		return st, nil
+	}
+	bucket, group := "0", "s."+column
+	if series {
+		bucket = "p.start - p.start % ?7"
+		group = "1, 2"
+	}
+	res := "MAX(p.res)"
+	if level != levelBase {
+		res = strconv.FormatInt(levelSeconds[level], 10)
+	}
+	// column comes from the fixed dimensions table, never from the query.
+	text := `SELECT s.` + column + `, ` + bucket + `, ` + res + `, ` + metricSums + `
+		FROM ` + levelTable[level] + ` p CROSS JOIN series s ON s.id = p.sid
+		WHERE p.start >= ?1 AND p.start < ?2 AND s.view = ?3
+		AND (?4 = '' OR s.router = ?4) AND (?5 = '' OR s.class = ?5) AND (?6 = '' OR s.country = ?6)
+		AND ?7 > 0
+		GROUP BY ` + group
+	st, err := s.r.PrepareContext(ctx, text)
+	if err != nil {
+		return nil, fmt.Errorf("cannot prepare query: %w", err)
+	}
+	s.query[key] = st
+	return st, nil
+}

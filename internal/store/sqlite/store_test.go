@@ -1,0 +1,696 @@
+package sqlite
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netledger/netledger/internal/record"
+	"github.com/netledger/netledger/internal/store"
+)
+
+var (
+	prefixPool = []netip.Prefix{{}, netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("198.51.100.0/22"),
+		netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("2001:db8:1::/48"),
+		netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0"), netip.MustParsePrefix("192.0.2.128/25")}
+	addrPool = []netip.Addr{{}, netip.MustParseAddr("10.1.0.0"), netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("::ffff:10.1.0.0")}
+	views    = []string{"prefix", "country", "as_on_path"}
+	bys      = []string{"asn", "origin", "peer", "path-asn", "country", "region", "prefix", "router", "class", "proto", "port", "src-group", "dst-group", "path"}
+	metricsN = []string{"bytes", "requests", "packets", "retransmit-rate", "rtt"}
+)
+
+func pick[T any](rng *rand.Rand, s []T) T { return s[rng.IntN(len(s))] }
+
+// randRows returns n random one-minute rows over days days from t0.
+func randRows(rng *rand.Rand, n, days int) []record.Row {
+	rows := make([]record.Row, n)
+	for i := range rows {
+		r := &rows[i]
+		r.View = pick(rng, views)
+		r.Start = t0.Add(time.Duration(rng.IntN(days*1440)) * time.Minute)
+		r.Resolution = time.Minute
+		r.Dims = record.Dims{
+			Router: pick(rng, []string{"r1", "r2", "unknown"}), Class: pick(rng, []string{"web", "video", ""}),
+			Prefix: pick(rng, prefixPool), Path: pick(rng, []string{"", "64500 64501", "64500 {3,4}"}),
+			PeerAS: pick(rng, []uint32{0, 64500, 64501}), OriginAS: pick(rng, []uint32{64501, 4200000000}),
+			ASN: pick(rng, []uint32{64500, 64501, 3}), Country: pick(rng, []string{"DE", "US", ""}),
+			Region: pick(rng, []string{"EU", "NA", ""}), Proto: pick(rng, []uint8{6, 17}), Port: pick(rng, []int32{443, -1}),
+			SrcGroup: pick(rng, addrPool), DstGroup: pick(rng, addrPool),
+		}
+		if rng.IntN(20) > 0 {
+			r.Metrics = record.Metrics{Requests: rng.Uint64N(5), Bytes: rng.Uint64N(1e6), BytesIn: rng.Uint64N(1e3),
+				Packets: rng.Uint64N(100), PacketsIn: rng.Uint64N(100), Retransmits: rng.Uint64N(5), Duration: rng.Uint64N(1e4),
+				RTTSum: rng.Uint64N(1e5), RTTCount: rng.Uint64N(3), Conns: rng.Uint64N(2), Open: rng.Uint64N(2)}
+		}
+	}
+	return rows
+}
+
+// byValue is the oracle's own extraction of a group-by value.
+func byValue(by string, d record.Dims) record.Dims {
+	var g record.Dims
+	switch by {
+	case "asn", "path-asn":
+		g.ASN = d.ASN
+	case "origin":
+		g.OriginAS = d.OriginAS
+	case "peer":
+		g.PeerAS = d.PeerAS
+	case "country":
+		g.Country = d.Country
+	case "region":
+		g.Region = d.Region
+	case "prefix":
+		g.Prefix = d.Prefix
+	case "router":
+		g.Router = d.Router
+	case "class":
+		g.Class = d.Class
+	case "path":
+		g.Path = d.Path
+	case "proto":
+		g.Proto = d.Proto
+	case "port":
+		g.Port = d.Port
+	case "src-group":
+		g.SrcGroup = d.SrcGroup
+	case "dst-group":
+		g.DstGroup = d.DstGroup
+	}
+	return g
+}
+
+func matches(q store.Query, r *record.Row) bool {
+	return r.View == q.View && !r.Start.Before(q.From) && r.Start.Before(q.To) && !r.Metrics.Zero() &&
+		(q.Router == "" || r.Dims.Router == q.Router) && (q.Class == "" || r.Dims.Class == q.Class) &&
+		(q.Country == "" || r.Dims.Country == q.Country)
+}
+
+func oracleTop(rows []record.Row, q store.Query) []store.Result {
+	groups := map[record.Dims]*record.Metrics{}
+	for i := range rows {
+		if !matches(q, &rows[i]) {
+			continue
+		}
+		g := byValue(q.By, rows[i].Dims)
+		if groups[g] == nil {
+			groups[g] = &record.Metrics{}
+		}
+		groups[g].Add(&rows[i].Metrics)
+	}
+	var out []store.Result
+	for d, m := range groups {
+		out = append(out, store.Result{Key: keyText(q.By, &d), Dims: d, Metrics: *m})
+	}
+	value, _ := metricValue(cmp.Or(q.Metric, "bytes"))
+	slices.SortFunc(out, func(a, b store.Result) int {
+		return cmp.Or(cmp.Compare(value(&b.Metrics), value(&a.Metrics)), cmp.Compare(a.Key, b.Key))
+	})
+	if q.Limit > 0 && len(out) > q.Limit {
+		out = out[:q.Limit]
+	}
+	return out
+}
+
+func oracleSeries(rows []record.Row, q store.Query) []store.Result {
+	var keep map[record.Dims]bool
+	if q.Limit > 0 {
+		keep = map[record.Dims]bool{}
+		for _, r := range oracleTop(rows, q) {
+			keep[r.Dims] = true
+		}
+	}
+	type key struct {
+		start int64
+		d     record.Dims
+	}
+	points := map[key]*record.Metrics{}
+	step := int64(q.Step / time.Second)
+	for i := range rows {
+		if !matches(q, &rows[i]) {
+			continue
+		}
+		g := byValue(q.By, rows[i].Dims)
+		if keep != nil && !keep[g] {
+			continue
+		}
+		s := rows[i].Start.Unix()
+		k := key{s - s%step, g}
+		if points[k] == nil {
+			points[k] = &record.Metrics{}
+		}
+		points[k].Add(&rows[i].Metrics)
+	}
+	var out []store.Result
+	for k, m := range points {
+		out = append(out, store.Result{Key: keyText(q.By, &k.d), Dims: k.d, Start: time.Unix(k.start, 0).UTC(), Metrics: *m})
+	}
+	slices.SortFunc(out, func(a, b store.Result) int {
+		return cmp.Or(a.Start.Compare(b.Start), cmp.Compare(a.Key, b.Key))
+	})
+	return out
+}
+
+func sameResults(t *testing.T, what string, got, want []store.Result) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d results, want %d\ngot  %+v\nwant %+v", what, len(got), len(want), got, want)
+	}
+	for i := range got {
+		g, w := got[i], want[i]
+		if g.Key != w.Key || g.Dims != w.Dims || !g.Start.Equal(w.Start) || g.Metrics != w.Metrics {
+			t.Fatalf("%s: result %d\ngot  %+v\nwant %+v", what, i, g, w)
+		}
+	}
+}
+
+func commitAll(t testing.TB, s *Store, rows []record.Row, batch int) {
+	t.Helper()
+	for i := 0; i < len(rows); i += batch {
+		b := store.Batch{Consumer: "accounting", Position: store.Position{Segment: uint64(i), Offset: 1}, Rows: rows[i:min(i+batch, len(rows))]}
+		if err := s.Commit(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func randQuery(rng *rand.Rand, days int) store.Query {
+	q := store.Query{View: pick(rng, views), By: pick(rng, bys), Metric: pick(rng, metricsN)}
+	unit := pick(rng, []time.Duration{time.Minute, time.Hour, 24 * time.Hour})
+	q.From = t0.Add(time.Duration(rng.IntN(days*1440)) * time.Minute).Truncate(unit).Add(-time.Duration(rng.IntN(2)) * time.Minute)
+	q.To = q.From.Add(time.Duration(rng.IntN(days*1440)) * time.Minute).Truncate(pick(rng, []time.Duration{time.Minute, time.Hour}))
+	if rng.IntN(3) == 0 {
+		q.Router = pick(rng, []string{"r1", "r2"})
+	}
+	if rng.IntN(3) == 0 {
+		q.Class = pick(rng, []string{"web", "video"})
+	}
+	if rng.IntN(4) == 0 {
+		q.Country = "DE"
+	}
+	q.Limit = pick(rng, []int{0, 0, 1, 3})
+	return q
+}
+
+func TestTopSeriesOracle(t *testing.T) {
+	ctx := context.Background()
+	const days = 4
+	rng := rand.New(rand.NewPCG(1, 2))
+	s, _ := openTest(t, WithClock(func() time.Time { return t0.Add(days * 24 * time.Hour) }))
+	rows := randRows(rng, 3000, days)
+	commitAll(t, s, rows, 700)
+	for i := range 150 {
+		q := randQuery(rng, days)
+		got, err := s.Top(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameResults(t, fmt.Sprintf("top %d %+v", i, q), got, oracleTop(rows, q))
+
+		q.Step = pick(rng, []time.Duration{0, time.Minute, 5 * time.Minute, time.Hour, 3 * time.Hour, 24 * time.Hour, 48 * time.Hour})
+		got, err = s.Series(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q.Step == 0 {
+			q.Step = s.chooseStep(q.From, q.To)
+		}
+		sameResults(t, fmt.Sprintf("series %d %+v", i, q), got, oracleSeries(rows, q))
+	}
+}
+
+// dump returns every point of the store as text, independent of series ids.
+func dump(t *testing.T, s *Store) []string {
+	t.Helper()
+	var out []string
+	for l := range levels {
+		rows, err := s.r.Query(`SELECT p.start, s.view, s.collector, s.router, s.class, hex(s.prefix), s.path, s.peer_as,
+			s.origin_as, s.asn, s.country, s.region, s.proto, hex(s.src_group), hex(s.dst_group), s.port, ` + metricColumnsOf("p") + `
+			FROM ` + levelTable[l] + ` p JOIN series s ON s.id = p.sid`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, _ := rows.Columns()
+		for rows.Next() {
+			vals := make([]any, len(cols))
+			ptrs := make([]any, len(cols))
+			for i := range vals {
+				ptrs[i] = &vals[i]
+			}
+			if err := rows.Scan(ptrs...); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fmt.Sprint(l, vals))
+		}
+		rows.Close()
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestRollupsEqualBase(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	s, _ := openTest(t)
+	commitAll(t, s, randRows(rng, 5000, 3), 512)
+	for _, c := range []struct{ fine, coarse string }{
+		{`SELECT start - start % 3600, sid, ` + metricSumsOf("") + ` FROM points_base GROUP BY 1, 2`, `SELECT start, sid, ` + metricColumns + ` FROM points_hour`},
+		{`SELECT start - start % 86400, sid, ` + metricSumsOf("") + ` FROM points_hour GROUP BY 1, 2`, `SELECT start, sid, ` + metricColumns + ` FROM points_day`},
+	} {
+		for _, q := range []string{c.fine + ` EXCEPT ` + c.coarse, c.coarse + ` EXCEPT ` + c.fine} {
+			var n int
+			if err := s.r.QueryRow(`SELECT COUNT(*) FROM (` + q + `)`).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n != 0 {
+				t.Errorf("%d points differ: %s", n, q)
+			}
+		}
+	}
+	var n int
+	s.r.QueryRow(`SELECT COUNT(*) FROM points_day`).Scan(&n)
+	if n == 0 {
+		t.Fatal("no daily points")
+	}
+}
+
+func metricSumsOf(alias string) string {
+	return "SUM(requests), SUM(bytes), SUM(bytes_in), SUM(packets), SUM(packets_in), SUM(retransmits), " +
+		"SUM(duration), SUM(rtt_sum), SUM(rtt_count), SUM(conns), SUM(open_conns)" + alias
+}
+
+func TestIdempotentKeys(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(5, 6))
+	s, cfg := openTest(t)
+	rows := randRows(rng, 2000, 2)
+	commitAll(t, s, rows, 2000)
+	count := func(s *Store, table string) (n int) {
+		t.Helper()
+		if err := s.r.QueryRow(`SELECT COUNT(*) FROM ` + table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	keys := map[seriesKey]bool{}
+	points := map[string]bool{}
+	for _, r := range rows {
+		if !r.Metrics.Zero() {
+			keys[seriesKey{r.View, "c1", r.Dims}] = true
+			points[fmt.Sprint(r.View, r.Start.Unix(), r.Dims)] = true
+		}
+	}
+	if n := count(s, "series"); n != len(keys) {
+		t.Fatalf("%d series, want %d", n, len(keys))
+	}
+	if n := count(s, "points_base"); n != len(points) {
+		t.Fatalf("%d base points, want %d", n, len(points))
+	}
+	before := dump(t, s)
+	// Again, and from a new process (no series cache): same keys, sums doubled.
+	s.Close()
+	s2, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	commitAll(t, s2, rows, 2000)
+	if n := count(s2, "series"); n != len(keys) {
+		t.Fatalf("%d series after a second commit, want %d", n, len(keys))
+	}
+	if n := count(s2, "points_base"); n != len(points) {
+		t.Fatalf("%d base points after a second commit, want %d", n, len(points))
+	}
+	if after := dump(t, s2); len(after) != len(before) {
+		t.Fatalf("%d points, want %d", len(after), len(before))
+	}
+	q := store.Query{View: "prefix", By: "router", From: t0, To: t0.Add(48 * time.Hour)}
+	got, err := s2.Top(ctx, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := oracleTop(append(slices.Clone(rows), rows...), q)
+	sameResults(t, "doubled", got, want)
+}
+
+func TestReplace(t *testing.T) {
+	ctx := context.Background()
+	for seed := range uint64(4) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		a, _ := openTest(t)
+		b, _ := openTest(t)
+		old := randRows(rng, 1500, 3)
+		imported := randRows(rng, 200, 3)
+		for i := range imported {
+			imported[i].Start = imported[i].Start.Truncate(time.Hour)
+			imported[i].Resolution = time.Hour
+		}
+		replay := randRows(rng, 800, 3)
+		from := t0.Add(time.Duration(rng.IntN(3*1440)) * time.Minute)
+		to := from.Add(time.Duration(rng.IntN(2*1440)) * time.Minute)
+		var kept []record.Row
+		for _, r := range old {
+			if r.Start.Before(from) || !r.Start.Before(to) {
+				kept = append(kept, r)
+			}
+		}
+		commitAll(t, a, old, 500)
+		if err := a.Import(ctx, "f1", imported); err != nil {
+			t.Fatal(err)
+		}
+		pos := store.Position{Segment: 9, Offset: 42}
+		if err := a.Replace(ctx, from, to, store.Batch{Consumer: "accounting", Position: pos, Rows: replay}); err != nil {
+			t.Fatal(err)
+		}
+		commitAll(t, b, kept, 500)
+		if err := b.Import(ctx, "f1", imported); err != nil {
+			t.Fatal(err)
+		}
+		commitAll(t, b, replay, 800)
+		da, db := dump(t, a), dump(t, b)
+		if !slices.Equal(da, db) {
+			t.Fatalf("seed %d [%v, %v): %d points after Replace, %d expected (first difference %v)", seed, from, to, len(da), len(db), firstDiff(da, db))
+		}
+		if p, _ := a.Position(ctx, "accounting"); p != pos {
+			t.Fatalf("position %v, want %v", p, pos)
+		}
+	}
+}
+
+func firstDiff(a, b []string) string {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return a[i] + " ≠ " + b[i]
+		}
+	}
+	return "(length)"
+}
+
+func TestCover(t *testing.T) {
+	h := func(s string) int64 { tm, _ := time.Parse("2006-01-02 15:04", s); return tm.Unix() }
+	all := []int{levelDay, levelHour, levelBase}
+	for _, c := range []struct {
+		from, to string
+		lv       []int
+		want     []part
+	}{
+		{"2026-11-01 00:00", "2026-11-03 00:00", all, []part{{levelDay, h("2026-11-01 00:00"), h("2026-11-03 00:00")}}},
+		{"2026-11-01 00:00", "2026-11-01 05:00", all, []part{{levelHour, h("2026-11-01 00:00"), h("2026-11-01 05:00")}}},
+		{"2026-11-01 00:07", "2026-11-01 00:50", all, []part{{levelBase, h("2026-11-01 00:07"), h("2026-11-01 00:50")}}},
+		{"2026-10-31 22:30", "2026-11-03 01:15", all, []part{
+			{levelBase, h("2026-10-31 22:30"), h("2026-10-31 23:00")},
+			{levelHour, h("2026-10-31 23:00"), h("2026-11-01 00:00")},
+			{levelDay, h("2026-11-01 00:00"), h("2026-11-03 00:00")},
+			{levelHour, h("2026-11-03 00:00"), h("2026-11-03 01:00")},
+			{levelBase, h("2026-11-03 01:00"), h("2026-11-03 01:15")},
+		}},
+		{"2026-10-31 22:30", "2026-11-03 01:15", []int{levelHour, levelBase}, []part{
+			{levelBase, h("2026-10-31 22:30"), h("2026-10-31 23:00")},
+			{levelHour, h("2026-10-31 23:00"), h("2026-11-03 01:00")},
+			{levelBase, h("2026-11-03 01:00"), h("2026-11-03 01:15")},
+		}},
+		{"2026-11-01 05:00", "2026-11-01 05:00", all, nil},
+	} {
+		if got := cover(h(c.from), h(c.to), c.lv); !slices.Equal(got, c.want) {
+			t.Errorf("cover(%s, %s) = %v, want %v", c.from, c.to, got, c.want)
+		}
+	}
+}
+
+func TestResolutionReported(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	commitAll(t, s, []record.Row{row("prefix", t0.Add(30*time.Minute), "203.0.113.0/24", 10)}, 1)
+	for _, c := range []struct {
+		from, to time.Time
+		want     time.Duration
+	}{
+		{t0, t0.Add(24 * time.Hour), 24 * time.Hour},
+		{t0, t0.Add(time.Hour), time.Hour},
+		{t0.Add(29 * time.Minute), t0.Add(31 * time.Minute), time.Minute},
+	} {
+		got, err := s.Top(ctx, store.Query{View: "prefix", By: "prefix", From: c.from, To: c.to})
+		if err != nil || len(got) != 1 || got[0].Resolution != c.want || got[0].Metrics.Bytes != 10 {
+			t.Errorf("[%v, %v): %+v %v, want one result from %v", c.from, c.to, got, err, c.want)
+		}
+	}
+}
+
+func TestKeyText(t *testing.T) {
+	for _, c := range []struct {
+		by   string
+		d    record.Dims
+		want string
+	}{
+		{"prefix", record.Dims{Prefix: netip.MustParsePrefix("203.0.113.0/24")}, "203.0.113.0/24"},
+		{"prefix", record.Dims{Prefix: netip.MustParsePrefix("2001:db8::/32")}, "2001:db8::/32"},
+		{"prefix", record.Dims{}, "unrouted"},
+		{"asn", record.Dims{ASN: 64500}, "AS64500"},
+		{"origin", record.Dims{OriginAS: 4200000000}, "AS4200000000"},
+		{"peer", record.Dims{PeerAS: 3}, "AS3"},
+		{"country", record.Dims{Country: "DE"}, "DE"},
+		{"country", record.Dims{}, "unknown"},
+		{"port", record.Dims{Port: -1}, "other"},
+		{"src-group", record.Dims{SrcGroup: netip.MustParseAddr("::ffff:10.0.0.0")}, "::ffff:10.0.0.0"},
+	} {
+		if got := keyText(c.by, &c.d); got != c.want {
+			t.Errorf("keyText(%s, %+v) = %q, want %q", c.by, c.d, got, c.want)
+		}
+	}
+	for _, p := range prefixPool {
+		got, err := decodePrefix(encodePrefix(p))
+		if err != nil || got != p {
+			t.Errorf("prefix %v round trip: %v %v", p, got, err)
+		}
+	}
+	for _, a := range addrPool {
+		got, err := decodeAddr(encodeAddr(a))
+		if err != nil || got != a {
+			t.Errorf("address %v round trip: %v %v", a, got, err)
+		}
+	}
+}
+
+func TestMigrateOldDatabase(t *testing.T) {
+	ctx := context.Background()
+	cfg := DefaultConfig()
+	cfg.Path = t.TempDir() + "/old.db"
+	cfg.Collector = "c1"
+	db, err := sql.Open("sqlite", dsn(cfg, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(ctx, db, 1); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO series VALUES (1, 'prefix', 'c1', 'r1', 'web', x'cb00710018', '', 0, 0, 0, 'DE', '', 0, x'', x'', 0)`,
+		`INSERT INTO points_day VALUES (` + fmt.Sprint(t0.Unix()) + `, 1, 1, 500, 0, 0, 0, 0, 0, 0, 0, 0, 0)`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var hasImports int
+	db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE name = 'imports'`).Scan(&hasImports)
+	db.Close()
+	if hasImports != 0 {
+		t.Fatal("version 1 already has the imports table")
+	}
+	s, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ms, _ := migrations()
+	if v, err := s.SchemaVersion(ctx); err != nil || v != ms[len(ms)-1].version {
+		t.Fatalf("schema version %d %v, want %d", v, err, ms[len(ms)-1].version)
+	}
+	got, err := s.Top(ctx, store.Query{View: "prefix", By: "prefix", From: t0, To: t0.Add(24 * time.Hour)})
+	if err != nil || len(got) != 1 || got[0].Key != "203.0.113.0/24" || got[0].Metrics.Bytes != 500 {
+		t.Fatalf("old row after migration: %+v %v", got, err)
+	}
+	if err := s.Import(ctx, "x", []record.Row{row("prefix", t0, "203.0.113.0/24", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	// A database from a newer netledger is refused.
+	s.w.Exec(`INSERT INTO schema_migrations VALUES (9999, 'future', 0)`)
+	s.Close()
+	if _, err := Open(ctx, cfg); err == nil {
+		t.Fatal("opened a database of a newer schema")
+	}
+}
+
+func TestCommitFaultRollsBack(t *testing.T) {
+	ctx := context.Background()
+	fail := false
+	injected := errors.New("injected crash")
+	var seen int
+	s, _ := openTest(t, WithCommitFault(func(b store.Batch) error {
+		seen = len(b.Rows)
+		if fail {
+			return injected
+		}
+		return nil
+	}))
+	first := store.Batch{Consumer: "accounting", Position: store.Position{Segment: 1, Offset: 10},
+		Rows: []record.Row{row("prefix", t0, "203.0.113.0/24", 100)}}
+	if err := s.Commit(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	before := dump(t, s)
+	fail = true
+	second := store.Batch{Consumer: "accounting", Position: store.Position{Segment: 2, Offset: 20},
+		Rows: []record.Row{row("prefix", t0, "203.0.113.0/24", 5), row("prefix", t0, "198.51.100.0/22", 7)}}
+	if err := s.Commit(ctx, second); !errors.Is(err, injected) {
+		t.Fatalf("commit with fault: %v", err)
+	}
+	if seen != 2 {
+		t.Fatalf("fault hook saw %d rows", seen)
+	}
+	if after := dump(t, s); !slices.Equal(before, after) {
+		t.Fatalf("rows changed by a failed commit:\n%v\n%v", before, after)
+	}
+	if p, _ := s.Position(ctx, "accounting"); p != first.Position {
+		t.Fatalf("position %v after a failed commit, want %v", p, first.Position)
+	}
+	var n int
+	s.r.QueryRow(`SELECT COUNT(*) FROM series`).Scan(&n)
+	if n != 1 {
+		t.Fatalf("%d series after a failed commit", n)
+	}
+	// Resuming from the saved position commits the batch once.
+	fail = false
+	if err := s.Commit(ctx, second); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Top(ctx, store.Query{View: "prefix", By: "prefix", From: t0, To: t0.Add(time.Hour)})
+	if err != nil || len(got) != 2 || got[0].Metrics.Bytes != 105 || got[1].Metrics.Bytes != 7 {
+		t.Fatalf("after retry: %+v %v", got, err)
+	}
+}
+
+func TestImportTwice(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	rows := []record.Row{row("prefix", t0, "203.0.113.0/24", 100), row("prefix", t0.Add(time.Hour), "", 3)}
+	rows[1].Resolution = time.Hour
+	for range 2 {
+		if err := s.Import(ctx, "sha256:abc", rows); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ok, err := s.Imported(ctx, "sha256:abc"); !ok || err != nil {
+		t.Fatalf("Imported = %v %v", ok, err)
+	}
+	if ok, _ := s.Imported(ctx, "sha256:other"); ok {
+		t.Fatal("unknown id imported")
+	}
+	got, err := s.Top(ctx, store.Query{View: "prefix", By: "prefix", From: t0, To: t0.Add(24 * time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameResults(t, "import", got, oracleTop(rows, store.Query{View: "prefix", By: "prefix", From: t0, To: t0.Add(24 * time.Hour)}))
+	var n int
+	s.r.QueryRow(`SELECT COUNT(*) FROM points_base`).Scan(&n)
+	if n != 1 {
+		t.Fatalf("%d base points, want 1 (the hourly row has none)", n)
+	}
+}
+
+func TestExpire(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	now := t0.Add(10 * 24 * time.Hour)
+	commitAll(t, s, []record.Row{row("prefix", t0, "203.0.113.0/24", 100), row("prefix", now.Add(-time.Hour), "203.0.113.0/24", 1)}, 2)
+	if err := s.Expire(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for _, tb := range levelTable {
+		var n int
+		s.r.QueryRow(`SELECT COUNT(*) FROM ` + tb).Scan(&n)
+		counts[tb] = n
+	}
+	if counts["points_base"] != 1 || counts["points_hour"] != 2 || counts["points_day"] != 2 {
+		t.Fatalf("after expiry: %v", counts)
+	}
+	got, _ := s.Top(ctx, store.Query{View: "prefix", By: "prefix", From: t0, To: t0.Add(time.Hour)})
+	if len(got) != 1 || got[0].Metrics.Bytes != 100 || got[0].Resolution != time.Hour {
+		t.Fatalf("hourly roll-up after base expiry: %+v", got)
+	}
+}
+
+func TestConcurrentReaders(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTest(t)
+	const batches, perBatch, k = 40, 25, 1000
+	rng := rand.New(rand.NewPCG(8, 9))
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(done)
+		for i := range batches {
+			rows := make([]record.Row, perBatch)
+			for j := range rows {
+				rows[j] = row("prefix", t0.Add(time.Duration(rng.IntN(26*60)-60)*time.Minute), pick(rng, prefixPool[1:]).String(), k/perBatch)
+			}
+			if err := s.Commit(ctx, store.Batch{Consumer: "accounting", Position: store.Position{Segment: uint64(i + 1)}, Rows: rows}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	q := store.Query{View: "prefix", By: "router", From: t0.Add(-90 * time.Minute), To: t0.Add(25 * time.Hour)}
+	for range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var last uint64
+			reads := 0
+			for {
+				select {
+				case <-done:
+					if reads == 0 {
+						t.Error("no read during the writes")
+					}
+					return
+				default:
+				}
+				res, err := s.Top(ctx, q)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				var total uint64
+				for _, r := range res {
+					total += r.Metrics.Bytes
+				}
+				if total%k != 0 || total < last {
+					t.Errorf("read %d bytes after %d: not a whole number of batches", total, last)
+					return
+				}
+				last = total
+				if _, err := s.Position(ctx, "accounting"); err != nil {
+					t.Error(err)
+					return
+				}
+				reads++
+			}
+		}()
+	}
+	wg.Wait()
+	res, _ := s.Top(ctx, q)
+	if len(res) != 1 || res[0].Metrics.Bytes != batches*k {
+		t.Fatalf("final %+v", res)
+	}
+}
