@@ -1,11 +1,23 @@
 package main
 
 import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/netledger/netledger/internal/export/ctcsv"
+	"github.com/netledger/netledger/internal/testenv"
 )
 
 // TestConntrackFlags parses the original tool's saarCTF command line (single-dash flags).
@@ -43,5 +55,144 @@ func TestConntrackFlags(t *testing.T) {
 		if _, _, err := f.config(); err == nil {
 			t.Errorf("%v accepted", bad)
 		}
+	}
+}
+
+// TestConntrackAgentFIFO runs `netledger conntrack` (the original's flags) as a process in a
+// fresh network namespace and reads its FIFO with a plain `cat` while it runs: a TCP
+// connection opened by 127.0.0.2 to 127.0.0.3 arrives as a CSV line accounted to its opener,
+// the same interval is in the output folder as a complete file, and SIGTERM stops the agent
+// cleanly.
+func TestConntrackAgentFIFO(t *testing.T) {
+	testenv.RequireRoot(t)
+	ip, nft, cat := testenv.Command(t, "ip"), testenv.Command(t, "nft"), testenv.Command(t, "cat")
+	ns := fmt.Sprintf("nlcta%d", os.Getpid())
+	if out, err := exec.Command(ip, "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command(ip, "netns", "del", ns).Run() })
+	exec.Command(ip, "-n", ns, "link", "set", "lo", "up").Run()
+	rules := exec.Command(ip, "netns", "exec", ns, nft, "-f", "-")
+	rules.Stdin = strings.NewReader("add table inet nlcta\nadd chain inet nlcta out { type filter hook output priority 0; }\nadd rule inet nlcta out ct state new counter\n")
+	if out, err := rules.CombinedOutput(); err != nil {
+		t.Fatalf("nft: %v: %s", err, out)
+	}
+
+	dir := t.TempDir()
+	fifo, outDir := filepath.Join(dir, "conntrack_acct"), filepath.Join(dir, "new")
+	agent := exec.Command(os.Args[0], "-test.run=^TestConntrackAgentHelper$")
+	agent.Env = append(os.Environ(), "NETLEDGER_CONNTRACK_AGENT=conntrack -netns=/run/netns/"+ns+
+		" -src=127.0.0.0/8 -pipe="+fifo+" -output="+outDir+" -interval=1 -track-open -listen=")
+	stderr, err := agent.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer agent.Process.Kill()
+	logs, running := bufio.NewScanner(stderr), false
+	var log []string
+	for !running && logs.Scan() {
+		log = append(log, logs.Text())
+		running = strings.Contains(logs.Text(), "conntrack accounting running")
+	}
+	if !running {
+		t.Fatalf("agent did not start:\n%s", strings.Join(log, "\n"))
+	}
+	go io.Copy(io.Discard, stderr)
+
+	reader := exec.Command(cat, fifo)
+	catOut, err := reader.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reader.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Process.Kill()
+
+	var ln net.Listener
+	testenv.InNetNS(t, ns, func() (err error) { ln, err = net.Listen("tcp", "127.0.0.3:0"); return })
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err == nil {
+			io.ReadFull(c, make([]byte, 1000))
+			c.Write(make([]byte, 5000))
+			c.Close()
+		}
+	}()
+	testenv.InNetNS(t, ns, func() error {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+		c, err := d.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.Write(make([]byte, 1000))
+		_, err = io.ReadFull(c, make([]byte, 5000))
+		return err
+	})
+	port := ln.Addr().(*net.TCPAddr).Port
+
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(catOut)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	timeout := time.After(30 * time.Second)
+	var got ctcsv.Row
+	for found := false; !found; {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatal("cat saw the FIFO end while the agent runs")
+			}
+			r, err := ctcsv.Parse([]byte(line))
+			if err != nil || strings.Count(line, ",") != 11 {
+				t.Fatalf("cat read %q: %v (want 12 fields with -track-open)", line, err)
+			}
+			if r.Proto == 6 && r.Port == int32(port) {
+				got, found = r, true
+			}
+		case <-timeout:
+			t.Fatal("no line for the test's connection from the FIFO")
+		}
+	}
+	if got.Src != netip.MustParseAddr("127.0.0.2") || got.Dst != netip.MustParseAddr("127.0.0.3") ||
+		got.SrcBytes < 1000 || got.DstBytes < 5000 || got.SrcPackets == 0 || got.DstPackets == 0 {
+		t.Errorf("line not accounted to the opener with the test's bytes: %+v", got)
+	}
+
+	agent.Process.Signal(syscall.SIGTERM)
+	if err := agent.Wait(); err != nil {
+		t.Errorf("agent after SIGTERM: %v", err)
+	}
+	files, _ := filepath.Glob(filepath.Join(outDir, "*"))
+	var csv int
+	for _, f := range files {
+		if !strings.HasSuffix(f, ".csv") {
+			t.Errorf("output folder holds %s (a temporary file?)", f)
+		}
+		csv++
+	}
+	if csv == 0 {
+		t.Error("no interval file in the output folder")
+	}
+}
+
+// TestConntrackAgentHelper is TestConntrackAgentFIFO's agent process.
+func TestConntrackAgentHelper(t *testing.T) {
+	args := os.Getenv("NETLEDGER_CONNTRACK_AGENT")
+	if args == "" {
+		t.Skip("helper of TestConntrackAgentFIFO")
+	}
+	rootCmd.SetArgs(strings.Fields(args))
+	if err := rootCmd.Execute(); err != nil {
+		t.Fatal(err)
 	}
 }

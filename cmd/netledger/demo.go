@@ -138,8 +138,9 @@ func runDemo(ctx context.Context, w io.Writer, f demoFlags) (*demoResult, error)
 	var r record.Record
 	start := time.Now()
 	tick := time.NewTicker(10 * time.Millisecond)
-	for now := start; now.Sub(start) < f.duration && ctx.Err() == nil; now = <-tick.C {
-		due := uint64(float64(f.rate) * min(now.Sub(start), f.duration).Seconds())
+	total := uint64(float64(f.rate) * f.duration.Seconds())
+	for now := start; res.Sent < total && ctx.Err() == nil; now = <-tick.C {
+		due := min(uint64(float64(f.rate)*now.Sub(start).Seconds()), total)
 		for ; res.Sent < due; res.Sent++ {
 			load.Next(&r, time.Now().UnixNano())
 			res.SentBytes += r.BytesOut
@@ -159,6 +160,10 @@ func runDemo(ctx context.Context, w io.Writer, f demoFlags) (*demoResult, error)
 	// Wait until the collector has taken every datagram, then stop: sources stop first, the
 	// spool syncs, and the pipeline accounts and commits everything before Run returns.
 	res.Accepted = waitAccepted(ctx, d.Registry, res.Sent)
+	if res.Accepted < res.Sent {
+		fmt.Fprintf(w, "Warning: %d reports did not arrive or were refused (%s); the totals below are what was accepted.\n",
+			res.Sent-res.Accepted, rejected(d.Registry))
+	}
 	stopDaemon()
 	if err := <-done; err != nil {
 		return nil, fmt.Errorf("netledger stopped with an error: %w", err)
@@ -257,7 +262,7 @@ func waitAccepted(ctx context.Context, g prometheus.Gatherer, want uint64) uint6
 	still := 0
 	for {
 		n := counter(g, "netledger_reports_accepted_total")
-		if n >= want || still >= 40 || ctx.Err() != nil {
+		if n >= want || still >= 100 || ctx.Err() != nil {
 			return n
 		}
 		if n == last {
@@ -268,6 +273,29 @@ func waitAccepted(ctx context.Context, g prometheus.Gatherer, want uint64) uint6
 		last = n
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// rejected describes the collector's rejections and receive-buffer drops.
+func rejected(g prometheus.Gatherer) string {
+	mfs, err := g.Gather()
+	if err != nil {
+		return err.Error()
+	}
+	var parts []string
+	for _, mf := range mfs {
+		if mf.GetName() != "netledger_reports_rejected_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if v := m.GetCounter().GetValue(); v > 0 {
+				parts = append(parts, fmt.Sprintf("%s %.0f", m.GetLabel()[0].GetValue(), v))
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return "none rejected: lost on the way, see netstat -su receive buffer errors"
+	}
+	return "rejected: " + strings.Join(parts, ", ")
 }
 
 // counter returns the sum of a counter's series.

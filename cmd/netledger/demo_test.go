@@ -1,5 +1,3 @@
-//go:build netledger_accounting
-
 package main
 
 import (

@@ -197,31 +197,6 @@ func addRecord(m *record.Metrics, r *record.Record, e *enrich.Enriched) {
 	m.Open += uint64(r.ConnsOpen)
 }
 
-// sums is a table of metrics by key, reused across intervals.
-type sums struct {
-	idx  map[key]int32
-	keys []key
-	vals []record.Metrics
-}
-
-func newSums() sums { return sums{idx: make(map[key]int32)} }
-
-func (s *sums) at(k *key) *record.Metrics {
-	i, ok := s.idx[*k]
-	if !ok {
-		i = int32(len(s.keys))
-		s.idx[*k] = i
-		s.keys = append(s.keys, *k)
-		s.vals = append(s.vals, record.Metrics{})
-	}
-	return &s.vals[i]
-}
-
-func (s *sums) reset() {
-	clear(s.idx)
-	s.keys, s.vals = s.keys[:0], s.vals[:0]
-}
-
 // group is the views that take the same sources: one table keyed by the union of their
 // dimensions.
 type group struct {
@@ -419,9 +394,8 @@ func (a *Aggregator) flushInterval(dst []record.Row, iv *interval) []record.Row 
 		base := &iv.base[gi]
 		for _, v := range g.views {
 			a.view.reset()
-			for i := range base.keys {
-				bk := &base.keys[i]
-				m := &base.vals[i]
+			for i := range base.len() {
+				bk, m := base.entry(i)
 				vk := project(bk, v.dims)
 				if v.dims&dPrefix != 0 && vk.attrs != nil {
 					vk.attrs = a.path(vk.attrs).canon
@@ -436,16 +410,17 @@ func (a *Aggregator) flushInterval(dst []record.Row, iv *interval) []record.Row 
 					a.view.at(&vk).Add(m)
 				}
 			}
-			for i := range a.view.keys {
-				if a.view.vals[i].Zero() {
+			for i := range a.view.len() {
+				vk, vm := a.view.entry(i)
+				if vm.Zero() {
 					continue
 				}
 				dst = append(dst, record.Row{
 					View:       v.name,
 					Start:      start,
 					Resolution: a.cfg.Interval,
-					Dims:       a.dims(&a.view.keys[i], v.dims),
-					Metrics:    a.view.vals[i],
+					Dims:       a.dims(vk, v.dims),
+					Metrics:    *vm,
 				})
 			}
 		}

@@ -319,7 +319,7 @@ func recMetrics(r *record.Record, e *enrich.Enriched) record.Metrics {
 // distinct ASes of each record's path.
 func TestConservation(t *testing.T) {
 	views := DefaultViews()
-	for seed := range uint64(20) {
+	for seed := range uint64(8) {
 		w := newWorld(seed)
 		a, err := New(Config{Routers: w.names, Interval: time.Minute})
 		if err != nil {
@@ -487,7 +487,7 @@ func TestOracle(t *testing.T) {
 		ViewConfig{Name: "asn_country", Dimensions: []string{DimASOnPath, DimCountry}, Sources: []string{"!report-v2"}},
 		ViewConfig{Name: "proto_port", Dimensions: []string{DimProto, DimPort, DimPrefix}},
 	)
-	for seed := range uint64(10) {
+	for seed := range uint64(5) {
 		w := newWorld(100 + seed)
 		a, err := New(Config{Views: views, Routers: w.names, Interval: 30 * time.Second})
 		if err != nil {

@@ -10,40 +10,16 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/netledger/netledger/internal/record"
 	"github.com/netledger/netledger/internal/spool"
+	"github.com/netledger/netledger/internal/store"
 	"github.com/netledger/netledger/internal/testenv"
 )
-
-// inNS runs fn on a thread inside network namespace ns.
-func inNS(t *testing.T, ns string, fn func() error) {
-	t.Helper()
-	fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			done <- err
-			return
-		}
-		done <- fn()
-	}()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-}
 
 func counterValue(t *testing.T, d *Daemon, name string) float64 {
 	mfs, err := d.Registry.Gather()
@@ -115,7 +91,7 @@ func TestConntrackSource(t *testing.T) {
 	}
 
 	var ln net.Listener
-	inNS(t, ns, func() (err error) { ln, err = net.Listen("tcp", "127.0.0.3:0"); return })
+	testenv.InNetNS(t, ns, func() (err error) { ln, err = net.Listen("tcp", "127.0.0.3:0"); return })
 	defer ln.Close()
 	go func() {
 		c, err := ln.Accept()
@@ -127,7 +103,7 @@ func TestConntrackSource(t *testing.T) {
 		c.Write(make([]byte, 5000))
 	}()
 	var c net.Conn
-	inNS(t, ns, func() (err error) {
+	testenv.InNetNS(t, ns, func() (err error) {
 		dl := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
 		c, err = dl.Dial("tcp", ln.Addr().String())
 		return
@@ -209,6 +185,27 @@ func TestConntrackSource(t *testing.T) {
 	}
 	if v := counterValue(t, d, "netledger_conntrack_rows_total"); v < 1 {
 		t.Errorf("netledger_conntrack_rows_total = %v", v)
+	}
+
+	// The accounting pipeline committed them to the store's conntrack view on the way out:
+	// the opener's group with the kernel's counters, the responder's port.
+	now := time.Now()
+	for _, by := range []string{"src-group", "port"} {
+		top, err := d.Store.Top(context.Background(), store.Query{View: "conntrack", By: by, From: now.Add(-time.Hour), To: now.Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(top) != 1 {
+			t.Fatalf("conntrack view by %s: %+v", by, top)
+		}
+		m, wantKey := top[0].Metrics, "127.0.0.2"
+		if by == "port" {
+			wantKey = strconv.Itoa(int(port))
+		}
+		if top[0].Key != wantKey || m.BytesIn != want.BytesIn || m.Bytes != want.BytesOut || m.PacketsIn != want.PacketsIn ||
+			m.Packets != want.PacketsOut || m.Conns != 1 {
+			t.Errorf("conntrack view by %s: %+v, kernel %+v", by, top[0], want)
+		}
 	}
 }
 

@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/netledger/netledger/internal/testenv"
 )
@@ -20,29 +17,7 @@ import (
 // an error that says which capability is missing and how to grant it, and neither hangs nor
 // panics; entering another namespace fails clearly too.
 func TestNoCapability(t *testing.T) {
-	testenv.RequireRoot(t)
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	os.Chmod(filepath.Dir(dir), 0o755) // t.TempDir's parent is private
-	bin := filepath.Join(dir, "conntrack.test")
-	in, err := os.Open(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(out, in)
-	in.Close()
-	out.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-test.run=^TestNoCapabilityHelper$", "-test.v")
-	cmd.Env = append(os.Environ(), "NETLEDGER_CONNTRACK_NOCAP=1")
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	b, err := cmd.CombinedOutput()
+	b, err := testenv.RunAsNobody(t, "^TestNoCapabilityHelper$", "NETLEDGER_CONNTRACK_NOCAP=1")
 	if err != nil {
 		t.Fatalf("helper as nobody: %v\n%s", err, b)
 	}
@@ -77,4 +52,29 @@ func TestNoCapabilityHelper(t *testing.T) {
 		t.Fatal("Run() in PID 1's namespace as nobody: no error")
 	}
 	fmt.Println("netns error:", err)
+}
+
+// TestExplain maps the kernel's answers to what the host lacks.
+func TestExplain(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want error
+	}{
+		{unix.EPERM, ErrPermission},
+		{unix.EACCES, ErrPermission},
+		{unix.EPROTONOSUPPORT, ErrNoKernel},
+		{unix.ENOENT, ErrNoKernel},
+		{unix.EOPNOTSUPP, ErrNoKernel},
+	} {
+		err := explain("subscribe to conntrack events", tc.err)
+		if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), "cannot subscribe to conntrack events") {
+			t.Errorf("explain(%v) = %v, want %v", tc.err, err, tc.want)
+		}
+	}
+	if err := explain("dump", unix.EINVAL); errors.Is(err, ErrPermission) || errors.Is(err, ErrNoKernel) || !errors.Is(err, unix.EINVAL) {
+		t.Errorf("explain(EINVAL) = %v", err)
+	}
+	if _, err := enableSysctl("/proc/sys/net/netfilter/no_such_sysctl"); !errors.Is(err, ErrNoKernel) {
+		t.Errorf("enableSysctl(missing) = %v, want ErrNoKernel", err)
+	}
 }

@@ -173,38 +173,38 @@ func TestCgroupHelper(t *testing.T) {
 			accepted <- c
 		}
 	}()
+	// pair opens a connection to the listener; the server end has sent 1000 bytes.
+	pair := func() (client, server net.Conn) {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := <-accepted
+		s.Write(make([]byte, 1000))
+		return c, s
+	}
 	fmt.Println("ok")
 	var held []net.Conn
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
 		var n int
-		switch f := strings.Fields(sc.Text()); f[0] {
-		case "short":
+		f := strings.Fields(sc.Text())
+		if len(f) > 1 {
 			fmt.Sscan(f[1], &n)
-			for range n {
-				c, err := net.Dial("tcp", l.Addr().String())
-				if err != nil {
-					t.Fatal(err)
-				}
-				s := <-accepted
-				s.Write(make([]byte, 1000))
+		}
+		for range n {
+			c, s := pair()
+			switch f[0] {
+			case "short":
 				s.Close()
 				io.Copy(io.Discard, c)
 				c.Close()
-			}
-		case "hold":
-			fmt.Sscan(f[1], &n)
-			for range n {
-				c, err := net.Dial("tcp", l.Addr().String())
-				if err != nil {
-					t.Fatal(err)
-				}
-				s := <-accepted
-				s.Write(make([]byte, 1000))
+			case "hold":
 				io.ReadFull(c, make([]byte, 1000))
 				held = append(held, c, s)
 			}
-		case "close":
+		}
+		if f[0] == "close" {
 			for _, c := range held {
 				c.Close()
 			}

@@ -57,28 +57,13 @@ func (s *Store) top(ctx context.Context, tx *sql.Tx, q store.Query) ([]store.Res
 	if err := checkQuery(&q); err != nil {
 		return nil, err
 	}
-	parts := cover(q.From.Unix(), q.To.Unix(), []int{levelDay, levelHour, levelBase})
-	groups := map[record.Dims]*store.Result{}
-	var resolution time.Duration
-	for _, p := range parts {
-		err := s.scan(ctx, tx, q, p, 0, func(_ int64, d record.Dims, res time.Duration, m *record.Metrics) {
-			g := groups[d]
-			if g == nil {
-				g = &store.Result{Dims: d, Key: keyText(q.By, &d)}
-				groups[d] = g
-			}
-			g.Metrics.Add(m)
-			resolution = max(resolution, res)
-		})
-		if err != nil {
+	acc := newAccumulator(q, 0, nil)
+	for _, p := range cover(q.From.Unix(), q.To.Unix(), []int{levelDay, levelHour, levelBase}) {
+		if err := s.read(ctx, tx, acc, p); err != nil {
 			return nil, err
 		}
 	}
-	out := make([]store.Result, 0, len(groups))
-	for _, g := range groups {
-		g.Resolution = resolution
-		out = append(out, *g)
-	}
+	out := acc.results(false)
 	value, _ := metricValue(q.Metric)
 	slices.SortFunc(out, func(a, b store.Result) int {
 		if c := cmp.Compare(value(&b.Metrics), value(&a.Metrics)); c != 0 {
@@ -137,33 +122,13 @@ func (s *Store) seriesQuery(ctx context.Context, tx *sql.Tx, q store.Query) ([]s
 		}
 	}
 	lv = append(lv, levelBase)
-	type bucketKey struct {
-		start int64
-		dims  record.Dims
-	}
-	points := map[bucketKey]*store.Result{}
+	acc := newAccumulator(q, step, keep)
 	for _, p := range cover(q.From.Unix(), q.To.Unix(), lv) {
-		err := s.scan(ctx, tx, q, p, step, func(bucket int64, d record.Dims, res time.Duration, m *record.Metrics) {
-			if keep != nil && !keep[d] {
-				return
-			}
-			k := bucketKey{bucket, d}
-			r := points[k]
-			if r == nil {
-				r = &store.Result{Dims: d, Key: keyText(q.By, &d), Start: time.Unix(bucket, 0).UTC()}
-				points[k] = r
-			}
-			r.Metrics.Add(m)
-			r.Resolution = max(r.Resolution, res)
-		})
-		if err != nil {
+		if err := s.read(ctx, tx, acc, p); err != nil {
 			return nil, err
 		}
 	}
-	out := make([]store.Result, 0, len(points))
-	for _, r := range points {
-		out = append(out, *r)
-	}
+	out := acc.results(true)
 	slices.SortFunc(out, func(a, b store.Result) int {
 		if c := a.Start.Compare(b.Start); c != 0 {
 			return c
@@ -231,15 +196,53 @@ func ratio(a, b uint64) float64 {
 	return float64(a) / float64(b)
 }
 
-// scan runs the grouped query of one part; with step > 0 it also groups by bucket.
-func (s *Store) scan(ctx context.Context, tx *sql.Tx, q store.Query, p part, step int64,
-	fn func(bucket int64, d record.Dims, res time.Duration, m *record.Metrics)) error {
+// read adds one part of a query to acc: the packed intervals from their packs, the others
+// (and base points) with a grouped SQL query.
+func (s *Store) read(ctx context.Context, tx *sql.Tx, acc *accumulator, p part) error {
+	if p.level == levelBase {
+		return s.scan(ctx, tx, acc, p)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT start, data FROM packs WHERE view = ? AND level = ? AND start >= ? AND start < ?
+		ORDER BY start`, acc.q.View, p.level, p.lo, p.hi)
+	if err != nil {
+		return fmt.Errorf("cannot read packs: %w", err)
+	}
+	defer rows.Close()
+	next := p.lo // the start of the interval not yet read
+	for rows.Next() {
+		var start int64
+		var data sql.RawBytes
+		if err := rows.Scan(&start, &data); err != nil {
+			return fmt.Errorf("cannot read packs: %w", err)
+		}
+		if start > next {
+			if err := s.scan(ctx, tx, acc, part{p.level, next, start}); err != nil {
+				return err
+			}
+		}
+		if err := acc.addPack(p.level, start, data); err != nil {
+			return fmt.Errorf("%s pack %d of %s: %w", levelTable[p.level], start, acc.q.View, err)
+		}
+		next = start + levelSeconds[p.level]
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if next < p.hi {
+		return s.scan(ctx, tx, acc, part{p.level, next, p.hi})
+	}
+	return nil
+}
+
+// scan runs the grouped SQL query of one part.
+func (s *Store) scan(ctx context.Context, tx *sql.Tx, acc *accumulator, p part) error {
+	q := acc.q
 	dim := dimensions[q.By]
-	st, err := s.queryStmt(ctx, p.level, dim.column, step > 0)
+	st, err := s.queryStmt(ctx, p.level, dim.column, acc.step > 0)
 	if err != nil {
 		return err
 	}
-	rows, err := tx.StmtContext(ctx, st).QueryContext(ctx, p.lo, p.hi, q.View, q.Router, q.Class, q.Country, max(step, 1))
+	rows, err := tx.StmtContext(ctx, st).QueryContext(ctx, p.lo, p.hi, q.View, q.Router, q.Class, q.Country, max(acc.step, 1))
 	if err != nil {
 		return fmt.Errorf("cannot query %s: %w", levelTable[p.level], err)
 	}
@@ -260,7 +263,7 @@ func (s *Store) scan(ctx context.Context, tx *sql.Tx, q store.Query, p part, ste
 		if err != nil {
 			return err
 		}
-		fn(bucket, d, time.Duration(res)*time.Second, &m)
+		acc.add(bucket, d, res, &m)
 	}
 	return rows.Err()
 }

@@ -207,6 +207,12 @@ func TestTopSeriesOracle(t *testing.T) {
 	s, _ := openTest(t, WithClock(func() time.Time { return t0.Add(days * 24 * time.Hour) }))
 	rows := randRows(rng, 3000, days)
 	commitAll(t, s, rows, 700)
+	var packs, dirty int
+	s.r.QueryRow(`SELECT COUNT(*) FROM packs`).Scan(&packs)
+	s.r.QueryRow(`SELECT COUNT(*) FROM dirty`).Scan(&dirty)
+	if packs < 50 || dirty == 0 {
+		t.Fatalf("%d packs, %d dirty intervals: the test should read both", packs, dirty)
+	}
 	for i := range 150 {
 		q := randQuery(rng, days)
 		got, err := s.Top(ctx, q)

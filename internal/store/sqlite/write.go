@@ -109,10 +109,13 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx, pending map[serie
 	return nil
 }
 
-// writeRows adds rows (merged within the batch first) to their points and roll-ups.
+// writeRows adds rows (merged within the batch first) to their points and roll-ups, drops the
+// packs of the hours and days written to, and packs the hours and days that are over.
 func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row, pending map[seriesKey]int64) error {
 	clear(s.acc)
 	s.points = s.points[:0]
+	touched := map[bucket]struct{}{}
+	var end int64
 	for i := range rows {
 		r := &rows[i]
 		if r.Metrics.Zero() {
@@ -131,10 +134,12 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 		}
 		start := r.Start.Unix()
 		res := int64(r.Resolution / time.Second)
+		end = max(end, start+res)
 		for l := level; l < levels; l++ {
 			st := start
 			if l > levelBase {
 				st = floorTo(start, levelSeconds[l])
+				touched[bucket{l, st, r.View}] = struct{}{}
 			}
 			k := pointKey{l, st, sid}
 			if i, ok := s.acc[k]; ok {
@@ -185,7 +190,10 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 		i = j
 	}
 	s.args = args[:0]
-	return nil
+	if err := s.invalidate(ctx, tx, touched); err != nil {
+		return fmt.Errorf("cannot invalidate packs: %w", err)
+	}
+	return s.pack(ctx, tx, end)
 }
 
 // chunk is the number of points per upsert statement: one statement per point costs more in
@@ -303,6 +311,9 @@ func (s *Store) deleteRange(ctx context.Context, tx *sql.Tx, from, to int64) err
 		}
 		lo, hi := from, to
 		if l > levelBase {
+			if err := invalidateRange(ctx, tx, l, floorTo(from, levelSeconds[l]), to); err != nil {
+				return err
+			}
 			lo, hi = ceilTo(from, levelSeconds[l]), floorTo(to, levelSeconds[l])
 		}
 		if lo >= hi {
@@ -398,6 +409,11 @@ func (s *Store) Expire(ctx context.Context, now time.Time) error {
 			}
 			n, _ := res.RowsAffected()
 			s.metrics.expired.WithLabelValues(levelTable[l]).Add(float64(n))
+			for _, t := range []string{"packs", "dirty"} {
+				if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE level = ? AND start < ?`, l, now.Add(-ret[l]).Unix()); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})

@@ -1,0 +1,24 @@
+-- Packs: the points of one view at one hourly or daily interval start, encoded column-wise in
+-- one blob (pack.go), so that a query over many intervals reads a few blobs instead of millions
+-- of rows. A pack is written once its interval is over; writing to the interval again deletes
+-- it and marks the interval dirty until it is packed again.
+CREATE TABLE packs (
+	level INTEGER NOT NULL,
+	start INTEGER NOT NULL,
+	view  TEXT    NOT NULL,
+	data  BLOB    NOT NULL,
+	UNIQUE (view, level, start)
+);
+
+CREATE TABLE dirty (
+	level INTEGER NOT NULL,
+	start INTEGER NOT NULL,
+	view  TEXT    NOT NULL,
+	PRIMARY KEY (level, start, view)
+) WITHOUT ROWID;
+
+-- Points written before packs existed are packed by the next write.
+INSERT INTO dirty (level, start, view)
+	SELECT DISTINCT 1, p.start, s.view FROM points_hour p JOIN series s ON s.id = p.sid;
+INSERT INTO dirty (level, start, view)
+	SELECT DISTINCT 2, p.start, s.view FROM points_day p JOIN series s ON s.id = p.sid;

@@ -1,0 +1,309 @@
+package sqlite
+
+import (
+	"encoding/binary"
+	"errors"
+
+	"github.com/netledger/netledger/internal/record"
+)
+
+// A pack holds the points of one view at one interval start, column-wise:
+//
+//	version byte (1), uvarint n (points)
+//	uvarint length, then n series ids as uvarint deltas (ascending)
+//	uvarint length, then the dimensions: for router, class, path, country and region a
+//	  dictionary (uvarint count, strings as uvarint length + bytes) and n uvarint indices; the
+//	  prefix, src_group and dst_group as n (length byte + bytes) as stored in series; peer_as,
+//	  origin_as, asn, proto as n uvarints, port as n zig-zag varints
+//	the eleven metrics, each as n uvarints, in Metrics' order
+//
+// A reader that knows a point's series from an earlier pack skips the dimensions.
+const packVersion = 1
+
+const (
+	strRouter = iota
+	strClass
+	strPath
+	strCountry
+	strRegion
+	nStrings
+)
+
+const nMetrics = 11
+
+type packBuilder struct {
+	n       int
+	lastSid int64
+	sids    []byte
+	dict    [nStrings]map[string]uint64
+	words   [nStrings][]string
+	strs    [nStrings][]byte
+	prefix  []byte
+	src     []byte
+	dst     []byte
+	ints    [5][]byte
+	metrics [nMetrics][]byte
+}
+
+func newPackBuilder() *packBuilder {
+	b := &packBuilder{}
+	for i := range b.dict {
+		b.dict[i] = map[string]uint64{}
+	}
+	return b
+}
+
+// add appends a point; points come in ascending series id.
+func (b *packBuilder) add(sid int64, d *record.Dims, m *record.Metrics) {
+	b.sids = binary.AppendUvarint(b.sids, uint64(sid-b.lastSid))
+	b.lastSid = sid
+	for i, s := range [nStrings]string{d.Router, d.Class, d.Path, d.Country, d.Region} {
+		w, ok := b.dict[i][s]
+		if !ok {
+			w = uint64(len(b.words[i]))
+			b.dict[i][s] = w
+			b.words[i] = append(b.words[i], s)
+		}
+		b.strs[i] = binary.AppendUvarint(b.strs[i], w)
+	}
+	b.prefix = appendBytes(b.prefix, encodePrefix(d.Prefix))
+	b.src = appendBytes(b.src, encodeAddr(d.SrcGroup))
+	b.dst = appendBytes(b.dst, encodeAddr(d.DstGroup))
+	b.ints[0] = binary.AppendUvarint(b.ints[0], uint64(d.PeerAS))
+	b.ints[1] = binary.AppendUvarint(b.ints[1], uint64(d.OriginAS))
+	b.ints[2] = binary.AppendUvarint(b.ints[2], uint64(d.ASN))
+	b.ints[3] = binary.AppendUvarint(b.ints[3], uint64(d.Proto))
+	b.ints[4] = binary.AppendVarint(b.ints[4], int64(d.Port))
+	for i, v := range metricArray(m) {
+		b.metrics[i] = binary.AppendUvarint(b.metrics[i], v)
+	}
+	b.n++
+}
+
+func appendBytes(dst, b []byte) []byte {
+	return append(append(dst, byte(len(b))), b...)
+}
+
+func metricArray(m *record.Metrics) [nMetrics]uint64 {
+	return [nMetrics]uint64{m.Requests, m.Bytes, m.BytesIn, m.Packets, m.PacketsIn, m.Retransmits,
+		m.Duration, m.RTTSum, m.RTTCount, m.Conns, m.Open}
+}
+
+func metricsFrom(a *[nMetrics]uint64) record.Metrics {
+	return record.Metrics{Requests: a[0], Bytes: a[1], BytesIn: a[2], Packets: a[3], PacketsIn: a[4],
+		Retransmits: a[5], Duration: a[6], RTTSum: a[7], RTTCount: a[8], Conns: a[9], Open: a[10]}
+}
+
+func (b *packBuilder) bytes() []byte {
+	var dims []byte
+	for i := range nStrings {
+		dims = binary.AppendUvarint(dims, uint64(len(b.words[i])))
+		for _, w := range b.words[i] {
+			dims = binary.AppendUvarint(dims, uint64(len(w)))
+			dims = append(dims, w...)
+		}
+		dims = append(dims, b.strs[i]...)
+	}
+	dims = append(append(append(dims, b.prefix...), b.src...), b.dst...)
+	for _, c := range b.ints {
+		dims = append(dims, c...)
+	}
+	out := binary.AppendUvarint([]byte{packVersion}, uint64(b.n))
+	out = binary.AppendUvarint(out, uint64(len(b.sids)))
+	out = append(out, b.sids...)
+	out = binary.AppendUvarint(out, uint64(len(dims)))
+	out = append(out, dims...)
+	for _, c := range b.metrics {
+		out = append(out, c...)
+	}
+	return out
+}
+
+var errBadPack = errors.New("corrupt pack")
+
+// packReader decodes a pack; its buffers are reused from pack to pack.
+type packReader struct {
+	n       int
+	sids    []int64
+	dims    []byte
+	metrics []byte
+	words   [nStrings][]string
+	decoded []record.Dims
+}
+
+func (r *packReader) reset(data []byte) error {
+	if len(data) < 1 || data[0] != packVersion {
+		return errBadPack
+	}
+	p := data[1:]
+	n, err := uvarint(&p)
+	if err != nil || n > uint64(len(data)) {
+		return errBadPack
+	}
+	r.n = int(n)
+	sec, err := section(&p)
+	if err != nil {
+		return err
+	}
+	r.sids = r.sids[:0]
+	var sid int64
+	for range r.n {
+		d, err := uvarint(&sec)
+		if err != nil {
+			return err
+		}
+		sid += int64(d)
+		r.sids = append(r.sids, sid)
+	}
+	if r.dims, err = section(&p); err != nil {
+		return err
+	}
+	r.metrics = p
+	return nil
+}
+
+// metric decodes the metric columns in order, calling fn with each column's values.
+func (r *packReader) eachMetric(vals []uint64, fn func(col int, vals []uint64)) error {
+	p := r.metrics
+	vals = vals[:r.n]
+	for c := range nMetrics {
+		for k := range vals {
+			// Inlined uvarint: this loop is the hot path of a query.
+			var v uint64
+			var s uint
+			for i := 0; ; i++ {
+				if i >= len(p) || i == binary.MaxVarintLen64 {
+					return errBadPack
+				}
+				b := p[i]
+				if b < 0x80 {
+					v |= uint64(b) << s
+					p = p[i+1:]
+					break
+				}
+				v |= uint64(b&0x7f) << s
+				s += 7
+			}
+			vals[k] = v
+		}
+		fn(c, vals)
+	}
+	return nil
+}
+
+// decodeDims returns every point's dimensions.
+func (r *packReader) decodeDims() ([]record.Dims, error) {
+	p := r.dims
+	r.decoded = append(r.decoded[:0], make([]record.Dims, r.n)...)
+	ds := r.decoded
+	for i := range nStrings {
+		nw, err := uvarint(&p)
+		if err != nil || nw > uint64(len(p)) {
+			return nil, errBadPack
+		}
+		r.words[i] = r.words[i][:0]
+		for range nw {
+			l, err := uvarint(&p)
+			if err != nil || l > uint64(len(p)) {
+				return nil, errBadPack
+			}
+			r.words[i] = append(r.words[i], string(p[:l]))
+			p = p[l:]
+		}
+		for k := range ds {
+			w, err := uvarint(&p)
+			if err != nil || w >= uint64(len(r.words[i])) {
+				return nil, errBadPack
+			}
+			s := r.words[i][w]
+			switch i {
+			case strRouter:
+				ds[k].Router = s
+			case strClass:
+				ds[k].Class = s
+			case strPath:
+				ds[k].Path = s
+			case strCountry:
+				ds[k].Country = s
+			case strRegion:
+				ds[k].Region = s
+			}
+		}
+	}
+	for c := range 3 {
+		for k := range ds {
+			if len(p) < 1 || int(p[0]) >= len(p) {
+				return nil, errBadPack
+			}
+			b := p[1 : 1+int(p[0])]
+			p = p[1+int(p[0]):]
+			var err error
+			switch c {
+			case 0:
+				ds[k].Prefix, err = decodePrefix(b)
+			case 1:
+				ds[k].SrcGroup, err = decodeAddr(b)
+			case 2:
+				ds[k].DstGroup, err = decodeAddr(b)
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	for c := range 5 {
+		for k := range ds {
+			var v uint64
+			var err error
+			if c == 4 {
+				var sv int64
+				sv, err = varint(&p)
+				ds[k].Port = int32(sv)
+			} else {
+				v, err = uvarint(&p)
+			}
+			if err != nil {
+				return nil, err
+			}
+			switch c {
+			case 0:
+				ds[k].PeerAS = uint32(v)
+			case 1:
+				ds[k].OriginAS = uint32(v)
+			case 2:
+				ds[k].ASN = uint32(v)
+			case 3:
+				ds[k].Proto = uint8(v)
+			}
+		}
+	}
+	return ds, nil
+}
+
+func uvarint(p *[]byte) (uint64, error) {
+	v, n := binary.Uvarint(*p)
+	if n <= 0 {
+		return 0, errBadPack
+	}
+	*p = (*p)[n:]
+	return v, nil
+}
+
+func varint(p *[]byte) (int64, error) {
+	v, n := binary.Varint(*p)
+	if n <= 0 {
+		return 0, errBadPack
+	}
+	*p = (*p)[n:]
+	return v, nil
+}
+
+func section(p *[]byte) ([]byte, error) {
+	l, err := uvarint(p)
+	if err != nil || l > uint64(len(*p)) {
+		return nil, errBadPack
+	}
+	s := (*p)[:l]
+	*p = (*p)[l:]
+	return s, nil
+}
