@@ -127,7 +127,6 @@ func TestLoaderOracle(t *testing.T) {
 		files []string
 		paths int // distinct (peer, path ID) pairs at least
 	}{
-		{"bview every peer", "", []string{f("bview.20020722.2337.gz")}, 36},
 		{"bview one peer", "193.203.0.65", []string{f("bview.20020722.2337.gz")}, 1},
 		{"bview one AS", "AS1853", []string{f("bview.20020722.2337.gz")}, 1},
 		{"bview then updates", "", []string{f("bview.20020722.2337.gz"), f("updates.20020722.2238.gz")}, 36},
