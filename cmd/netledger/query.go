@@ -31,7 +31,7 @@ type queryFlags struct {
 
 func (f *queryFlags) register(cmd *cobra.Command, limit int) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.by, "by", "prefix", "group by: asn (every AS on the path), origin, peer, path-asn (= asn), country, region, prefix, router, class")
+	fl.StringVar(&f.by, "by", "prefix", "group by: asn (every AS on the path), origin, peer, path-asn (= asn), country, region, prefix, router, class; conntrack: proto, port, src-group, dst-group")
 	fl.StringVar(&f.metric, "metric", "bytes", "order by: bytes, requests, packets, retransmit-rate, rtt")
 	fl.StringVar(&f.since, "since", "24h", "range: the last DURATION (e.g. 90m, 24h, 7d)")
 	fl.StringVar(&f.from, "from", "", "range start (RFC 3339, \"YYYY-MM-DD[ HH:MM]\" UTC, Unix seconds or a duration ago); overrides --since")
