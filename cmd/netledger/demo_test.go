@@ -66,11 +66,16 @@ func shortDemo(t *testing.T) (string, *demoResult, string) {
 func TestDemo(t *testing.T) {
 	dir, res, out := shortDemo(t)
 	t.Log(out)
-	if res.Sent == 0 || res.Accepted != res.Sent {
+	// UDP on a loaded CI machine may lose a datagram on the way (the demo says so and why);
+	// what the collector accepted must be in the store exactly once.
+	if res.Sent == 0 || res.Accepted*100 < res.Sent*99 {
 		t.Fatalf("sent %d, accepted %d", res.Sent, res.Accepted)
 	}
-	if res.Stored != res.SentBytes || res.StoredRequests != res.Sent {
-		t.Errorf("store holds %d requests, %d bytes; sent %d, %d bytes", res.StoredRequests, res.Stored, res.Sent, res.SentBytes)
+	if res.StoredRequests != res.Accepted {
+		t.Errorf("store holds %d requests; the collector accepted %d", res.StoredRequests, res.Accepted)
+	}
+	if res.Accepted == res.Sent && res.Stored != res.SentBytes {
+		t.Errorf("store holds %d bytes; sent and accepted %d", res.Stored, res.SentBytes)
 	}
 	// every table has rows
 	sections := strings.Split(out, "\n== ")[1:]
@@ -90,8 +95,8 @@ func TestDemo(t *testing.T) {
 	}
 
 	// top and series read the data directory the demo left
-	if byRouter := topBytes(t, dir, "router"); len(byRouter) != 2 || sum(byRouter) != res.SentBytes {
-		t.Errorf("top --by router: %v (want Σ %d)", byRouter, res.SentBytes)
+	if byRouter := topBytes(t, dir, "router"); len(byRouter) != 2 || sum(byRouter) != res.Stored {
+		t.Errorf("top --by router: %v (want Σ %d)", byRouter, res.Stored)
 	}
 	c, err := runCLI(t, "series", "--data-dir", dir, "--by", "class", "--since", "1h", "--format", "csv", "--class", "video")
 	if err != nil || !strings.HasPrefix(c, "start,key,") || !strings.Contains(c, ",video,") {
@@ -136,8 +141,8 @@ func TestReplay(t *testing.T) {
 	}
 	t.Log(out)
 	after := top("prefix")
-	if sum(after) != res.SentBytes || sum(before) != res.SentBytes {
-		t.Errorf("Σ bytes before %d, after %d, sent %d", sum(before), sum(after), res.SentBytes)
+	if sum(after) != res.Stored || sum(before) != res.Stored {
+		t.Errorf("Σ bytes before %d, after %d, stored by the demo %d", sum(before), sum(after), res.Stored)
 	}
 	for p := range top("prefix", "--router", "edge-fra") {
 		if _, ok := beforeFra[p]; ok && p != "unrouted" {
@@ -148,8 +153,8 @@ func TestReplay(t *testing.T) {
 		t.Errorf("unrouted %d → %d", before["unrouted"], after["unrouted"])
 	}
 	for _, by := range []string{"router", "class", "country", "origin"} {
-		if s := sum(top(by)); s != res.SentBytes {
-			t.Errorf("by %s after replay: Σ %d, sent %d", by, s, res.SentBytes)
+		if s := sum(top(by)); s != res.Stored {
+			t.Errorf("by %s after replay: Σ %d, stored by the demo %d", by, s, res.Stored)
 		}
 	}
 	// replaying again changes nothing
