@@ -18,9 +18,15 @@ const (
 	// LookupPath answers GET ?address=A&address=B… with []Route.
 	LookupPath = "/api/v1/routing/routers/{router}/lookup"
 	// LoadPath takes POST multipart/form-data of MRT files (?peer=… optional) and answers
-	// LoadResult.
+	// LoadResult. It replaces a table, so it answers only clients on loopback (the rib
+	// commands run on the daemon's host), also when http.listen is opened to other hosts for
+	// /metrics, and it reads at most MaxUploadBytes.
 	LoadPath = "/api/v1/routing/routers/{router}/load"
 )
+
+// MaxUploadBytes bounds the body of a load: the MRT files as sent (compressed or not). A
+// full-table RIB dump of a route collector with dozens of peers is a few hundred MB gzipped.
+const MaxUploadBytes = 4 << 30
 
 // LoadResult is the answer of a load: the load and the router's state after it.
 type LoadResult struct {
@@ -57,6 +63,12 @@ func (c *Component) serveLookup(w http.ResponseWriter, req *http.Request) {
 }
 
 func (c *Component) serveLoad(w http.ResponseWriter, req *http.Request) {
+	if !fromLoopback(req) {
+		httpError(w, http.StatusForbidden, errors.New("tables are loaded only from the daemon's host (loopback)"))
+		return
+	}
+	body := &boundedBody{ReadCloser: http.MaxBytesReader(w, req.Body, c.maxUpload)}
+	req.Body = body
 	name := req.PathValue("router")
 	peer, err := mrt.ParsePeerSelector(req.URL.Query().Get("peer"))
 	if err != nil {
@@ -89,7 +101,9 @@ func (c *Component) serveLoad(w http.ResponseWriter, req *http.Request) {
 	})
 	if err != nil {
 		code := statusOf(err)
-		if code == http.StatusInternalServerError {
+		if body.exceeded { // the decoders do not all wrap the reader's error
+			code, err = http.StatusRequestEntityTooLarge, fmt.Errorf("upload larger than %d bytes: %w", c.maxUpload, err)
+		} else if code == http.StatusInternalServerError {
 			code = http.StatusUnprocessableEntity // the files' fault: their error names the offset
 		}
 		httpError(w, code, err)
@@ -102,6 +116,26 @@ func (c *Component) serveLoad(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// boundedBody notes whether its http.MaxBytesReader refused to read on.
+type boundedBody struct {
+	io.ReadCloser
+	exceeded bool
+}
+
+func (b *boundedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		b.exceeded = true
+	}
+	return n, err
+}
+
+// fromLoopback reports whether req comes from a loopback address.
+func fromLoopback(req *http.Request) bool {
+	ap, err := netip.ParseAddrPort(req.RemoteAddr)
+	return err == nil && ap.Addr().Unmap().IsLoopback()
 }
 
 func ignoreEOF(err error) error {
