@@ -215,3 +215,25 @@ func TestReplayRefusesSessionOnlyRouters(t *testing.T) {
 		t.Errorf("replay without --from: %v", err)
 	}
 }
+
+// Replay opens the spool without retention: the stopped pipeline's hold on the segments it has
+// not committed past lives only in the daemon, so an expiring spool in replay would delete them.
+func TestReplaySpoolHasNoRetention(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "netledger.yaml")
+	os.WriteFile(cfgPath, []byte("data_dir: "+dir+"\nspool:\n  retention: 1h\n"), 0o600)
+	cfg, err := loadQueryConfig(cfgPath, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Spool.Retention != time.Hour {
+		t.Fatalf("configured retention %v, want 1h", cfg.Spool.Retention)
+	}
+	sc := replaySpoolConfig(cfg)
+	if sc.Retention != 0 || sc.Dir != filepath.Join(dir, "spool") || sc.SyncInterval != cfg.Spool.SyncInterval {
+		t.Errorf("replay spool config = %+v, want the daemon's in %s without retention", sc, filepath.Join(dir, "spool"))
+	}
+	if err := sc.Validate(); err != nil {
+		t.Error(err)
+	}
+}

@@ -116,11 +116,7 @@ func replayRange(ctx context.Context, cfg daemon.Config, from, to time.Time) (re
 		return res, fmt.Errorf("replay needs every router's table offline, and a table fed only by BGP is not kept on disk: "+
 			"give these routers mrt: files (e.g. a dump of their RIB): %s", strings.Join(missing, ", "))
 	}
-	sc := cfg.Spool
-	if sc.Dir == "" {
-		sc.Dir = filepath.Join(cfg.DataDir, "spool")
-	}
-	sp, err := spool.Open(sc)
+	sp, err := spool.Open(replaySpoolConfig(cfg))
 	if err != nil {
 		return res, fmt.Errorf("cannot open the spool (is netledger serve running on it? stop it first): %w", err)
 	}
@@ -174,6 +170,19 @@ func replayRange(ctx context.Context, cfg daemon.Config, from, to time.Time) (re
 	}
 	return replay.Run(ctx, replay.Config{Spool: sp, Store: st, Consumer: pipeline.Consumer, From: from, To: to,
 		Interval: cfg.Accounting.Interval, Window: cfg.Report.Window, Totals: totals}, acc)
+}
+
+// replaySpoolConfig is the spool configuration replay opens the spool with: the daemon's,
+// without retention. An open spool expires segments in the background, and only the running
+// pipeline holds (Spool.Hold) the segments it has not committed past: with retention, replay
+// would delete the records a stopped pipeline has yet to account, and segments it is reading.
+func replaySpoolConfig(cfg daemon.Config) spool.Config {
+	sc := cfg.Spool
+	if sc.Dir == "" {
+		sc.Dir = filepath.Join(cfg.DataDir, "spool")
+	}
+	sc.Retention = 0
+	return sc
 }
 
 // accountant is the pipeline's enrichment and aggregation, for replay.
