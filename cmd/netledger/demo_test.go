@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -157,9 +158,32 @@ func TestReplay(t *testing.T) {
 			t.Errorf("by %s after replay: Σ %d, stored by the demo %d", by, s, res.Stored)
 		}
 	}
-	// replaying again changes nothing
-	if _, err := runCLI(t, "replay", "--data-dir", dir, "--from", "2h"); err != nil {
+	// replaying again changes nothing, also when the routers have BGP sessions besides their
+	// MRT files (offline, the files are their tables)
+	cfgPath := filepath.Join(dir, "netledger.yaml")
+	yaml, err := os.ReadFile(cfgPath)
+	if err != nil {
 		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(yaml), "\n")
+	var withBGP strings.Builder
+	n := 0
+	for _, l := range lines {
+		withBGP.WriteString(l)
+		if strings.HasPrefix(l, "    mrt: [") {
+			n++
+			fmt.Fprintf(&withBGP, "    bgp: {neighbor: 192.0.2.%d, peer_asn: %d}\n", n, 65000+n)
+		}
+	}
+	withBGP.WriteString("bgp:\n  router_id: 192.0.2.254\n  local_asn: 64999\n")
+	if n != len(world.Routers) {
+		t.Fatalf("%d routers with mrt files in %s, want %d", n, cfgPath, len(world.Routers))
+	}
+	if err := os.WriteFile(cfgPath, []byte(withBGP.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, "replay", "--data-dir", dir, "--from", "2h"); err != nil {
+		t.Fatalf("replay with routers fed by MRT files and BGP: %v\n%s", err, out)
 	}
 	again := top("prefix")
 	if len(again) != len(after) || sum(again) != sum(after) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -127,7 +128,13 @@ func replayRange(ctx context.Context, cfg daemon.Config, from, to time.Time) (re
 	}
 	defer st.Close()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	rc, err := routers.New(cfg.Routers, cfg.BGP, routers.Deps{Logger: log})
+	// Offline, a router's MRT files are its table, also for one that a BGP session keeps
+	// current while the daemon runs (LoadFiles refuses session-fed routers).
+	offline := slices.Clone(cfg.Routers)
+	for i := range offline {
+		offline[i].BGP = nil
+	}
+	rc, err := routers.New(offline, cfg.BGP, routers.Deps{Logger: log})
 	if err != nil {
 		return res, err
 	}
