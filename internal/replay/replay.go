@@ -136,12 +136,18 @@ func Run(ctx context.Context, cfg Config, acc Accountant) (Result, error) {
 			if err := ctx.Err(); err != nil {
 				return res, err
 			}
+			at := r.Position()
 			n, _, err := r.Read(buf[:])
 			if err != nil {
 				return res, fmt.Errorf("cannot read the spool: %w", err)
 			}
 			if n == 0 {
 				break // the committed position is past what the spool holds
+			}
+			if p := r.Position(); p.Segment != at.Segment && !spool.SegmentStart(p.Segment).Less(end) {
+				// The record opened a segment at or after the committed position: a pipeline
+				// that caught up as the segment began committed its start.
+				break
 			}
 			if p := r.Position(); p.Segment != seg {
 				seg = p.Segment
