@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 
@@ -18,9 +19,9 @@ const (
 	// LookupPath answers GET ?address=A&address=B… with []Route.
 	LookupPath = "/api/v1/routing/routers/{router}/lookup"
 	// LoadPath takes POST multipart/form-data of MRT files (?peer=… optional) and answers
-	// LoadResult. It replaces a table, so it answers only clients on loopback (the rib
-	// commands run on the daemon's host), also when http.listen is opened to other hosts for
-	// /metrics, and it reads at most MaxUploadBytes.
+	// LoadResult. It replaces a table, so it answers only clients on the daemon's host (the
+	// rib commands), also when http.listen is opened to other hosts for /metrics, and it
+	// reads at most MaxUploadBytes.
 	LoadPath = "/api/v1/routing/routers/{router}/load"
 )
 
@@ -63,8 +64,8 @@ func (c *Component) serveLookup(w http.ResponseWriter, req *http.Request) {
 }
 
 func (c *Component) serveLoad(w http.ResponseWriter, req *http.Request) {
-	if !fromLoopback(req) {
-		httpError(w, http.StatusForbidden, errors.New("tables are loaded only from the daemon's host (loopback)"))
+	if !fromThisHost(req) {
+		httpError(w, http.StatusForbidden, errors.New("tables are loaded only from the daemon's own host"))
 		return
 	}
 	body := &boundedBody{ReadCloser: http.MaxBytesReader(w, req.Body, c.maxUpload)}
@@ -132,10 +133,23 @@ func (b *boundedBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// fromLoopback reports whether req comes from a loopback address.
-func fromLoopback(req *http.Request) bool {
+// fromThisHost reports whether req comes from this host: from a loopback address, or from
+// the address it was sent to (a client on this host calling the API on a LAN address).
+func fromThisHost(req *http.Request) bool {
 	ap, err := netip.ParseAddrPort(req.RemoteAddr)
-	return err == nil && ap.Addr().Unmap().IsLoopback()
+	if err != nil {
+		return false
+	}
+	remote := ap.Addr().Unmap()
+	if remote.IsLoopback() {
+		return true
+	}
+	local, ok := req.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	lp, err := netip.ParseAddrPort(local.String())
+	return err == nil && lp.Addr().Unmap() == remote
 }
 
 func ignoreEOF(err error) error {

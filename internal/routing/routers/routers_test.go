@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -234,9 +235,12 @@ func TestComponent(t *testing.T) {
 	// Loads are taken only from loopback, and only up to maxUpload bytes; neither refusal
 	// touches the table. (Served directly: the handler reads maxUpload.)
 	v6before := res.Router.IPv6
-	load := func(remote, file string) (int, apiError) {
+	load := func(remote, file string, local ...string) (int, apiError) {
 		body, contentType := multipartFiles(t, file)
 		req := httptest.NewRequest(http.MethodPost, "/api/v1/routing/routers/empty/load", body)
+		if len(local) > 0 {
+			req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(local[0]))))
+		}
 		req.Header.Set("Content-Type", contentType)
 		req.SetPathValue("router", "empty")
 		req.RemoteAddr = remote
@@ -247,9 +251,15 @@ func TestComponent(t *testing.T) {
 		return rec.Code, e
 	}
 	for _, remote := range []string{"192.0.2.7:4242", "[2001:db8::7]:4242", "[::ffff:192.0.2.7]:4242"} {
-		if code, e := load(remote, v6file); code != http.StatusForbidden || e.Error == "" {
+		if code, e := load(remote, v6file, "192.0.2.1:8790"); code != http.StatusForbidden || e.Error == "" {
 			t.Errorf("load from %s: %d %q, want 403", remote, code, e.Error)
 		}
+	}
+	if code, e := load("192.0.2.7:4242", v6file); code != http.StatusForbidden {
+		t.Errorf("load from 192.0.2.7 without a local address: %d %q, want 403", code, e.Error)
+	}
+	if code, e := load("192.0.2.1:4242", v6file, "192.0.2.1:8790"); code != http.StatusOK { // this host's LAN address
+		t.Errorf("load from the address the API listens on: %d %q, want 200", code, e.Error)
 	}
 	big := filepath.Join(dir, "updates.20100722.2015.gz") // 39 kB
 	c.maxUpload = 20000
