@@ -267,6 +267,11 @@ func TestComponent(t *testing.T) {
 		t.Errorf("load of more than maxUpload: %d %q, want 413", code, e.Error)
 	}
 	c.maxUpload = MaxUploadBytes
+	empty := filepath.Join(t.TempDir(), "empty.mrt")
+	os.WriteFile(empty, nil, 0o644)
+	if code, e := load("127.0.0.1:4242", empty); code != http.StatusUnprocessableEntity || !strings.Contains(e.Error, "no route") {
+		t.Errorf("load of an empty file: %d %q, want 422", code, e.Error)
+	}
 	if code, e := load("[::ffff:127.0.0.1]:4242", v6file); code != http.StatusOK {
 		t.Errorf("load from mapped loopback: %d %q, want 200", code, e.Error)
 	}
