@@ -7,17 +7,19 @@ import (
 	"github.com/netledger/netledger/internal/record"
 )
 
-// A pack holds the points of one view at one interval start, column-wise:
+// A pack holds the points of one view at one interval start, column-wise, in two blobs. data:
 //
 //	version byte (1), uvarint n (points)
 //	uvarint length, then n series ids as uvarint deltas (ascending)
-//	uvarint length, then the dimensions: for router, class, path, country and region a
-//	  dictionary (uvarint count, strings as uvarint length + bytes) and n uvarint indices; the
-//	  prefix, src_group and dst_group as n (length byte + bytes) as stored in series; peer_as,
-//	  origin_as, asn, proto as n uvarints, port as n zig-zag varints
-//	the eleven metrics, each as n uvarints, in Metrics' order
+//	the eleven metrics in Metrics' order, each a byte 0 (all zero) or 1 followed by n uvarints
 //
-// A reader that knows a point's series from an earlier pack skips the dimensions.
+// dims, the points' dimensions, read only for series the reader has not met in an earlier pack:
+//
+//	version byte (1), uvarint n
+//	for router, class, path, country and region a dictionary (uvarint count, strings as uvarint
+//	  length + bytes) and n uvarint indices; the prefix, src_group and dst_group as n (length
+//	  byte + bytes) as stored in series; peer_as, origin_as, asn, proto as n uvarints, port as n
+//	  zig-zag varints
 const packVersion = 1
 
 const (
@@ -43,6 +45,7 @@ type packBuilder struct {
 	dst     []byte
 	ints    [5][]byte
 	metrics [nMetrics][]byte
+	nonzero [nMetrics]bool
 }
 
 func newPackBuilder() *packBuilder {
@@ -76,6 +79,7 @@ func (b *packBuilder) add(sid int64, d *record.Dims, m *record.Metrics) {
 	b.ints[4] = binary.AppendVarint(b.ints[4], int64(d.Port))
 	for i, v := range metricArray(m) {
 		b.metrics[i] = binary.AppendUvarint(b.metrics[i], v)
+		b.nonzero[i] = b.nonzero[i] || v != 0
 	}
 	b.n++
 }
@@ -94,8 +98,9 @@ func metricsFrom(a *[nMetrics]uint64) record.Metrics {
 		Retransmits: a[5], Duration: a[6], RTTSum: a[7], RTTCount: a[8], Conns: a[9], Open: a[10]}
 }
 
-func (b *packBuilder) bytes() []byte {
-	var dims []byte
+// bytes returns the data and dims blobs.
+func (b *packBuilder) bytes() (data, dims []byte) {
+	dims = binary.AppendUvarint([]byte{packVersion}, uint64(b.n))
 	for i := range nStrings {
 		dims = binary.AppendUvarint(dims, uint64(len(b.words[i])))
 		for _, w := range b.words[i] {
@@ -108,15 +113,18 @@ func (b *packBuilder) bytes() []byte {
 	for _, c := range b.ints {
 		dims = append(dims, c...)
 	}
-	out := binary.AppendUvarint([]byte{packVersion}, uint64(b.n))
-	out = binary.AppendUvarint(out, uint64(len(b.sids)))
-	out = append(out, b.sids...)
-	out = binary.AppendUvarint(out, uint64(len(dims)))
-	out = append(out, dims...)
-	for _, c := range b.metrics {
-		out = append(out, c...)
+	data = binary.AppendUvarint([]byte{packVersion}, uint64(b.n))
+	data = binary.AppendUvarint(data, uint64(len(b.sids)))
+	data = append(data, b.sids...)
+	for i, c := range b.metrics {
+		if !b.nonzero[i] {
+			data = append(data, 0)
+			continue
+		}
+		data = append(data, 1)
+		data = append(data, c...)
 	}
-	return out
+	return data, dims
 }
 
 var errBadPack = errors.New("corrupt pack")
@@ -125,7 +133,6 @@ var errBadPack = errors.New("corrupt pack")
 type packReader struct {
 	n       int
 	sids    []int64
-	dims    []byte
 	metrics []byte
 	words   [nStrings][]string
 	decoded []record.Dims
@@ -155,45 +162,63 @@ func (r *packReader) reset(data []byte) error {
 		sid += int64(d)
 		r.sids = append(r.sids, sid)
 	}
-	if r.dims, err = section(&p); err != nil {
-		return err
-	}
 	r.metrics = p
 	return nil
 }
 
-// metric decodes the metric columns in order, calling fn with each column's values.
-func (r *packReader) eachMetric(vals []uint64, fn func(col int, vals []uint64)) error {
+// addMetrics adds each point's metrics to sums[slot[k]] (points whose slot is negative are
+// skipped).
+func (r *packReader) addMetrics(slot []int32, sums [][nMetrics]uint64) error {
 	p := r.metrics
-	vals = vals[:r.n]
+	slot = slot[:r.n]
 	for c := range nMetrics {
-		for k := range vals {
+		if len(p) == 0 {
+			return errBadPack
+		}
+		flag := p[0]
+		p = p[1:]
+		if flag == 0 {
+			continue
+		}
+		for _, si := range slot {
 			// Inlined uvarint: this loop is the hot path of a query.
 			var v uint64
-			var s uint
-			for i := 0; ; i++ {
-				if i >= len(p) || i == binary.MaxVarintLen64 {
-					return errBadPack
+			if len(p) > 0 && p[0] < 0x80 {
+				v = uint64(p[0])
+				p = p[1:]
+			} else {
+				var s uint
+				for i := 0; ; i++ {
+					if i >= len(p) || i == binary.MaxVarintLen64 {
+						return errBadPack
+					}
+					b := p[i]
+					if b < 0x80 {
+						v |= uint64(b) << s
+						p = p[i+1:]
+						break
+					}
+					v |= uint64(b&0x7f) << s
+					s += 7
 				}
-				b := p[i]
-				if b < 0x80 {
-					v |= uint64(b) << s
-					p = p[i+1:]
-					break
-				}
-				v |= uint64(b&0x7f) << s
-				s += 7
 			}
-			vals[k] = v
+			if si >= 0 {
+				sums[si][c] += v
+			}
 		}
-		fn(c, vals)
 	}
 	return nil
 }
 
-// decodeDims returns every point's dimensions.
-func (r *packReader) decodeDims() ([]record.Dims, error) {
-	p := r.dims
+// decodeDims returns every point's dimensions from the pack's dims blob.
+func (r *packReader) decodeDims(p []byte) ([]record.Dims, error) {
+	if len(p) < 1 || p[0] != packVersion {
+		return nil, errBadPack
+	}
+	p = p[1:]
+	if n, err := uvarint(&p); err != nil || n != uint64(r.n) {
+		return nil, errBadPack
+	}
 	r.decoded = append(r.decoded[:0], make([]record.Dims, r.n)...)
 	ds := r.decoded
 	for i := range nStrings {

@@ -116,8 +116,9 @@ func (s *Store) packBucket(ctx context.Context, tx *sql.Tx, level int, start int
 	}
 	rows.Close()
 	for view, b := range views {
-		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO packs (level, start, view, data) VALUES (?, ?, ?, ?)`,
-			level, start, view, b.bytes()); err != nil {
+		data, dims := b.bytes()
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO packs (level, start, view, data, dims) VALUES (?, ?, ?, ?, ?)`,
+			level, start, view, data, dims); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM dirty WHERE level = ? AND start = ? AND view = ?`, level, start, view); err != nil {

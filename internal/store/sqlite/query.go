@@ -63,18 +63,7 @@ func (s *Store) top(ctx context.Context, tx *sql.Tx, q store.Query) ([]store.Res
 			return nil, err
 		}
 	}
-	out := acc.results(false)
-	value, _ := metricValue(q.Metric)
-	slices.SortFunc(out, func(a, b store.Result) int {
-		if c := cmp.Compare(value(&b.Metrics), value(&a.Metrics)); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Key, b.Key)
-	})
-	if q.Limit > 0 && len(out) > q.Limit {
-		out = out[:q.Limit]
-	}
-	return out, nil
+	return acc.top(), nil
 }
 
 // Series returns q.By's groups per bucket of q.Step (aligned to multiples of Step since the
@@ -128,7 +117,7 @@ func (s *Store) seriesQuery(ctx context.Context, tx *sql.Tx, q store.Query) ([]s
 			return nil, err
 		}
 	}
-	out := acc.results(true)
+	out := acc.results()
 	slices.SortFunc(out, func(a, b store.Result) int {
 		if c := a.Start.Compare(b.Start); c != 0 {
 			return c
@@ -220,7 +209,12 @@ func (s *Store) read(ctx context.Context, tx *sql.Tx, acc *accumulator, p part) 
 				return err
 			}
 		}
-		if err := acc.addPack(p.level, start, data); err != nil {
+		dimsOf := func() (dims []byte, err error) {
+			err = tx.QueryRowContext(ctx, `SELECT dims FROM packs WHERE view = ? AND level = ? AND start = ?`,
+				acc.q.View, p.level, start).Scan(&dims)
+			return dims, err
+		}
+		if err := acc.addPack(p.level, start, data, dimsOf); err != nil {
 			return fmt.Errorf("%s pack %d of %s: %w", levelTable[p.level], start, acc.q.View, err)
 		}
 		next = start + levelSeconds[p.level]

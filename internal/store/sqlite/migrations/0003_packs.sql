@@ -1,12 +1,14 @@
 -- Packs: the points of one view at one hourly or daily interval start, encoded column-wise in
--- one blob (pack.go), so that a query over many intervals reads a few blobs instead of millions
--- of rows. A pack is written once its interval is over; writing to the interval again deletes
+-- blobs (pack.go) — the series ids and metrics in data, their dimensions in dims, read only for
+-- series a query has not met yet — so that a query over many intervals reads a few blobs
+-- instead of millions of rows. A pack is written once its interval is over; writing to the interval again deletes
 -- it and marks the interval dirty until it is packed again.
 CREATE TABLE packs (
 	level INTEGER NOT NULL,
 	start INTEGER NOT NULL,
 	view  TEXT    NOT NULL,
 	data  BLOB    NOT NULL,
+	dims  BLOB    NOT NULL,
 	UNIQUE (view, level, start)
 );
 
