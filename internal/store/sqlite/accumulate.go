@@ -194,7 +194,7 @@ func (a *accumulator) addPack(level int, start int64, data []byte, dimsOf func()
 	}
 	var dims []record.Dims
 	a.sidx = a.sidx[:0]
-	res := levelSeconds[level]
+	res := levelSeconds[min(level, levelDay)]
 	for k, sid := range r.sids {
 		g := a.sidLookup(sid)
 		if g == 0 {
@@ -203,7 +203,17 @@ func (a *accumulator) addPack(level int, start int64, data []byte, dimsOf func()
 				if err != nil {
 					return err
 				}
-				if dims, err = r.decodeDims(blob); err != nil {
+				need := dimensions[a.q.By].need
+				if a.q.Router != "" {
+					need |= needRouter
+				}
+				if a.q.Class != "" {
+					need |= needClass
+				}
+				if a.q.Country != "" {
+					need |= needCountry
+				}
+				if dims, err = r.decodeDims(blob, need); err != nil {
 					return err
 				}
 				if len(a.groups) == 0 {

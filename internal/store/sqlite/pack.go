@@ -210,8 +210,27 @@ func (r *packReader) addMetrics(slot []int32, sums [][nMetrics]uint64) error {
 	return nil
 }
 
-// decodeDims returns every point's dimensions from the pack's dims blob.
-func (r *packReader) decodeDims(p []byte) ([]record.Dims, error) {
+// Fields of Dims for decodeDims' need mask.
+const (
+	needRouter = 1 << iota
+	needClass
+	needPath
+	needCountry
+	needRegion
+	needPrefix
+	needSrc
+	needDst
+	needPeer
+	needOrigin
+	needASN
+	needProto
+	needPort
+	needAll = 1<<iota - 1
+)
+
+// decodeDims returns every point's dimensions from the pack's dims blob; only the fields in
+// need are set (the others keep what the reused buffer held: call it with the same need).
+func (r *packReader) decodeDims(p []byte, need int) ([]record.Dims, error) {
 	if len(p) < 1 || p[0] != packVersion {
 		return nil, errBadPack
 	}
@@ -219,14 +238,31 @@ func (r *packReader) decodeDims(p []byte) ([]record.Dims, error) {
 	if n, err := uvarint(&p); err != nil || n != uint64(r.n) {
 		return nil, errBadPack
 	}
-	r.decoded = append(r.decoded[:0], make([]record.Dims, r.n)...)
-	ds := r.decoded
+	if cap(r.decoded) < r.n {
+		r.decoded = make([]record.Dims, r.n)
+	}
+	ds := r.decoded[:r.n]
 	for i := range nStrings {
 		nw, err := uvarint(&p)
 		if err != nil || nw > uint64(len(p)) {
 			return nil, errBadPack
 		}
 		r.words[i] = r.words[i][:0]
+		if need&(1<<i) == 0 {
+			for range nw {
+				l, err := uvarint(&p)
+				if err != nil || l > uint64(len(p)) {
+					return nil, errBadPack
+				}
+				p = p[l:]
+			}
+			for range ds {
+				if _, err := uvarint(&p); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
 		for range nw {
 			l, err := uvarint(&p)
 			if err != nil || l > uint64(len(p)) {
@@ -262,6 +298,9 @@ func (r *packReader) decodeDims(p []byte) ([]record.Dims, error) {
 			}
 			b := p[1 : 1+int(p[0])]
 			p = p[1+int(p[0]):]
+			if need&(needPrefix<<c) == 0 {
+				continue
+			}
 			var err error
 			switch c {
 			case 0:
@@ -289,6 +328,9 @@ func (r *packReader) decodeDims(p []byte) ([]record.Dims, error) {
 			}
 			if err != nil {
 				return nil, err
+			}
+			if need&(needPeer<<c) == 0 {
+				continue
 			}
 			switch c {
 			case 0:

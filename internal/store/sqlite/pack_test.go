@@ -19,7 +19,7 @@ func TestPackRoundTrip(t *testing.T) {
 	if err := r.reset(data); err != nil {
 		t.Fatal(err)
 	}
-	dims, err := r.decodeDims(blob)
+	dims, err := r.decodeDims(blob, needAll)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func FuzzPack(f *testing.F) {
 		if r.reset(data) != nil {
 			return
 		}
-		r.decodeDims(dims)
+		r.decodeDims(dims, needAll)
 		r.addMetrics(make([]int32, r.n), make([][nMetrics]uint64, 1))
 	})
 }
