@@ -17,7 +17,7 @@ type accumulator struct {
 	keep map[record.Dims]bool // series with a limit: the groups to keep
 
 	groupIdx map[gkey]int32
-	groups   []record.Dims
+	groups   []gkey
 	slotIdx  map[slotKey]int32
 	slots    []slot
 
@@ -48,16 +48,18 @@ func newAccumulator(q store.Query, step int64, keep map[record.Dims]bool) *accum
 		slotIdx: map[slotKey]int32{}, sidGroupBig: map[int64]int32{}, bucket: -1 << 62}
 }
 
-func (a *accumulator) group(d record.Dims) int32 {
-	k := groupKey(a.q.By, &d)
+func (a *accumulator) group(k gkey) int32 {
 	g, ok := a.groupIdx[k]
 	if !ok {
 		g = int32(len(a.groups))
 		a.groupIdx[k] = g
-		a.groups = append(a.groups, d)
+		a.groups = append(a.groups, k)
 	}
 	return g
 }
+
+// dims returns group g's value.
+func (a *accumulator) dims(g int32) record.Dims { return dimsFromKey(a.q.By, a.groups[g]) }
 
 // gkey is a group's value as a small map key (hashing all of Dims costs more).
 type gkey struct {
@@ -99,10 +101,46 @@ func groupKey(by string, d *record.Dims) gkey {
 	return gkey{}
 }
 
+// dimsFromKey is the inverse of groupKey.
+func dimsFromKey(by string, k gkey) record.Dims {
+	var d record.Dims
+	switch dimensions[by].column {
+	case "asn":
+		d.ASN = uint32(k.n)
+	case "origin_as":
+		d.OriginAS = uint32(k.n)
+	case "peer_as":
+		d.PeerAS = uint32(k.n)
+	case "proto":
+		d.Proto = uint8(k.n)
+	case "port":
+		d.Port = int32(k.n)
+	case "country":
+		d.Country = k.s
+	case "region":
+		d.Region = k.s
+	case "router":
+		d.Router = k.s
+	case "class":
+		d.Class = k.s
+	case "path":
+		d.Path = k.s
+	case "prefix":
+		if k.bits >= 0 && k.a.IsValid() {
+			d.Prefix = netip.PrefixFrom(k.a, k.bits)
+		}
+	case "src_group":
+		d.SrcGroup = k.a
+	case "dst_group":
+		d.DstGroup = k.a
+	}
+	return d
+}
+
 // grow makes room for n groups.
 func (a *accumulator) grow(n int) {
 	a.groupIdx = make(map[gkey]int32, n)
-	a.groups = make([]record.Dims, 0, n)
+	a.groups = make([]gkey, 0, n)
 	a.slots = make([]slot, 0, n)
 	a.sums = make([][nMetrics]uint64, 0, n)
 	if a.step > 0 {
@@ -134,7 +172,7 @@ func (a *accumulator) add(bucket int64, d record.Dims, res int64, m *record.Metr
 	if a.keep != nil && !a.keep[d] {
 		return
 	}
-	i := a.slot(bucket, a.group(d))
+	i := a.slot(bucket, a.group(groupKey(a.q.By, &d)))
 	a.slots[i].res = max(a.slots[i].res, res)
 	for c, v := range metricArray(m) {
 		a.sums[i][c] += v
@@ -164,18 +202,17 @@ func (a *accumulator) sidStore(sid int64, v int32) {
 	a.sidGroupBig[sid] = v
 }
 
-// resolve returns the sid's group + 1, or -1 when the query's filters exclude it.
-func (a *accumulator) resolve(d *record.Dims) int32 {
+// resolve returns the group + 1 of a pack point, or -1 when the query's filters exclude it.
+func (a *accumulator) resolve(d *packDims) int32 {
 	q := &a.q
-	if (q.Router != "" && d.Router != q.Router) || (q.Class != "" && d.Class != q.Class) ||
-		(q.Country != "" && d.Country != q.Country) {
+	if (q.Router != "" && d.router != q.Router) || (q.Class != "" && d.class != q.Class) ||
+		(q.Country != "" && d.country != q.Country) {
 		return -1
 	}
-	p := project(q.By, d)
-	if a.keep != nil && !a.keep[p] {
+	if a.keep != nil && !a.keep[dimsFromKey(q.By, d.key)] {
 		return -1
 	}
-	return a.group(p) + 1
+	return a.group(d.key) + 1
 }
 
 // addPack adds the points of a pack.
@@ -192,7 +229,7 @@ func (a *accumulator) addPack(level int, start int64, data []byte, dimsOf func()
 		a.bucket, a.level = bucket, level
 		a.gslot = a.gslot[:0]
 	}
-	var dims []record.Dims
+	var dims []packDims
 	a.sidx = a.sidx[:0]
 	res := levelSeconds[min(level, levelDay)]
 	for k, sid := range r.sids {
@@ -203,7 +240,7 @@ func (a *accumulator) addPack(level int, start int64, data []byte, dimsOf func()
 				if err != nil {
 					return err
 				}
-				need := dimensions[a.q.By].need
+				need := 0
 				if a.q.Router != "" {
 					need |= needRouter
 				}
@@ -213,11 +250,17 @@ func (a *accumulator) addPack(level int, start int64, data []byte, dimsOf func()
 				if a.q.Country != "" {
 					need |= needCountry
 				}
-				if dims, err = r.decodeDims(blob, need); err != nil {
+				if dims, err = r.decodeDims(blob, need, dimensions[a.q.By].need); err != nil {
 					return err
 				}
 				if len(a.groups) == 0 {
 					a.grow(r.n)
+				} else {
+					a.groups = slices.Grow(a.groups, r.n)
+					if a.step == 0 {
+						a.slots = slices.Grow(a.slots, r.n)
+						a.sums = slices.Grow(a.sums, r.n)
+					}
 				}
 			}
 			g = a.resolve(&dims[k])
@@ -249,7 +292,7 @@ func (a *accumulator) results() []store.Result {
 		if m.Zero() {
 			continue // rows of zero metrics are never written; the subtraction of Replace leaves none either
 		}
-		d := a.groups[sl.group]
+		d := a.dims(sl.group)
 		out = append(out, store.Result{Key: keyText(a.q.By, &d), Dims: d, Metrics: m,
 			Resolution: time.Duration(sl.res) * time.Second, Start: time.Unix(sl.bucket, 0).UTC()})
 	}
@@ -276,7 +319,8 @@ func (a *accumulator) top() []store.Result {
 	key := func(i int32) string {
 		k, ok := keys[i]
 		if !ok {
-			k = keyText(a.q.By, &a.groups[a.slots[i].group])
+			d := a.dims(a.slots[i].group)
+			k = keyText(a.q.By, &d)
 			keys[i] = k
 		}
 		return k
@@ -292,7 +336,7 @@ func (a *accumulator) top() []store.Result {
 	}
 	out := make([]store.Result, len(idx))
 	for j, i := range idx {
-		d := a.groups[a.slots[i].group]
+		d := a.dims(a.slots[i].group)
 		out[j] = store.Result{Key: key(i), Dims: d, Metrics: metricsFrom(&a.sums[i]), Resolution: time.Duration(res) * time.Second}
 	}
 	return out

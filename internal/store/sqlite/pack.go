@@ -135,7 +135,7 @@ type packReader struct {
 	sids    []int64
 	metrics []byte
 	words   [nStrings][]string
-	decoded []record.Dims
+	decoded []packDims
 }
 
 func (r *packReader) reset(data []byte) error {
@@ -228,9 +228,15 @@ const (
 	needAll = 1<<iota - 1
 )
 
-// decodeDims returns every point's dimensions from the pack's dims blob; only the fields in
-// need are set (the others keep what the reused buffer held: call it with the same need).
-func (r *packReader) decodeDims(p []byte, need int) ([]record.Dims, error) {
+// packDims is what a query needs of a point's dimensions: the filtered ones and the group key.
+type packDims struct {
+	router, class, country string
+	key                    gkey
+}
+
+// decodeDims decodes the pack's dims blob: the router, class and country when need has them,
+// and the group key from the field keyField (one need bit).
+func (r *packReader) decodeDims(p []byte, need, keyField int) ([]packDims, error) {
 	if len(p) < 1 || p[0] != packVersion {
 		return nil, errBadPack
 	}
@@ -239,55 +245,48 @@ func (r *packReader) decodeDims(p []byte, need int) ([]record.Dims, error) {
 		return nil, errBadPack
 	}
 	if cap(r.decoded) < r.n {
-		r.decoded = make([]record.Dims, r.n)
+		r.decoded = make([]packDims, r.n)
 	}
 	ds := r.decoded[:r.n]
+	need |= keyField
 	for i := range nStrings {
 		nw, err := uvarint(&p)
 		if err != nil || nw > uint64(len(p)) {
 			return nil, errBadPack
 		}
 		r.words[i] = r.words[i][:0]
-		if need&(1<<i) == 0 {
-			for range nw {
-				l, err := uvarint(&p)
-				if err != nil || l > uint64(len(p)) {
-					return nil, errBadPack
-				}
-				p = p[l:]
-			}
-			for range ds {
-				if _, err := uvarint(&p); err != nil {
-					return nil, err
-				}
-			}
-			continue
-		}
 		for range nw {
 			l, err := uvarint(&p)
 			if err != nil || l > uint64(len(p)) {
 				return nil, errBadPack
 			}
-			r.words[i] = append(r.words[i], string(p[:l]))
+			if need&(1<<i) != 0 {
+				r.words[i] = append(r.words[i], string(p[:l]))
+			}
 			p = p[l:]
 		}
 		for k := range ds {
 			w, err := uvarint(&p)
-			if err != nil || w >= uint64(len(r.words[i])) {
+			if err != nil {
+				return nil, err
+			}
+			if need&(1<<i) == 0 {
+				continue
+			}
+			if w >= uint64(len(r.words[i])) {
 				return nil, errBadPack
 			}
 			s := r.words[i][w]
 			switch i {
 			case strRouter:
-				ds[k].Router = s
+				ds[k].router = s
 			case strClass:
-				ds[k].Class = s
-			case strPath:
-				ds[k].Path = s
+				ds[k].class = s
 			case strCountry:
-				ds[k].Country = s
-			case strRegion:
-				ds[k].Region = s
+				ds[k].country = s
+			}
+			if keyField == 1<<i {
+				ds[k].key = gkey{s: s}
 			}
 		}
 	}
@@ -298,49 +297,47 @@ func (r *packReader) decodeDims(p []byte, need int) ([]record.Dims, error) {
 			}
 			b := p[1 : 1+int(p[0])]
 			p = p[1+int(p[0]):]
-			if need&(needPrefix<<c) == 0 {
+			if keyField != needPrefix<<c {
 				continue
 			}
-			var err error
-			switch c {
-			case 0:
-				ds[k].Prefix, err = decodePrefix(b)
-			case 1:
-				ds[k].SrcGroup, err = decodeAddr(b)
-			case 2:
-				ds[k].DstGroup, err = decodeAddr(b)
+			if c == 0 {
+				pf, err := decodePrefix(b)
+				if err != nil {
+					return nil, err
+				}
+				ds[k].key = gkey{a: pf.Addr(), bits: pf.Bits()}
+				continue
 			}
+			a, err := decodeAddr(b)
 			if err != nil {
 				return nil, err
 			}
+			ds[k].key = gkey{a: a}
 		}
 	}
 	for c := range 5 {
 		for k := range ds {
-			var v uint64
-			var err error
+			var v int64
 			if c == 4 {
-				var sv int64
-				sv, err = varint(&p)
-				ds[k].Port = int32(sv)
+				sv, err := varint(&p)
+				if err != nil {
+					return nil, err
+				}
+				v = int64(int32(sv))
 			} else {
-				v, err = uvarint(&p)
+				u, err := uvarint(&p)
+				if err != nil {
+					return nil, err
+				}
+				v = int64(u)
+				if c == 3 {
+					v = int64(uint8(u))
+				} else {
+					v = int64(uint32(u))
+				}
 			}
-			if err != nil {
-				return nil, err
-			}
-			if need&(needPeer<<c) == 0 {
-				continue
-			}
-			switch c {
-			case 0:
-				ds[k].PeerAS = uint32(v)
-			case 1:
-				ds[k].OriginAS = uint32(v)
-			case 2:
-				ds[k].ASN = uint32(v)
-			case 3:
-				ds[k].Proto = uint8(v)
+			if keyField == needPeer<<c {
+				ds[k].key = gkey{n: v}
 			}
 		}
 	}
