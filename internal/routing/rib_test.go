@@ -469,3 +469,48 @@ func TestRIBConcurrent(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 }
+
+// TestRIBCompact: Compact publishes pending updates and keeps every route and the table's age.
+func TestRIBCompact(t *testing.T) {
+	r := NewRIB()
+	pool := pathPool(20)
+	rnd := rand.New(rand.NewPCG(8, 8))
+
+	for i := range 5000 {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(rnd.IntN(256)), byte(rnd.IntN(256)), 0}), 16+rnd.IntN(9)).Masked()
+		if i%5 == 0 {
+			p = netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(rnd.IntN(256)), byte(rnd.IntN(256))}), 32+rnd.IntN(17)).Masked()
+		}
+		r.Announce(p, 0, pool[i%len(pool)])
+
+	}
+	r.Flush()
+	before := map[netip.Prefix]string{}
+	r.All(func(p netip.Prefix, a *Attrs) bool { before[p] = a.String(); return true })
+	at := r.Updated()
+	r.Announce(netip.MustParsePrefix("192.0.2.0/24"), 0, pool[0]) // pending: Compact publishes it
+	r.Compact()
+	after := map[netip.Prefix]string{}
+	r.All(func(p netip.Prefix, a *Attrs) bool { after[p] = a.String(); return true })
+	if _, ok := after[netip.MustParsePrefix("192.0.2.0/24")]; !ok {
+		t.Error("pending update not published by Compact")
+	}
+	delete(after, netip.MustParsePrefix("192.0.2.0/24"))
+	if len(after) != len(before) {
+		t.Fatalf("%d prefixes after Compact, %d before", len(after), len(before))
+	}
+	for p, a := range before {
+		if after[p] != a {
+			t.Errorf("%s: %q after Compact, %q before", p, after[p], a)
+		}
+		if got, ok := r.Get(p); !ok || got.String() != a {
+			t.Errorf("Get(%s) after Compact: %v %v", p, got, ok)
+		}
+		if lp, got, ok := r.Lookup(p.Addr()); !ok || !lp.Contains(p.Addr()) || lp.Bits() < p.Bits() || got.String() != before[lp] {
+			t.Errorf("Lookup(%s) after Compact: %s %v %v", p.Addr(), lp, got, ok)
+		}
+	}
+	if r.Updated().Before(at) {
+		t.Error("Compact went back in time")
+	}
+}

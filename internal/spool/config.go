@@ -19,7 +19,8 @@ type Config struct {
 	// together at most this long after Append returned, and become visible to readers then.
 	SyncInterval time.Duration `yaml:"sync_interval"`
 	// Retention is how long sealed segments are kept after their last write (for `netledger
-	// replay`); 0 keeps them forever. Consumers must keep up well within it.
+	// replay`); 0 keeps them forever. A segment a consumer has not committed past (Spool.Hold) is
+	// kept until it has.
 	Retention time.Duration `yaml:"retention"`
 }
 

@@ -15,13 +15,15 @@ var (
 		"Spool segment files kept, the current one included.", nil, nil)
 	descLag = prometheus.NewDesc("netledger_spool_lag_bytes",
 		"Synced spool bytes not yet read by the slowest open reader.", nil, nil)
+	descHeld = prometheus.NewDesc("netledger_spool_retention_held_total",
+		"Times retention kept an expired segment because a consumer has not committed past it.", nil, nil)
 	descUnsynced = prometheus.NewDesc("netledger_spool_unsynced_bytes",
 		"Bytes appended to the spool and not yet synced.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (s *Spool) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAppended, descSyncs, descRemoved, descBytes, descSegments, descLag, descUnsynced} {
+	for _, d := range []*prometheus.Desc{descAppended, descSyncs, descRemoved, descBytes, descSegments, descLag, descUnsynced, descHeld} {
 		ch <- d
 	}
 }
@@ -41,7 +43,7 @@ func (s *Spool) Collect(ch chan<- prometheus.Metric) {
 	if s.synced.Segment == s.seg {
 		unsynced = s.written + int64(len(s.pending)) - s.synced.Offset
 	}
-	appended, syncs, removed, segs := s.appended, s.syncs, s.removed, len(s.sealed)+1
+	appended, syncs, removed, held, segs := s.appended, s.syncs, s.removed, s.held, len(s.sealed)+1
 	s.mu.Unlock()
 	ch <- prometheus.MustNewConstMetric(descAppended, prometheus.CounterValue, float64(appended))
 	ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(syncs))
@@ -50,4 +52,5 @@ func (s *Spool) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descSegments, prometheus.GaugeValue, float64(segs))
 	ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(lag))
 	ch <- prometheus.MustNewConstMetric(descUnsynced, prometheus.GaugeValue, float64(unsynced))
+	ch <- prometheus.MustNewConstMetric(descHeld, prometheus.CounterValue, float64(held))
 }

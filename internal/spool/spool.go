@@ -82,9 +82,11 @@ type Spool struct {
 	notify     chan struct{}
 	sealed     []segInfo // oldest first
 	readers    map[*Reader]struct{}
-	err        error // sticky write error
-	closing    bool  // Close called: Append refuses
-	closed     bool  // Close done: Wait returns ErrClosed once caught up
+	holds      map[string]Position // consumers' committed positions: retention keeps them
+	held       uint64              // segment deletions retention postponed for a hold
+	err        error               // sticky write error
+	closing    bool                // Close called: Append refuses
+	closed     bool                // Close done: Wait returns ErrClosed once caught up
 	appended   uint64
 	syncs      uint64
 	removed    uint64
@@ -462,6 +464,10 @@ func (s *Spool) maintain(now time.Time) error {
 	}
 	if s.cfg.Retention > 0 {
 		for len(s.sealed) > 0 && now.Sub(s.sealed[0].mod) > s.cfg.Retention {
+			if s.heldLocked(s.sealed[0].num) {
+				s.held++
+				break
+			}
 			if err := os.Remove(s.path(s.sealed[0].num)); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("cannot remove expired spool segment: %w", err)
 			}
@@ -548,6 +554,36 @@ func (s *Spool) lagLocked(p Position) int64 {
 		}
 	}
 	return lag
+}
+
+// Hold keeps the segment holding p, and every later one, from retention until the consumer
+// moves its hold: a consumer whose committed position lags (its store is down, say) loses no
+// record to retention. Consumers call Hold with their committed position when they start and
+// after every commit; Release drops the hold of a consumer that is gone for good.
+func (s *Spool) Hold(consumer string, p Position) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.holds == nil {
+		s.holds = make(map[string]Position)
+	}
+	s.holds[consumer] = p
+}
+
+// Release drops consumer's hold.
+func (s *Spool) Release(consumer string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.holds, consumer)
+}
+
+// heldLocked reports whether a hold keeps segment num.
+func (s *Spool) heldLocked(num uint64) bool {
+	for _, p := range s.holds {
+		if p.Segment <= num {
+			return true
+		}
+	}
+	return false
 }
 
 // oldestLocked returns the number of the oldest kept segment.

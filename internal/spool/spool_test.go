@@ -738,3 +738,55 @@ func TestOneProcessPerDirectory(t *testing.T) {
 	s = mustOpen(t, cfg) // released by Close
 	s.Close()
 }
+
+// A consumer's hold keeps expired segments it has not committed past; moving the hold lets
+// retention delete them.
+func TestRetentionKeepsHeldSegments(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.SegmentAge = time.Minute
+	cfg.Retention = time.Hour
+	s := mustOpen(t, cfg)
+	defer s.Close()
+	now := time.Now()
+	want := genRecords(11, 30)
+	var positions []Position
+	for i := range 3 {
+		if err := s.Append(want[i*10 : i*10+10]); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		positions = append(positions, s.Synced())
+		if err := s.maintain(now.Add(time.Duration(i+1) * time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The consumer committed the first segment's records only.
+	s.Hold("accounting", positions[0])
+	if err := s.maintain(now.Add(3 * time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := readAll(t, s, positions[0], 3)
+	diffRecords(t, got, want[10:])
+	if held := testutil.ToFloat64(collectorMetric(s, "netledger_spool_retention_held_total")); held == 0 {
+		t.Error("retention_held_total = 0, want > 0")
+	}
+	// Committed past the second segment: the first two go, the third stays.
+	s.Hold("accounting", Position{Segment: positions[2].Segment, Offset: headerSize})
+	if err := s.maintain(now.Add(3 * time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.NewReader(positions[0]); !errors.Is(err, ErrGone) {
+		t.Errorf("NewReader(released position) = %v, want ErrGone", err)
+	}
+	got, _ = readAll(t, s, Position{Segment: positions[2].Segment, Offset: headerSize}, 3)
+	diffRecords(t, got, want[20:])
+	s.Release("accounting")
+	if err := s.maintain(now.Add(3 * time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if nums, _ := listSegments(cfg.Dir); len(nums) != 1 {
+		t.Errorf("segments after release = %v, want only the current one", nums)
+	}
+}

@@ -154,10 +154,11 @@ func TestBIRD(t *testing.T) {
 	const password = "netledger-md5"
 
 	rib := newMapRIB()
+	prod := routing.NewRIB() // the production table, fed the same updates
 	cfg := testConfig()
 	cfg.GraceTime = 2 * time.Second
 	c, addr, _ := startSpeaker(t, cfg, Neighbor{Name: "bird", Address: netip.MustParseAddr("127.0.0.2"),
-		PeerASN: 65000, Passive: true, Password: password, RIB: rib})
+		PeerASN: 65000, Passive: true, Password: password, RIB: teeRIB{rib, prod}})
 	_, portStr, _ := net.SplitHostPort(addr)
 	var port int
 	fmt.Sscan(portStr, &port)
@@ -194,6 +195,7 @@ func TestBIRD(t *testing.T) {
 	start := time.Now()
 	eventually(t, 30*time.Second, "the full table from bird", func() bool { return rib.dump() == want })
 	t.Logf("1,200 routes received %v after starting bird", time.Since(start).Round(time.Millisecond))
+	eventually(t, 5*time.Second, "routing.RIB to hold the full table", func() bool { return ribDump(prod) == want })
 	checkAttrs(t, rib, gen0)
 	if v4, v6 := rib.Len(); v4 != 1000 || v6 != 200 {
 		t.Fatalf("rib holds %d/%d routes", v4, v6)
@@ -208,7 +210,7 @@ func TestBIRD(t *testing.T) {
 		t.Fatalf("birdc configure: %v\n%s", err, out)
 	}
 	want = birdExpect(gen1)
-	eventually(t, 5*time.Second, "the reconfigured table", func() bool { return rib.dump() == want })
+	eventually(t, 5*time.Second, "the reconfigured table", func() bool { return rib.dump() == want && ribDump(prod) == want })
 	checkAttrs(t, rib, gen1)
 	if n := rib.size(); n != 1080 {
 		t.Fatalf("rib holds %d routes after withdrawing 120", n)
@@ -223,7 +225,7 @@ func TestBIRD(t *testing.T) {
 	if n := rib.size(); n != 1080 {
 		t.Fatalf("table not kept after the session dropped: %d routes", n)
 	}
-	eventually(t, 5*time.Second, "the grace time to clear the table", func() bool { return rib.size() == 0 })
+	eventually(t, 5*time.Second, "the grace time to clear the table", func() bool { return rib.size() == 0 && ribDump(prod) == "" })
 	if d := time.Since(down); d < 1800*time.Millisecond {
 		t.Errorf("table cleared %v after the drop, grace is 2s", d)
 	}
@@ -249,4 +251,36 @@ func checkAttrs(t *testing.T, rib *mapRIB, rs []birdRoute) {
 			t.Fatalf("%v origin %d", r.prefix, a.Origin)
 		}
 	}
+}
+
+// teeRIB feeds a mapRIB (and walks it) and a routing.RIB with the same updates.
+type teeRIB struct {
+	*mapRIB
+	real *routing.RIB
+}
+
+func (r teeRIB) Announce(p netip.Prefix, id uint32, a routing.Attrs) {
+	r.mapRIB.Announce(p, id, a)
+	r.real.Announce(p, id, a)
+}
+
+func (r teeRIB) Withdraw(p netip.Prefix, id uint32) {
+	r.mapRIB.Withdraw(p, id)
+	r.real.Withdraw(p, id)
+}
+
+func (r teeRIB) Clear() {
+	r.mapRIB.Clear()
+	r.real.Clear()
+}
+
+// ribDump renders what readers of a routing.RIB see as mapRIB.dump does.
+func ribDump(r *routing.RIB) string {
+	var lines []string
+	r.All(func(p netip.Prefix, a *routing.Attrs) bool {
+		lines = append(lines, fmt.Sprintf("%v 0 %s %v", p, pathString(a.Path), a.NextHop))
+		return true
+	})
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
 }

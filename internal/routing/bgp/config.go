@@ -68,7 +68,14 @@ type Neighbor struct {
 	// implements Walker, a session re-established within the grace time sweeps stale routes at
 	// End-of-RIB; otherwise the old table is cleared when the new session is established.
 	RIB routing.Updater
+	// Seeded says the RIB already holds routes from elsewhere (MRT files loaded at start): the
+	// first session then refreshes the table as a re-established one does (see the package
+	// documentation) instead of adding to it.
+	Seeded bool
 }
+
+// Validate checks the speaker's configuration without opening anything.
+func (c Config) Validate() error { return c.validate() }
 
 func (c Config) routerID() (netip.Addr, error) {
 	id, err := netip.ParseAddr(c.RouterID)
@@ -99,6 +106,9 @@ func (c Config) validate() error {
 	}
 	return nil
 }
+
+// Validate checks the neighbor's settings.
+func (n Neighbor) Validate() error { return n.validate() }
 
 func (n Neighbor) validate() error {
 	if n.Name == "" {

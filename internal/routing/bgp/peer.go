@@ -110,6 +110,8 @@ func newPeer(c *Component, n Neighbor) *peer {
 		grace:    c.cfg.GraceTime,
 		log:      c.log.With("router", n.Name, "neighbor", n.Address.String()),
 		sessions: make(map[*session]struct{}),
+		// hasRoutes: the RIB may hold routes of this neighbor (or seeded ones)
+		hasRoutes: n.Seeded,
 	}
 	if n.HoldTime != 0 {
 		p.hold = n.HoldTime
@@ -481,6 +483,9 @@ func (p *peer) endOfRIBLocked(f bgp.Family) {
 		return
 	}
 	if p.stale == nil {
+		if c, ok := p.n.RIB.(Compacter); ok {
+			c.Compact()
+		}
 		return
 	}
 	delete(p.staleFams, f)

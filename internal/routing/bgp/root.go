@@ -47,6 +47,13 @@ type Loader interface {
 	Load(fn func(u routing.Updater) error) error
 }
 
+// Compacter is implemented by RIBs that can rewrite their table compactly after it grew one
+// route at a time (routing.RIB.Compact); the session calls it at each End-of-RIB of a table
+// transfer that was neither a stale sweep nor a Loader refresh.
+type Compacter interface {
+	Compact()
+}
+
 // Deps are the speaker's dependencies.
 type Deps struct {
 	// Logger defaults to slog.Default().

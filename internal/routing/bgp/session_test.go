@@ -4,11 +4,14 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/netledger/netledger/internal/routing"
 )
 
 func neighbor(rib *mapRIB) Neighbor {
@@ -460,4 +463,61 @@ func TestActiveReconnects(t *testing.T) {
 		})
 		nc.Close() // the speaker dials again after its retry delay
 	}
+}
+
+// TestSeededRIB: a router whose table was seeded from MRT files keeps that table while its
+// first session transfers, and has it replaced (not merged) at End-of-RIB.
+func TestSeededRIB(t *testing.T) {
+	rib := routing.NewRIB()
+	rib.Load(func(u routing.Updater) error {
+		u.Announce(netip.MustParsePrefix("10.0.0.0/8"), 0, routing.Attrs{Path: []routing.Segment{{Type: routing.SegmentSequence, ASNs: []uint32{64999}}}})
+		u.Announce(netip.MustParsePrefix("192.0.2.0/24"), 0, routing.Attrs{Path: []routing.Segment{{Type: routing.SegmentSequence, ASNs: []uint32{64999}}}})
+		return nil
+	})
+	n := Neighbor{Name: "r1", Address: netip.MustParseAddr("127.0.0.1"), PeerASN: 65000, Passive: true, RIB: rib, Seeded: true}
+	cfg := testConfig()
+	cfg.GraceTime = 5 * time.Second
+	c, addr, _ := startSpeaker(t, cfg, n)
+	p := dialScripted(t, addr)
+	p.establish(openSpec{as: 65000, hold: 30, id: "10.0.0.2"})
+	p.send(updateMsg([]uint32{65000, 64496}, "192.0.2.1", []string{"192.0.2.0/24"}, "", nil))
+	p.send(bgp.NewEndOfRib(bgp.RF_IPv4_UC))
+	time.Sleep(200 * time.Millisecond)
+	if _, a, ok := rib.Lookup(netip.MustParseAddr("10.1.1.1")); !ok || a.String() != "64999" {
+		t.Fatalf("seeded route gone before the last end-of-rib: %v %v", a, ok)
+	}
+	p.send(bgp.NewEndOfRib(bgp.RF_IPv6_UC))
+	eventually(t, 2*time.Second, "seeded table replaced", func() bool {
+		v4, _ := rib.Len()
+		_, a, ok := rib.Lookup(netip.MustParseAddr("192.0.2.1"))
+		return v4 == 1 && ok && a.String() == "65000 64496"
+	})
+	if got := total(c.metrics.swapped); got != 1 {
+		t.Errorf("swapped %v, want 1", got)
+	}
+}
+
+// compactRIB counts Compact calls.
+type compactRIB struct {
+	*mapRIB
+	compacted atomic.Int32
+}
+
+func (r *compactRIB) Compact() { r.compacted.Add(1) }
+
+// TestCompactAtEndOfRIB: a table transfer ends with the RIB compacted, once per family.
+func TestCompactAtEndOfRIB(t *testing.T) {
+	rib := &compactRIB{mapRIB: newMapRIB()}
+	n := neighbor(rib.mapRIB)
+	n.RIB = rib
+	_, addr, _ := startSpeaker(t, testConfig(), n)
+	p := dialScripted(t, addr)
+	p.establish(openSpec{as: 65000, hold: 30, id: "10.0.0.2"})
+	p.send(updateMsg([]uint32{65000}, "192.0.2.1", []string{"192.0.2.0/24"}, "", nil))
+	if rib.compacted.Load() != 0 {
+		t.Fatal("compacted before End-of-RIB")
+	}
+	p.send(bgp.NewEndOfRib(bgp.RF_IPv4_UC))
+	p.send(bgp.NewEndOfRib(bgp.RF_IPv6_UC))
+	eventually(t, 2*time.Second, "compaction at each End-of-RIB", func() bool { return rib.compacted.Load() == 2 })
 }

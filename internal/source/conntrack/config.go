@@ -10,6 +10,10 @@ import (
 // Config configures conntrack accounting. The zero filters accept everything; the default
 // masks keep every address apart.
 type Config struct {
+	// Enabled runs the source inside `netledger serve` (the `netledger conntrack` agent always
+	// runs it). Its records go to the spool: the client is the group of the side that opened
+	// the connections, the server the responder's group.
+	Enabled bool `yaml:"enabled"`
 	// Interval is how often the table is dumped and rows are emitted, aligned to the wall
 	// clock (the original's -interval, 15 s).
 	Interval time.Duration `yaml:"interval"`

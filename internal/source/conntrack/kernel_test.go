@@ -9,15 +9,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/netledger/netledger/internal/export/ctcsv"
 	"github.com/netledger/netledger/internal/testenv"
@@ -131,26 +128,7 @@ func (l *lab) flush() []ctcsv.Row {
 }
 
 // in runs fn on a thread inside namespace ns; sockets it creates live there.
-func in(t testing.TB, ns string, fn func() error) {
-	t.Helper()
-	fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Close(fd)
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			done <- err
-			return
-		}
-		done <- fn()
-	}()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-}
+func in(t testing.TB, ns string, fn func() error) { t.Helper(); testenv.InNetNS(t, ns, fn) }
 
 // tcpServer accepts connections in ns on addr: each reads req bytes then answers resp bytes.
 func tcpServer(t *testing.T, ns, addr string, req, resp int) {

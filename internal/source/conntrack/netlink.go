@@ -36,6 +36,9 @@ func inNetNS(path string, fn func() error) error {
 		return fn()
 	}
 	target, err := os.Open(path)
+	if errors.Is(err, fs.ErrPermission) {
+		return fmt.Errorf("cannot open network namespace (entering one needs root or CAP_SYS_ADMIN): %w", err)
+	}
 	if err != nil {
 		return fmt.Errorf("cannot open network namespace: %w", err)
 	}
@@ -46,7 +49,7 @@ func inNetNS(path string, fn func() error) error {
 		// The thread is not unlocked: it leaves with the goroutine, so no other goroutine
 		// ever runs in the wrong namespace.
 		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("cannot enter network namespace %s: %w", path, err)
+			errc <- fmt.Errorf("cannot enter network namespace %s (needs root or CAP_SYS_ADMIN): %w", path, err)
 			return
 		}
 		errc <- fn()

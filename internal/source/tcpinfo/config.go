@@ -8,8 +8,12 @@ package tcpinfo
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
+	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Config configures the kernel TCP source.
@@ -30,6 +34,12 @@ type Config struct {
 	// NetNS is a network namespace name (from `ip netns`, /run/netns/NAME) or path
 	// (/proc/PID/ns/net); empty means the process's own namespace.
 	NetNS string `yaml:"netns"`
+	// Cgroup is a cgroup v2 directory (such as /sys/fs/cgroup/system.slice/nginx.service):
+	// only connections of sockets created in it or in the cgroups below it (as they were when
+	// the source started) are accounted — for accepted connections, those of a listener
+	// created there. Closed connections are matched by their listener's local port, learnt at
+	// every dump, so it needs an interval.
+	Cgroup string `yaml:"cgroup"`
 	// Classes assign a traffic class by local port and/or local address; the first match wins.
 	Classes []ClassRule `yaml:"classes"`
 	// DumpOnly runs without destroy notifications (no CAP_NET_ADMIN): connections that open
@@ -66,6 +76,8 @@ func (c Config) Validate() error {
 		return errors.New("tcpinfo receive_buffer must not be negative")
 	case c.DumpOnly && c.Interval == 0:
 		return errors.New("tcpinfo dump_only needs an interval")
+	case c.Cgroup != "" && c.Interval == 0:
+		return errors.New("tcpinfo cgroup needs an interval (listeners are dumped with the sockets)")
 	}
 	for _, p := range c.Addresses {
 		if !p.IsValid() {
@@ -80,6 +92,47 @@ type filter struct {
 	ports   *[1 << 16 / 64]uint64 // bitset of local ports; nil: all
 	addrs   []netip.Prefix
 	classes []ClassRule
+	cgroups map[uint64]struct{} // cgroup v2 ids; nil: all
+}
+
+// inCgroups reports whether id is one of the configured cgroups.
+func (f *filter) inCgroups(id uint64) bool {
+	_, ok := f.cgroups[id]
+	return ok
+}
+
+// portSet is a bitset of local ports.
+type portSet [1 << 16 / 64]uint64
+
+func (p *portSet) add(port uint16)      { p[port/64] |= 1 << (port % 64) }
+func (p *portSet) has(port uint16) bool { return p[port/64]&(1<<(port%64)) != 0 }
+
+// cgroupIDs returns the ids of the cgroup v2 directory dir and of every cgroup below it: a
+// cgroup's id is its directory's inode number.
+func cgroupIDs(dir string) (map[uint64]struct{}, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return nil, fmt.Errorf("tcpinfo cgroup %s: %w", dir, err)
+	}
+	if st.Type != unix.CGROUP2_SUPER_MAGIC {
+		return nil, fmt.Errorf("tcpinfo cgroup %s is not in a cgroup v2 hierarchy", dir)
+	}
+	ids := map[uint64]struct{}{}
+	err := filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil || !e.IsDir() {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			return err
+		}
+		ids[st.Ino] = struct{}{}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("tcpinfo cgroup %s: %w", dir, err)
+	}
+	return ids, nil
 }
 
 func newFilter(c Config) filter {

@@ -18,6 +18,7 @@ receive_buffer: 67108864
 ports: [80, 443]
 addresses: [192.0.2.0/24, "2001:db8::/32"]
 netns: web
+cgroup: /sys/fs/cgroup/system.slice/nginx.service
 classes:
   - {port: 443, class: 2}
   - {prefix: 192.0.2.128/25, class: 3}
@@ -30,8 +31,8 @@ classes:
 	}
 	want := Config{Enabled: true, Interval: 5 * time.Second, ReceiveBuffer: 64 << 20, Ports: []uint16{80, 443},
 		Addresses: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32")},
-		NetNS:     "web",
-		Classes:   []ClassRule{{Port: 443, Class: 2}, {Prefix: netip.MustParsePrefix("192.0.2.128/25"), Class: 3}}}
+		NetNS:     "web", Cgroup: "/sys/fs/cgroup/system.slice/nginx.service",
+		Classes: []ClassRule{{Port: 443, Class: 2}, {Prefix: netip.MustParsePrefix("192.0.2.128/25"), Class: 3}}}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("decoded\n got %+v\nwant %+v", cfg, want)
 	}

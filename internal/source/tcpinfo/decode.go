@@ -22,7 +22,8 @@ const (
 	groupInetTCPDestroy  = 1
 	groupInet6TCPDestroy = 3
 
-	attrInfo = 2 // INET_DIAG_INFO: struct tcp_info
+	attrInfo     = 2  // INET_DIAG_INFO: struct tcp_info
+	attrCgroupID = 21 // INET_DIAG_CGROUP_ID: u64, the cgroup v2 id of the socket's creator
 
 	afInet  = 2
 	afInet6 = 10
@@ -77,6 +78,10 @@ type Socket struct {
 	Cookie uint64
 	// InfoLen is the length of the tcp_info the kernel sent.
 	InfoLen int
+	// CgroupID is the cgroup v2 id (the directory's inode number) of the process that created
+	// the socket, or of the listener's creator for an accepted one (Linux 5.9+).
+	CgroupID   uint64
+	HaveCgroup bool
 
 	SndMSS, RTT, RTTVar, MinRTT  uint32
 	TotalRetrans, SegsOut        uint32
@@ -155,14 +160,18 @@ func decodeSocket(msg []byte, s *Socket) error {
 	}
 	s.Cookie = uint64(binary.NativeEndian.Uint32(d[44:48])) | uint64(binary.NativeEndian.Uint32(d[48:52]))<<32
 	attrs := d[inetDiagMsgLen:]
+	info := errNoTCPInfo
 	for len(attrs) >= 4 {
 		al := int(binary.NativeEndian.Uint16(attrs[0:2]))
 		at := binary.NativeEndian.Uint16(attrs[2:4]) & 0x3fff // strip NLA_F_NESTED, NLA_F_NET_BYTEORDER
 		if al < 4 || al > len(attrs) {
 			return errAttr
 		}
-		if at == attrInfo {
-			return decodeTCPInfo(attrs[4:al], s)
+		switch {
+		case at == attrInfo:
+			info = decodeTCPInfo(attrs[4:al], s)
+		case at == attrCgroupID && al >= 12:
+			s.CgroupID, s.HaveCgroup = binary.NativeEndian.Uint64(attrs[4:12]), true
 		}
 		next := (al + 3) &^ 3
 		if next >= len(attrs) {
@@ -170,7 +179,7 @@ func decodeSocket(msg []byte, s *Socket) error {
 		}
 		attrs = attrs[next:]
 	}
-	return errNoTCPInfo
+	return info
 }
 
 func decodeTCPInfo(b []byte, s *Socket) error {

@@ -223,3 +223,33 @@ func FuzzDecodeSocket(f *testing.F) {
 		}
 	})
 }
+
+// TestDecodeCgroupID reads INET_DIAG_CGROUP_ID wherever it is among the attributes, and
+// without tcp_info (a listener as decoded for the cgroup filter) still reports it.
+func TestDecodeCgroupID(t *testing.T) {
+	info := buildInfo(tcpInfoLen, fields)
+	id := binary.NativeEndian.AppendUint64(nil, 0x1234_5678_9abc)
+	for _, tc := range []struct {
+		name    string
+		msg     []byte
+		wantErr error
+	}{
+		{"before info", appendAttr(appendAttr(buildMsg(afInet, 1, local4, remote4, 7, nil), attrCgroupID, id), attrInfo, info), nil},
+		{"after info", appendAttr(buildMsg(afInet, 1, local4, remote4, 7, info), attrCgroupID, id), nil},
+		{"no info", appendAttr(buildMsg(afInet, 10, local4, remote4, 7, nil), attrCgroupID, id), errNoTCPInfo},
+	} {
+		binary.NativeEndian.PutUint32(tc.msg[0:], uint32(len(tc.msg)))
+		var s Socket
+		err := decodeSocket(tc.msg, &s)
+		if err != tc.wantErr || !s.HaveCgroup || s.CgroupID != 0x1234_5678_9abc {
+			t.Errorf("%s: err %v, cgroup %v %#x", tc.name, err, s.HaveCgroup, s.CgroupID)
+		}
+		if tc.wantErr == nil && s.SndMSS != fields.mss {
+			t.Errorf("%s: tcp_info not decoded: %+v", tc.name, s)
+		}
+	}
+	var s Socket
+	if decodeSocket(buildMsg(afInet, 1, local4, remote4, 7, info), &s); s.HaveCgroup {
+		t.Error("cgroup id reported without the attribute")
+	}
+}

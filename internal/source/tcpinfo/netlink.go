@@ -149,6 +149,9 @@ func (c *conn) close() error { return c.nl.Close() }
 // its destroy notification).
 const dumpStates = 1<<1 | 1<<4 | 1<<5 | 1<<8 | 1<<9 | 1<<11 // ESTABLISHED, FIN_WAIT1/2, CLOSE_WAIT, LAST_ACK, CLOSING
 
+// listenStates selects listening sockets (the cgroup filter's listener dump).
+const listenStates = 1 << stateListen
+
 // Inet_diag bytecode (include/uapi/linux/inet_diag.h, net/ipv4/inet_diag.c): each op is
 // {code u8, yes u8, no u16}; a comparison's operand is the no field of the next op. The kernel
 // runs the program jumping by yes when a condition holds and by no when not, and accepts a
@@ -187,9 +190,10 @@ func portBytecode(ports []uint16) []byte {
 	return b
 }
 
-// dumpRequest writes into b a SOCK_DIAG_BY_FAMILY dump request for TCP sockets of family
-// asking for INET_DIAG_INFO, with an optional bytecode filter.
-func dumpRequest(b []byte, family uint8, seq uint32, bytecode []byte) []byte {
+// dumpRequest writes into b a SOCK_DIAG_BY_FAMILY dump request for TCP sockets of family in
+// the states (a bitmask, dumpStates or listenStates) asking for INET_DIAG_INFO, with an
+// optional bytecode filter.
+func dumpRequest(b []byte, family uint8, seq, states uint32, bytecode []byte) []byte {
 	n := nlmsgHdrLen + inetDiagReqLen
 	if len(bytecode) > 0 {
 		n += 4 + len(bytecode)
@@ -213,7 +217,7 @@ func dumpRequest(b []byte, family uint8, seq uint32, bytecode []byte) []byte {
 	r[0] = family
 	r[1] = unix.IPPROTO_TCP
 	r[2] = 1 << (attrInfo - 1) // idiag_ext
-	binary.NativeEndian.PutUint32(r[4:], dumpStates)
+	binary.NativeEndian.PutUint32(r[4:], states)
 	return b
 }
 
@@ -280,8 +284,8 @@ func (c *conn) readDump(p *dumpPipe, seq uint32) {
 }
 
 // dump sends a dump request and calls fn with every SOCK_DIAG_BY_FAMILY message of the reply.
-func (c *conn) dump(family uint8, seq uint32, req, bytecode []byte, timeout time.Duration, fn func(msg []byte)) error {
-	req = dumpRequest(req, family, seq, bytecode)
+func (c *conn) dump(family uint8, seq, states uint32, req, bytecode []byte, timeout time.Duration, fn func(msg []byte)) error {
+	req = dumpRequest(req, family, seq, states, bytecode)
 	var werr error
 	if err := c.rc.Write(func(fd uintptr) bool {
 		_, werr = unix.Write(int(fd), req)

@@ -3,12 +3,8 @@ package tcpinfo
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,29 +16,7 @@ import (
 // destroy notifications, but not force its receive buffer past net.core.rmem_max (it says so),
 // nor enter another namespace (a clear error); dump_only mode works too.
 func TestNoCapability(t *testing.T) {
-	testenv.RequireRoot(t)
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	os.Chmod(filepath.Dir(dir), 0o755) // t.TempDir's parent is private
-	bin := filepath.Join(dir, "tcpinfo.test")
-	in, err := os.Open(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(out, in)
-	in.Close()
-	out.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "-test.run=^TestNoCapabilityHelper$", "-test.v")
-	cmd.Env = append(os.Environ(), "NETLEDGER_TCPINFO_NOCAP=1")
-	cmd.Dir = dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
-	b, err := cmd.CombinedOutput()
+	b, err := testenv.RunAsNobody(t, "^TestNoCapabilityHelper$", "NETLEDGER_TCPINFO_NOCAP=1")
 	if err != nil {
 		t.Fatalf("helper as nobody: %v\n%s", err, b)
 	}

@@ -62,11 +62,19 @@ func New(cfg Config, deps Deps) (*Source, error) {
 	if deps.Logger == nil {
 		deps.Logger = slog.Default()
 	}
+	f := newFilter(cfg)
+	if cfg.Cgroup != "" {
+		ids, err := cgroupIDs(cfg.Cgroup)
+		if err != nil {
+			return nil, err
+		}
+		f.cgroups = ids
+	}
 	return &Source{
 		cfg:     cfg,
 		deps:    deps,
 		log:     deps.Logger.With("component", "tcpinfo"),
-		tr:      newTracker(newFilter(cfg)),
+		tr:      newTracker(f),
 		started: make(chan struct{}),
 	}, nil
 }
@@ -272,6 +280,7 @@ type dumper struct {
 	now      int64
 	n        uint64
 	fn       func([]byte)
+	cgPorts  *portSet // spare listener port set, swapped with the tracker's
 }
 
 func newDumper(s *Source, c *conn) *dumper {
@@ -290,13 +299,17 @@ func (d *dumper) run() error {
 	d.n = 0
 	s := d.s
 	s.mu.Lock()
-	s.tr.beginDump()
 	var err error
+	if s.tr.filter.cgroups != nil {
+		err = d.listeners()
+	}
+	s.tr.beginDump()
 	for _, fam := range []uint8{afInet, afInet6} {
-		d.seq++
-		if err = d.c.dump(fam, d.seq, d.req, d.bytecode, dumpTimeout, d.fn); err != nil && !errors.Is(err, errDumpInterrupted) {
+		if err != nil && !errors.Is(err, errDumpInterrupted) {
 			break
 		}
+		d.seq++
+		err = d.c.dump(fam, d.seq, dumpStates, d.req, d.bytecode, dumpTimeout, d.fn)
 	}
 	if err == nil {
 		s.tr.endDump()
@@ -310,6 +323,35 @@ func (d *dumper) run() error {
 	if errors.Is(err, errDumpInterrupted) {
 		return nil
 	}
+	return err
+}
+
+// listeners dumps the listening sockets and notes the local ports of those created in the
+// configured cgroups: a destroy notification carries no cgroup id, so a closed connection is
+// matched by the cgroup of the listener that accepted it (an accepted socket inherits its
+// listener's cgroup). s.mu is held.
+func (d *dumper) listeners() error {
+	if d.cgPorts == nil {
+		d.cgPorts = new(portSet)
+	}
+	clear(d.cgPorts[:])
+	var sock Socket
+	fn := func(msg []byte) {
+		if err := decodeSocket(msg, &sock); err != nil && err != errNoTCPInfo {
+			return
+		}
+		if sock.HaveCgroup && d.s.tr.filter.inCgroups(sock.CgroupID) {
+			d.cgPorts.add(sock.LocalPort)
+		}
+	}
+	var err error
+	for _, fam := range []uint8{afInet, afInet6} {
+		d.seq++
+		if err = d.c.dump(fam, d.seq, listenStates, d.req, d.bytecode, dumpTimeout, fn); err != nil && !errors.Is(err, errDumpInterrupted) {
+			return err
+		}
+	}
+	d.cgPorts, d.s.tr.cgPorts = d.s.tr.cgPorts, d.cgPorts
 	return err
 }
 

@@ -34,6 +34,9 @@ type tracker struct {
 	// (lost in an overrun): what they did since their last dump is not accounted.
 	vanished uint64
 	filtered uint64
+
+	// cgPorts are the local ports with a listener in the configured cgroups (cgroup filter).
+	cgPorts *portSet
 }
 
 func newTracker(f filter) *tracker {
@@ -66,11 +69,24 @@ func (t *tracker) accept(s *Socket) bool {
 	if s.RemotePort == 0 || s.State == stateListen {
 		return false
 	}
-	if !t.filter.match(record.Unmap(s.Local), s.LocalPort) {
+	if !t.filter.match(record.Unmap(s.Local), s.LocalPort) || (t.filter.cgroups != nil && !t.inCgroups(s)) {
 		t.filtered++
 		return false
 	}
 	return true
+}
+
+// inCgroups reports whether a socket belongs to the configured cgroups: by its own cgroup id
+// (dumps), or, for a destroy notification (which carries none), by an earlier dump having
+// accepted it, or by a listener of the cgroups on its local port at the last dump.
+func (t *tracker) inCgroups(s *Socket) bool {
+	if s.HaveCgroup {
+		return t.filter.inCgroups(s.CgroupID)
+	}
+	if _, ok := t.socks[s.Cookie]; ok {
+		return true // a dump accepted it (its own cgroup id matched)
+	}
+	return t.cgPorts != nil && t.cgPorts.has(s.LocalPort)
 }
 
 // destroy accounts a socket's destroy notification: the remainder since its last dump, or

@@ -1,12 +1,6 @@
 package main
 
-import (
-	"errors"
+import "github.com/netledger/netledger/internal/routing"
 
-	"github.com/netledger/netledger/internal/routing"
-)
-
-// newRIB returns the router's RIB; until team rib's routing.NewRIB lands, only -rib null works.
-func newRIB() (routing.Updater, error) {
-	return nil, errors.New("routing.NewRIB is not available yet: use -rib null")
-}
+// newRIB returns the router's RIB.
+func newRIB() (routing.Updater, error) { return routing.NewRIB(), nil }

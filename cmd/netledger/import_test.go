@@ -1,0 +1,79 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/netledger/netledger/internal/store"
+	"github.com/netledger/netledger/internal/store/sqlite"
+)
+
+// TestImportCommand runs `netledger import --once` twice on a folder with an original tool's
+// file and a malformed one: the good file lands in the store, the bad one in rejected/ (exit
+// status 1), and a second copy of the good file is a duplicate that changes nothing.
+func TestImportCommand(t *testing.T) {
+	dir := t.TempDir()
+	watch, move := filepath.Join(dir, "new"), filepath.Join(dir, "done")
+	os.MkdirAll(watch, 0o755)
+	good := "1605374115000000000,tcp,10.32.251.1,10.32.250.2,443,16,13,3220,1884,1,65021,3\n" +
+		"1605374115000000000,udp,10.32.5.0,10.32.7.0,53,3,3,240,480,0,0,0\n"
+	os.WriteFile(filepath.Join(watch, "traffic_1.csv"), []byte(good), 0o644)
+	os.WriteFile(filepath.Join(watch, "traffic_2.csv"), []byte("1605374130000000000,tcp,10.32.5.0\n"), 0o644)
+	run := func() (string, error) {
+		var out bytes.Buffer
+		rootCmd.SetOut(&out)
+		rootCmd.SetArgs([]string{"import", "--watch", watch, "--move", move, "--data-dir", dir, "--settle", "0", "--once"})
+		defer rootCmd.SetOut(nil)
+		err := rootCmd.Execute()
+		return out.String(), err
+	}
+	out, err := run()
+	if err == nil || !strings.Contains(err.Error(), "1 file(s) rejected") {
+		t.Errorf("first run: err = %v, want one rejected file", err)
+	}
+	if !strings.Contains(out, "imported  traffic_1.csv (2 rows)") || !strings.Contains(out, "rejected  traffic_2.csv: line 1") {
+		t.Errorf("first run printed:\n%s", out)
+	}
+	os.WriteFile(filepath.Join(watch, "copy.csv"), []byte(good), 0o644)
+	if out, err = run(); err != nil || !strings.Contains(out, "duplicate copy.csv") {
+		t.Errorf("second run: %v\n%s", err, out)
+	}
+
+	cfg := sqlite.DefaultConfig().WithDataDir(dir)
+	db, err := sqlite.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	top, err := db.Top(context.Background(), store.Query{View: "conntrack", By: "proto", Metric: "bytes",
+		From: time.Unix(1605374100, 0), To: time.Unix(1605374200, 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bytesIn, bytesOut uint64
+	for _, r := range top {
+		bytesIn += r.Metrics.BytesIn
+		bytesOut += r.Metrics.Bytes
+	}
+	if len(top) != 2 || bytesIn != 3220+240 || bytesOut != 1884+480 {
+		t.Errorf("store holds %+v", top)
+	}
+	if _, err := os.Stat(filepath.Join(move, "rejected", "traffic_2.csv.error.txt")); err != nil {
+		t.Error(err)
+	}
+
+	// The conntrack dimensions are queryable from the command line.
+	topOut, err := runCLI(t, "top", "--data-dir", dir, "--by", "src-group", "--format", "csv",
+		"--from", "2020-11-14T17:00:00Z", "--to", "2020-11-14T18:00:00Z")
+	if err != nil {
+		t.Fatalf("top --by src-group: %v", err)
+	}
+	if !strings.Contains(topOut, "\n10.32.251.1,,1,1884,") || !strings.Contains(topOut, "\n10.32.5.0,,0,480,") {
+		t.Errorf("top --by src-group printed:\n%s", topOut)
+	}
+}

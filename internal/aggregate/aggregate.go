@@ -1,0 +1,519 @@
+package aggregate
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/netledger/netledger/internal/enrich"
+	"github.com/netledger/netledger/internal/record"
+	"github.com/netledger/netledger/internal/routing"
+)
+
+// DefaultInterval is the length of the views' base intervals.
+const DefaultInterval = time.Minute
+
+// Config configures an Aggregator.
+type Config struct {
+	// Views are the views to build (DefaultViews when empty).
+	Views []ViewConfig
+	// Interval is the length of an interval (DefaultInterval when 0). Records go to the
+	// interval holding their time.
+	Interval time.Duration
+	// Routers names the routers by enrichment index (enrich.Enricher.Routers order); a record
+	// of enrich.NoRouter or of an index beyond the list is accounted to router "unknown".
+	Routers []string
+	// ClassName names a traffic class (nil: its number in decimal).
+	ClassName func(uint16) string
+}
+
+// key is a row's identity: every dimension in a compact, comparable, padding-free form. A
+// table uses the fields of its dimensions and leaves the others zero.
+type key struct {
+	pfxHi, pfxLo uint64 // prefix address (16-byte form)
+	srcHi, srcLo uint64
+	dstHi, dstLo uint64
+	attrs        *routing.Attrs // route (prefix and AS path dimensions); nil when unrouted
+	peer, origin uint32
+	asn          uint32
+	port         int32
+	router       uint16
+	class        uint16
+	country      [2]byte
+	region       [2]byte
+	pfxBits      uint8 // prefix length + 1; 0: no prefix (unrouted)
+	proto        uint8
+	fam          uint8 // famPfx4 | famSrc4 | famDst4 | famSrc | famDst
+	_pad         uint8
+	_pad2        uint32
+}
+
+const (
+	famPfx4 = 1 << iota
+	famSrc4
+	famDst4
+	famSrc // src group valid
+	famDst // dst group valid
+)
+
+func addrWords(a netip.Addr) (hi, lo uint64) {
+	b := a.As16()
+	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+}
+
+func wordsAddr(hi, lo uint64, is4 bool) netip.Addr {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], hi)
+	binary.BigEndian.PutUint64(b[8:], lo)
+	a := netip.AddrFrom16(b)
+	if is4 {
+		return a.Unmap()
+	}
+	return a
+}
+
+// otherPort reports whether a conntrack record's port 0 means "other ports" (-1): port 0 is
+// not a destination port of these protocols.
+func otherPort(proto uint8) bool { return proto == 6 || proto == 17 || proto == 132 || proto == 136 }
+
+// makeKey builds the key of r under the dimensions m.
+func makeKey(r *record.Record, e *enrich.Enriched, m dim) key {
+	var k key
+	if m&dRouter != 0 {
+		k.router = e.Router
+	}
+	if m&dClass != 0 {
+		k.class = r.Class
+	}
+	if m&(dPrefix|dASOnPath) != 0 {
+		k.attrs = e.Attrs
+	}
+	if m&dPrefix != 0 && e.Prefix.IsValid() {
+		k.pfxHi, k.pfxLo = addrWords(e.Prefix.Addr())
+		k.pfxBits = uint8(e.Prefix.Bits() + 1)
+		if e.Prefix.Addr().Is4() {
+			k.fam |= famPfx4
+		}
+	}
+	if m&dPeerAS != 0 {
+		k.peer = e.PeerAS
+	}
+	if m&dOriginAS != 0 {
+		k.origin = e.OriginAS
+	}
+	if m&dCountry != 0 {
+		k.country = e.Country
+	}
+	if m&dRegion != 0 {
+		k.region = e.Continent
+	}
+	if m&dProto != 0 {
+		k.proto = r.Proto
+	}
+	if m&dSrcGroup != 0 && r.Client.IsValid() {
+		k.srcHi, k.srcLo = addrWords(r.Client)
+		k.fam |= famSrc
+		if r.Client.Is4() {
+			k.fam |= famSrc4
+		}
+	}
+	if m&dDstGroup != 0 && r.Server.IsValid() {
+		k.dstHi, k.dstLo = addrWords(r.Server)
+		k.fam |= famDst
+		if r.Server.Is4() {
+			k.fam |= famDst4
+		}
+	}
+	if m&dPort != 0 {
+		k.port = int32(r.ServerPort)
+		if r.ServerPort == 0 && otherPort(r.Proto) {
+			k.port = -1
+		}
+	}
+	return k
+}
+
+// project keeps the fields of k that dimensions m use.
+func project(k *key, m dim) key {
+	var v key
+	if m&dRouter != 0 {
+		v.router = k.router
+	}
+	if m&dClass != 0 {
+		v.class = k.class
+	}
+	if m&dPrefix != 0 {
+		v.pfxHi, v.pfxLo, v.pfxBits, v.attrs = k.pfxHi, k.pfxLo, k.pfxBits, k.attrs
+		v.fam |= k.fam & famPfx4
+	}
+	if m&dPeerAS != 0 {
+		v.peer = k.peer
+	}
+	if m&dOriginAS != 0 {
+		v.origin = k.origin
+	}
+	if m&dCountry != 0 {
+		v.country = k.country
+	}
+	if m&dRegion != 0 {
+		v.region = k.region
+	}
+	if m&dProto != 0 {
+		v.proto = k.proto
+	}
+	if m&dSrcGroup != 0 {
+		v.srcHi, v.srcLo = k.srcHi, k.srcLo
+		v.fam |= k.fam & (famSrc | famSrc4)
+	}
+	if m&dDstGroup != 0 {
+		v.dstHi, v.dstLo = k.dstHi, k.dstLo
+		v.fam |= k.fam & (famDst | famDst4)
+	}
+	if m&dPort != 0 {
+		v.port = k.port
+	}
+	return v
+}
+
+// addRecord adds r's metrics to m.
+func addRecord(m *record.Metrics, r *record.Record, e *enrich.Enriched) {
+	m.Requests += uint64(r.Requests)
+	m.Bytes += r.BytesOut
+	m.BytesIn += r.BytesIn
+	m.Packets += e.Packets
+	m.PacketsIn += r.PacketsIn
+	m.Retransmits += uint64(r.Retransmits)
+	m.Duration += r.Duration
+	if r.RTT != 0 {
+		m.RTTSum += uint64(r.RTT)
+		m.RTTCount++
+	}
+	m.Conns += uint64(r.ConnsClosed)
+	m.Open += uint64(r.ConnsOpen)
+}
+
+// group is the views that take the same sources: one table keyed by the union of their
+// dimensions.
+type group struct {
+	sources sourceSet
+	dims    dim
+	views   []view
+}
+
+// interval is the tables of one interval, one per group.
+type interval struct {
+	start int64
+	base  []sums
+}
+
+// Aggregator sums enriched records into the views' rows per interval. It is used by one
+// goroutine.
+type Aggregator struct {
+	cfg      Config
+	interval int64
+	groups   []group
+	bySource [256]uint64 // groups (bit i: groups[i]) taking each source
+
+	cur  *interval
+	open []*interval
+	free []*interval
+
+	// flush state, reused
+	view    sums
+	asns    []uint32
+	paths   map[*routing.Attrs]*pathInfo
+	byText  map[string]*routing.Attrs
+	gen     uint32
+	classes map[uint16]string
+	codes   map[[2]byte]string
+
+	records uint64
+}
+
+// pathInfo is the text of an AS path and the attribute set whose rows carry it.
+type pathInfo struct {
+	text  string
+	canon *routing.Attrs
+	used  uint32
+}
+
+// New returns an Aggregator for cfg.
+func New(cfg Config) (*Aggregator, error) {
+	if len(cfg.Views) == 0 {
+		cfg.Views = DefaultViews()
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.Interval < time.Second || cfg.Interval%time.Second != 0 {
+		return nil, fmt.Errorf("aggregation interval %s is not a whole number of seconds", cfg.Interval)
+	}
+	if cfg.ClassName == nil {
+		cfg.ClassName = func(c uint16) string { return strconv.Itoa(int(c)) }
+	}
+	views, err := compileViews(cfg.Views)
+	if err != nil {
+		return nil, err
+	}
+	a := &Aggregator{
+		cfg:      cfg,
+		interval: int64(cfg.Interval),
+		view:     newSums(),
+		paths:    make(map[*routing.Attrs]*pathInfo),
+		byText:   make(map[string]*routing.Attrs),
+		classes:  make(map[uint16]string),
+		codes:    make(map[[2]byte]string),
+	}
+	for _, v := range views {
+		i := slices.IndexFunc(a.groups, func(g group) bool { return g.sources == v.sources })
+		if i < 0 {
+			if len(a.groups) == 64 {
+				return nil, errors.New("more than 64 distinct view source filters")
+			}
+			i = len(a.groups)
+			a.groups = append(a.groups, group{sources: v.sources})
+		}
+		a.groups[i].dims |= v.dims
+		a.groups[i].views = append(a.groups[i].views, v)
+	}
+	for s := range a.bySource {
+		for i, g := range a.groups {
+			if g.sources.has(record.Source(s)) {
+				a.bySource[s] |= 1 << i
+			}
+		}
+	}
+	return a, nil
+}
+
+// Interval returns the interval length.
+func (a *Aggregator) Interval() time.Duration { return a.cfg.Interval }
+
+// Records returns the number of records added since New.
+func (a *Aggregator) Records() uint64 { return a.records }
+
+// Pending reports whether records were added since the last flush.
+func (a *Aggregator) Pending() bool { return len(a.open) > 0 }
+
+// Add accounts one enriched record to the interval holding its time. It allocates nothing
+// once the tables have grown to the load.
+func (a *Aggregator) Add(r *record.Record, e *enrich.Enriched) {
+	a.records++
+	mask := a.bySource[r.Source]
+	if mask == 0 {
+		return
+	}
+	start := r.Time - ((r.Time%a.interval)+a.interval)%a.interval
+	iv := a.cur
+	if iv == nil || iv.start != start {
+		iv = a.intervalAt(start)
+	}
+	for mask != 0 {
+		i := bits.TrailingZeros64(mask)
+		mask &= mask - 1
+		k := makeKey(r, e, a.groups[i].dims)
+		addRecord(iv.base[i].at(&k), r, e)
+	}
+}
+
+func (a *Aggregator) intervalAt(start int64) *interval {
+	for _, iv := range a.open {
+		if iv.start == start {
+			a.cur = iv
+			return iv
+		}
+	}
+	var iv *interval
+	if n := len(a.free); n > 0 {
+		iv, a.free = a.free[n-1], a.free[:n-1]
+	} else {
+		iv = &interval{base: make([]sums, len(a.groups))}
+		for i := range iv.base {
+			iv.base[i] = newSums()
+		}
+	}
+	iv.start = start
+	a.open = append(a.open, iv)
+	a.cur = iv
+	return iv
+}
+
+// Flush appends the rows of every interval starting before before (Unix ns) to dst, oldest
+// interval first, and forgets those intervals. Rows whose metrics are all zero are left out.
+func (a *Aggregator) Flush(dst []record.Row, before int64) []record.Row {
+	slices.SortFunc(a.open, func(x, y *interval) int { return cmpInt(x.start, y.start) })
+	keep := a.open[:0]
+	var done []*interval
+	for _, iv := range a.open {
+		if iv.start < before {
+			done = append(done, iv)
+		} else {
+			keep = append(keep, iv)
+		}
+	}
+	for _, iv := range done {
+		dst = a.flushInterval(dst, iv)
+		for i := range iv.base {
+			iv.base[i].reset()
+		}
+		a.free = append(a.free, iv)
+	}
+	a.open = keep
+	a.cur = nil
+	a.gen++
+	if a.gen%64 == 0 {
+		a.prunePaths()
+	}
+	return dst
+}
+
+// FlushAll appends the rows of every interval, finished or not, and forgets them.
+func (a *Aggregator) FlushAll(dst []record.Row) []record.Row {
+	return a.Flush(dst, 1<<63-1)
+}
+
+func cmpInt(x, y int64) int {
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return 0
+}
+
+func (a *Aggregator) flushInterval(dst []record.Row, iv *interval) []record.Row {
+	start := time.Unix(0, iv.start).UTC()
+	for gi := range a.groups {
+		g := &a.groups[gi]
+		base := &iv.base[gi]
+		for _, v := range g.views {
+			a.view.reset()
+			for i := range base.len() {
+				bk, m := base.entry(i)
+				vk := project(bk, v.dims)
+				if v.dims&dPrefix != 0 && vk.attrs != nil {
+					vk.attrs = a.path(vk.attrs).canon
+				}
+				if v.dims&dASOnPath == 0 {
+					a.view.at(&vk).Add(m)
+					continue
+				}
+				a.asns = enrich.AppendDistinctASNs(a.asns[:0], bk.attrs)
+				for _, asn := range a.asns {
+					vk.asn = asn
+					a.view.at(&vk).Add(m)
+				}
+			}
+			for i := range a.view.len() {
+				vk, vm := a.view.entry(i)
+				if vm.Zero() {
+					continue
+				}
+				dst = append(dst, record.Row{
+					View:       v.name,
+					Start:      start,
+					Resolution: a.cfg.Interval,
+					Dims:       a.dims(vk, v.dims),
+					Metrics:    *vm,
+				})
+			}
+		}
+	}
+	a.view.reset()
+	return dst
+}
+
+// path returns the path text of attrs and the attribute set standing for every set with the
+// same path text (so that one prefix's rows with equal paths merge).
+func (a *Aggregator) path(attrs *routing.Attrs) *pathInfo {
+	p, ok := a.paths[attrs]
+	if !ok {
+		text := attrs.String()
+		canon, ok := a.byText[text]
+		if !ok {
+			canon = attrs
+			a.byText[text] = attrs
+		}
+		p = &pathInfo{text: text, canon: canon}
+		a.paths[attrs] = p
+	}
+	p.used = a.gen
+	return p
+}
+
+// prunePaths forgets the paths not used in the last 64 flushes.
+func (a *Aggregator) prunePaths() {
+	for attrs, p := range a.paths {
+		if a.gen-p.used > 64 {
+			delete(a.paths, attrs)
+			if a.byText[p.text] == attrs {
+				delete(a.byText, p.text)
+			}
+		}
+	}
+	// a canonical set may have been dropped while others of its text remain: they become
+	// canonical again on their next use
+	for _, p := range a.paths {
+		if _, ok := a.byText[p.text]; !ok {
+			a.byText[p.text] = p.canon
+		}
+	}
+}
+
+func (a *Aggregator) dims(k *key, m dim) record.Dims {
+	var d record.Dims
+	if m&dRouter != 0 {
+		d.Router = "unknown"
+		if int(k.router) < len(a.cfg.Routers) && k.router != enrich.NoRouter {
+			d.Router = a.cfg.Routers[k.router]
+		}
+	}
+	if m&dClass != 0 {
+		name, ok := a.classes[k.class]
+		if !ok {
+			name = a.cfg.ClassName(k.class)
+			a.classes[k.class] = name
+		}
+		d.Class = name
+	}
+	if m&dPrefix != 0 && k.pfxBits != 0 {
+		d.Prefix = netip.PrefixFrom(wordsAddr(k.pfxHi, k.pfxLo, k.fam&famPfx4 != 0), int(k.pfxBits)-1)
+		if k.attrs != nil {
+			d.Path = a.path(k.attrs).text
+		}
+	}
+	d.PeerAS, d.OriginAS, d.ASN = k.peer, k.origin, k.asn
+	if m&dCountry != 0 {
+		d.Country = a.code(k.country)
+	}
+	if m&dRegion != 0 {
+		d.Region = a.code(k.region)
+	}
+	d.Proto = k.proto
+	if k.fam&famSrc != 0 {
+		d.SrcGroup = wordsAddr(k.srcHi, k.srcLo, k.fam&famSrc4 != 0)
+	}
+	if k.fam&famDst != 0 {
+		d.DstGroup = wordsAddr(k.dstHi, k.dstLo, k.fam&famDst4 != 0)
+	}
+	d.Port = k.port
+	return d
+}
+
+func (a *Aggregator) code(c [2]byte) string {
+	if c == ([2]byte{}) {
+		return ""
+	}
+	s, ok := a.codes[c]
+	if !ok {
+		s = string(c[:])
+		a.codes[c] = s
+	}
+	return s
+}

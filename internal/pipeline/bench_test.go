@@ -1,0 +1,212 @@
+package pipeline
+
+import (
+	"bufio"
+	"compress/gzip"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/netledger/netledger/internal/aggregate"
+	"github.com/netledger/netledger/internal/enrich"
+	"github.com/netledger/netledger/internal/geo"
+	"github.com/netledger/netledger/internal/record"
+	"github.com/netledger/netledger/internal/routing"
+	"github.com/netledger/netledger/internal/testenv"
+)
+
+// realTable is the real 1,062,046-prefix table loaded into a RIB with 100,000 distinct
+// realistic AS paths (2–8 ASes, some prepending, a few AS_SETs), and a geo database holding a
+// country for every one of its prefixes.
+type realTable struct {
+	prefixes []netip.Prefix
+	rib      *routing.RIB
+	geo      *geo.DB
+}
+
+var (
+	realOnce sync.Once
+	real     realTable
+)
+
+func loadRealTable(b *testing.B) *realTable {
+	path := testenv.Testdata(b, "lpm/bart/prefixes.txt.gz")
+	realOnce.Do(func() {
+		f, err := os.Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		z, err := gzip.NewReader(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sc := bufio.NewScanner(z)
+		for sc.Scan() {
+			p, err := netip.ParsePrefix(sc.Text())
+			if err != nil {
+				b.Fatal(err)
+			}
+			real.prefixes = append(real.prefixes, p)
+		}
+		rng := rand.New(rand.NewPCG(4, 2))
+		pool := make([]routing.Attrs, 100000)
+		for i := range pool {
+			asns := []uint32{3356}
+			for range 1 + rng.IntN(7) {
+				asns = append(asns, 1+rng.Uint32N(400000))
+			}
+			if rng.IntN(10) == 0 {
+				asns = append(asns, asns[len(asns)-1], asns[len(asns)-1])
+			}
+			pool[i].Path = []routing.Segment{{Type: routing.SegmentSequence, ASNs: asns}}
+			if rng.IntN(100) == 0 {
+				pool[i].Path = append(pool[i].Path, routing.Segment{Type: routing.SegmentSet, ASNs: []uint32{rng.Uint32N(65000), rng.Uint32N(65000)}})
+			}
+		}
+		real.rib = routing.NewRIB()
+		if err := real.rib.Load(func(u routing.Updater) error {
+			for _, p := range real.prefixes {
+				u.Announce(p, 0, pool[rng.IntN(len(pool))])
+			}
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		// a delegated-extended file giving every prefix of the table a country
+		countries := []string{"US", "DE", "FR", "GB", "NL", "JP", "CN", "IN", "BR", "RU", "CA", "AU"}
+		rir := filepath.Join(b.TempDir(), "delegated")
+		out, err := os.Create(rir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		w := bufio.NewWriter(out)
+		fmt.Fprintf(w, "2|ripencc|20261123|%d|19830705|20261123|+0100\n", len(real.prefixes))
+		for _, p := range real.prefixes {
+			cc := countries[rng.IntN(len(countries))]
+			if p.Addr().Is4() {
+				fmt.Fprintf(w, "ripencc|%s|ipv4|%s|%d|20100101|allocated|x\n", cc, p.Addr(), 1<<(32-p.Bits()))
+			} else {
+				fmt.Fprintf(w, "ripencc|%s|ipv6|%s|%d|20100101|allocated|x\n", cc, p.Addr(), p.Bits())
+			}
+		}
+		if err := w.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		out.Close()
+		real.geo, err = geo.Open(geo.Config{RIRFiles: []string{rir}})
+		if err != nil {
+			b.Fatal(err)
+		}
+	})
+	if real.rib == nil {
+		b.Fatal("real table not loaded")
+	}
+	return &real
+}
+
+// clientRecords returns n reports from n distinct client addresses, each inside a random
+// prefix of the table (so nearly all are routed), at times spread over one minute.
+func clientRecords(t *realTable, n int) []record.Record {
+	rng := rand.New(rand.NewPCG(9, 9))
+	seen := make(map[netip.Addr]bool, n)
+	recs := make([]record.Record, 0, n)
+	base := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC).UnixNano()
+	for len(recs) < n {
+		p := t.prefixes[rng.IntN(len(t.prefixes))]
+		b := p.Addr().As16()
+		bits := p.Bits()
+		if p.Addr().Is4() {
+			bits += 96
+		}
+		for i := bits; i < 128; i++ {
+			if rng.IntN(2) == 1 {
+				b[i/8] |= 0x80 >> (i % 8)
+			}
+		}
+		a := netip.AddrFrom16(b)
+		if p.Addr().Is4() {
+			a = a.Unmap()
+		}
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
+		recs = append(recs, record.Record{Time: base + rng.Int64N(int64(time.Minute)), Client: a,
+			Server: netip.MustParseAddr("10.1.0.5"), Source: record.SourceReportV1, Class: uint16(1 + rng.IntN(2)),
+			Requests: 1, BytesOut: 1000 + rng.Uint64N(100000), MSS: 1460, Retransmits: uint32(rng.IntN(3)), Duration: 1000})
+	}
+	return recs
+}
+
+// BenchmarkEnrichAggregate: enrichment (router, longest match in the real 1,062,046-prefix
+// RIB, AS path, peer and origin AS, and with geo the country and continent from a 1.06 M
+// prefix database) plus aggregation into the default views, one record per op, over 1 M
+// distinct client addresses. flush-per-4M adds a flush of every view every 4 M records (the
+// pipeline flushes at each commit, every second: at 4–5 M records/s, that many).
+func BenchmarkEnrichAggregate(b *testing.B) {
+	t := loadRealTable(b)
+	recs := clientRecords(t, 1_000_000)
+	for _, bc := range []struct {
+		name  string
+		geo   bool
+		flush int
+		part  string
+	}{{"enrich-only", false, 0, "enrich"}, {"aggregate-only", false, 0, "aggregate"}, {"nogeo", false, 0, ""}, {"geo", true, 0, ""}, {"geo-flush-per-4M", true, 4_000_000, ""}} {
+		b.Run(bc.name, func(b *testing.B) {
+			var g enrich.Geo
+			if bc.geo {
+				g = t.geo
+			}
+			e := enrich.New([]enrich.Router{{Name: "r1", ASN: 64500, Table: t.rib}}, g)
+			a, err := aggregate.New(aggregate.Config{Routers: []string{"r1"}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var en enrich.Enriched
+			var rows []record.Row
+			// warm up: grow the tables to the load
+			for i := range recs {
+				e.Enrich(&recs[i], &en)
+				a.Add(&recs[i], &en)
+			}
+			rows = a.FlushAll(rows[:0])
+			b.ReportAllocs()
+			switch bc.part {
+			case "enrich":
+				b.ResetTimer()
+				for i := range b.N {
+					e.Enrich(&recs[i%len(recs)], &en)
+				}
+				return
+			case "aggregate":
+				ens := make([]enrich.Enriched, len(recs))
+				for i := range recs {
+					e.Enrich(&recs[i], &ens[i])
+				}
+				b.ResetTimer()
+				for i := range b.N {
+					a.Add(&recs[i%len(recs)], &ens[i%len(recs)])
+				}
+				return
+			}
+			b.ResetTimer()
+			for i := range b.N {
+				r := &recs[i%len(recs)]
+				e.Enrich(r, &en)
+				a.Add(r, &en)
+				if bc.flush > 0 && (i+1)%bc.flush == 0 {
+					rows = a.FlushAll(rows[:0])
+				}
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds()/1e6, "Mrecords/s")
+			b.ReportMetric(float64(len(rows)), "rows/flush")
+		})
+	}
+}

@@ -1,0 +1,135 @@
+package pipeline
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/netledger/netledger/internal/aggregate"
+	"github.com/netledger/netledger/internal/enrich"
+	"github.com/netledger/netledger/internal/record"
+	"github.com/netledger/netledger/internal/routing/bgp"
+	"github.com/netledger/netledger/internal/routing/routers"
+	"github.com/netledger/netledger/internal/spool"
+	"github.com/netledger/netledger/internal/store/sqlite"
+	"github.com/netledger/netledger/internal/testenv"
+)
+
+// readSeedLog parses the original's collector log (shared/tools/seed-pipeline/gen.py: "time
+// client bytes secs type retransmits mss server") into records, as trafstat v1 reports.
+func readSeedLog(b *testing.B, path string) []record.Record {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var recs []record.Record
+	for line := range bytes.Lines(data) {
+		f := bytes.Fields(line)
+		if len(f) != 8 {
+			b.Fatalf("bad line %q", line)
+		}
+		num := func(i int) uint64 {
+			v, err := strconv.ParseUint(string(f[i]), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			return v
+		}
+		recs = append(recs, record.Record{
+			Time: int64(num(0)) * 1e9, Client: netip.MustParseAddr(string(f[1])), Server: netip.MustParseAddr(string(f[7])),
+			Source: record.SourceReportV1, Requests: 1, BytesOut: num(2), Duration: num(3) * 1e6,
+			Class: uint16(num(4)), Retransmits: uint32(num(5)), MSS: uint32(num(6)),
+		})
+	}
+	return recs
+}
+
+// BenchmarkEndToEnd is the original's benchmark (BASELINES.md "Accounting pipeline"): the
+// same 1,000,000 reports (NETLEDGER_SEED_LOG: the log1m that shared/tools/seed-pipeline/gen.py
+// writes), two routers each holding the 2002 table (bview.20020722.2337.gz, peer
+// 193.203.0.1, as the original's bgpupd.sh loads it), from the reports in the spool to rows
+// committed in a fresh SQLite store. Timed: reading the spool, enrichment, aggregation and the
+// commit of every row with its roll-ups. Not timed: writing the spool, loading the tables.
+func BenchmarkEndToEnd(b *testing.B) {
+	log := os.Getenv("NETLEDGER_SEED_LOG")
+	if log == "" {
+		b.Skip("NETLEDGER_SEED_LOG not set (the 1 M-line log of shared/tools/seed-pipeline/gen.py)")
+	}
+	bview := testenv.Testdata(b, "mrt/ripe-bgpdump/test_data/bview.20020722.2337.gz")
+	recs := readSeedLog(b, log)
+	rc := func(name, net string) routers.RouterConfig {
+		return routers.RouterConfig{Name: name, ASN: 64500, Networks: []netip.Prefix{netip.MustParsePrefix(net)},
+			MRT: []string{bview}, MRTPeer: "193.203.0.1"}
+	}
+	rt, err := routers.New([]routers.RouterConfig{rc("r1", "10.1.0.0/16"), rc("r2", "10.2.0.0/16")}, bgp.Config{}, routers.Deps{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go rt.Run(ctx)
+	<-rt.Started()
+	var ers []enrich.Router
+	for _, r := range rt.Routers() {
+		ers = append(ers, enrich.Router{Name: r.Name, ASN: r.ASN, Networks: r.Networks, Table: r.RIB})
+	}
+	dir := b.TempDir()
+	sp, err := spool.Open(spool.Config{Dir: filepath.Join(dir, "spool"), SegmentSize: 64 << 20, SegmentAge: time.Hour, SyncInterval: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sp.Close()
+	for i := 0; i < len(recs); i += 1024 {
+		if err := sp.Append(recs[i:min(i+1024, len(recs))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := sp.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	prefixOnly := []aggregate.ViewConfig{aggregate.DefaultViews()[0]}
+	for _, bc := range []struct {
+		name     string
+		interval time.Duration
+		views    []aggregate.ViewConfig
+	}{
+		{"prefix-view-1h", time.Hour, prefixOnly},
+		{"default-views-1h", time.Hour, nil},
+		{"default-views-1m", time.Minute, nil},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			var rows float64
+			for i := range b.N {
+				b.StopTimer()
+				st, err := sqlite.Open(ctx, storeConfig(filepath.Join(dir, bc.name+strconv.Itoa(i)+".db")))
+				if err != nil {
+					b.Fatal(err)
+				}
+				cfg := DefaultConfig()
+				cfg.Interval, cfg.CommitInterval = bc.interval, time.Hour
+				cfg.Views, cfg.NoDefaultViews = bc.views, bc.views != nil
+				p, err := New(cfg, Deps{Spool: sp, Store: st, Enricher: enrich.New(ers, nil), Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if err := p.Drain(ctx); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				rows = testutil.ToFloat64(p.m.rows)
+				st.Close()
+			}
+			b.ReportMetric(float64(len(recs))*float64(b.N)/b.Elapsed().Seconds(), "reports/s")
+			b.ReportMetric(rows, "rows")
+		})
+	}
+}
