@@ -266,37 +266,3 @@ func addrText(a netip.Addr) string {
 	}
 	return a.String()
 }
-
-// project returns d with only the By dimension kept.
-func project(by string, d *record.Dims) record.Dims {
-	var g record.Dims
-	switch dimensions[by].column {
-	case "asn":
-		g.ASN = d.ASN
-	case "origin_as":
-		g.OriginAS = d.OriginAS
-	case "peer_as":
-		g.PeerAS = d.PeerAS
-	case "country":
-		g.Country = d.Country
-	case "region":
-		g.Region = d.Region
-	case "prefix":
-		g.Prefix = d.Prefix
-	case "router":
-		g.Router = d.Router
-	case "class":
-		g.Class = d.Class
-	case "path":
-		g.Path = d.Path
-	case "proto":
-		g.Proto = d.Proto
-	case "port":
-		g.Port = d.Port
-	case "src_group":
-		g.SrcGroup = d.SrcGroup
-	case "dst_group":
-		g.DstGroup = d.DstGroup
-	}
-	return g
-}

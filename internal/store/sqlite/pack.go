@@ -225,7 +225,6 @@ const (
 	needASN
 	needProto
 	needPort
-	needAll = 1<<iota - 1
 )
 
 // packDims is what a query needs of a point's dimensions: the filtered ones and the group key.

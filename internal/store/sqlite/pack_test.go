@@ -27,7 +27,7 @@ func TestPackRoundTrip(t *testing.T) {
 		for i := range rows {
 			d := &rows[i].Dims
 			want := packDims{d.Router, d.Class, d.Country, groupKey(by, d)}
-			if dims[i] != want || dimsFromKey(by, dims[i].key) != project(by, d) {
+			if dims[i] != want || dimsFromKey(by, dims[i].key) != byValue(by, *d) {
 				t.Fatalf("by %s, point %d: %+v, want %+v", by, i, dims[i], want)
 			}
 		}
