@@ -705,3 +705,28 @@ func TestConcurrentReaders(t *testing.T) {
 		t.Fatalf("final %+v", res)
 	}
 }
+
+// Run applies the retention when it starts (and every hour): serve needs no cron job.
+func TestRunExpires(t *testing.T) {
+	now := t0.Add(10 * 24 * time.Hour)
+	s, _ := openTest(t, WithClock(func() time.Time { return now }))
+	commitAll(t, s, []record.Row{row("prefix", t0, "203.0.113.0/24", 100), row("prefix", now.Add(-time.Hour), "203.0.113.0/24", 1)}, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var n int
+	for range 500 {
+		s.r.QueryRow(`SELECT COUNT(*) FROM points_base`).Scan(&n)
+		if n == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if n != 1 {
+		t.Errorf("base points after Run = %d, want 1 (the 10-day-old one expired)", n)
+	}
+}
