@@ -392,6 +392,9 @@ func (a *Aggregator) flushInterval(dst []record.Row, iv *interval) []record.Row 
 	for gi := range a.groups {
 		g := &a.groups[gi]
 		base := &iv.base[gi]
+		// a view has at most as many rows as the base table (as_on_path: a few times more):
+		// size the view table once instead of growing it row by row
+		a.view.reserve(base.len())
 		for _, v := range g.views {
 			a.view.reset()
 			for i := range base.len() {
@@ -410,6 +413,7 @@ func (a *Aggregator) flushInterval(dst []record.Row, iv *interval) []record.Row 
 					a.view.at(&vk).Add(m)
 				}
 			}
+			dst = slices.Grow(dst, a.view.len())
 			for i := range a.view.len() {
 				vk, vm := a.view.entry(i)
 				if vm.Zero() {

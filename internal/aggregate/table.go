@@ -47,7 +47,7 @@ func hashKey(k *key) uint64 {
 
 // at returns the metrics of k, adding k when it is new.
 func (s *sums) at(k *key) *record.Metrics {
-	if uint64(len(s.used))*2 >= uint64(len(s.slots)) {
+	if uint64(len(s.used))*4 >= uint64(len(s.slots))*3 {
 		s.grow()
 	}
 	i := hashKey(k) & s.mask
@@ -65,12 +65,13 @@ func (s *sums) at(k *key) *record.Metrics {
 	}
 }
 
-// grow doubles the table (at most half full) and reinserts the keys in their order.
+// grow doubles the table (kept at most three quarters full) and reinserts the keys in their
+// order.
 func (s *sums) grow() {
 	n := max(minSlots, 2*len(s.slots))
 	old, oldUsed := s.slots, s.used
 	s.slots, s.mask = make([]slot, n), uint64(n-1)
-	s.used = make([]int32, 0, n/2)
+	s.used = make([]int32, 0, n*3/4)
 	for _, j := range oldUsed {
 		sl := &old[j]
 		i := hashKey(&sl.k) & s.mask
@@ -79,6 +80,13 @@ func (s *sums) grow() {
 		}
 		s.slots[i] = *sl
 		s.used = append(s.used, int32(i))
+	}
+}
+
+// reserve grows the table to hold n keys without growing again.
+func (s *sums) reserve(n int) {
+	for 4*n > 3*len(s.slots) {
+		s.grow()
 	}
 }
 
