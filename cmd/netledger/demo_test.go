@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/netledger/netledger/internal/demo"
+	"github.com/netledger/netledger/internal/store/sqlite"
 )
 
 // topBytes returns the bytes per group of `netledger top --format json` on dir.
@@ -103,6 +105,23 @@ func TestDemo(t *testing.T) {
 	if err != nil || !strings.HasPrefix(c, "start,key,") || !strings.Contains(c, ",video,") {
 		t.Errorf("series: %v\n%s", err, c)
 	}
+	// without --step, 48 h are hourly points: the rate is over the hour, however few points
+	j, err := runCLI(t, "series", "--data-dir", dir, "--by", "router", "--since", "48h", "--format", "json")
+	var points []struct {
+		Bytes         uint64  `json:"bytes"`
+		BitsPerSecond float64 `json:"bits_per_second"`
+	}
+	if err == nil {
+		err = json.Unmarshal([]byte(j), &points)
+	}
+	if err != nil || len(points) == 0 {
+		t.Fatalf("series over 48h: %v\n%s", err, j)
+	}
+	for _, p := range points {
+		if want := float64(p.Bytes) * 8 / 3600; math.Abs(p.BitsPerSecond-want) > want*1e-9 {
+			t.Errorf("hourly point of %d bytes: %v bit/s, want %v", p.Bytes, p.BitsPerSecond, want)
+		}
+	}
 	tbl, err := runCLI(t, "top", "--data-dir", dir, "--by", "origin", "--since", "1h", "--limit", "3")
 	if err != nil || strings.Count(tbl, "\n") != 4 || !strings.Contains(tbl, "ORIGIN") {
 		t.Errorf("top table: %v\n%s", err, tbl)
@@ -188,6 +207,26 @@ func TestReplay(t *testing.T) {
 	again := top("prefix")
 	if len(again) != len(after) || sum(again) != sum(after) {
 		t.Error("a second replay changed the store")
+	}
+}
+
+func TestSeriesStep(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 30, 0, 0, time.UTC)
+	ret := sqlite.DefaultConfig().Retention // 7 days at 1m, 400 days hourly
+	for _, c := range []struct {
+		from, to time.Time
+		want     time.Duration
+	}{
+		{now.Add(-24 * time.Hour), now, time.Minute},
+		{now.Add(-25 * time.Hour), now, time.Hour},
+		{now.Add(-8 * 24 * time.Hour), now.Add(-8*24*time.Hour + time.Hour), time.Hour}, // 1m rows expired
+		{now.Add(-60 * 24 * time.Hour), now, time.Hour},
+		{now.Add(-61 * 24 * time.Hour), now, 24 * time.Hour},
+		{now.Add(-500 * 24 * time.Hour), now.Add(-499 * 24 * time.Hour), 24 * time.Hour}, // hourly expired
+	} {
+		if got := seriesStep(c.from, c.to, now, ret); got != c.want {
+			t.Errorf("step of %s..%s: %v, want %v", c.from, c.to, got, c.want)
+		}
 	}
 }
 

@@ -131,6 +131,9 @@ func runQuery(cmd *cobra.Command, f *queryFlags, series bool) error {
 	if err != nil {
 		return err
 	}
+	if series && q.Step == 0 {
+		q.Step = seriesStep(q.From, q.To, time.Now(), cfg.StoreConfig().Retention)
+	}
 	ctx := cmd.Context()
 	if ctx == nil {
 		ctx = context.Background()
@@ -153,4 +156,18 @@ func runQuery(cmd *cobra.Command, f *queryFlags, series bool) error {
 		return err
 	}
 	return query.Top(cmd.OutOrStdout(), out, res)
+}
+
+// seriesStep is the step of a series without --step: the finest resolution (1m, 1h, 1d) still
+// kept at from that gives at most 1,440 points, as the store would choose. It is chosen here
+// and passed on so that the rates are over the step the buckets really have (the answer only
+// says which stored resolution it was read from, and a sparse series shows no step).
+func seriesStep(from, to, now time.Time, ret sqlite.Retention) time.Duration {
+	span := to.Sub(from)
+	for _, c := range []struct{ step, ret time.Duration }{{time.Minute, ret.Base}, {time.Hour, ret.Hourly}} {
+		if span <= 1440*c.step && (c.ret == 0 || !from.Before(now.Add(-c.ret))) {
+			return c.step
+		}
+	}
+	return 24 * time.Hour
 }
