@@ -75,6 +75,10 @@ type Result struct {
 
 // Run replays cfg.From..cfg.To: see the package documentation.
 func Run(ctx context.Context, cfg Config, acc Accountant) (Result, error) {
+	if cfg.Interval <= 0 || (24*time.Hour)%cfg.Interval != 0 {
+		// Unaligned ends would replace part of an interval's row while keeping the rest.
+		return Result{}, fmt.Errorf("replay interval %v: want a length dividing a day, as the accounting interval", cfg.Interval)
+	}
 	res := Result{From: cfg.From.UTC().Truncate(cfg.Interval), To: ceil(cfg.To.UTC(), cfg.Interval)}
 	if !res.From.Before(res.To) {
 		return res, fmt.Errorf("empty range: %s is not before %s", res.From.Format(time.RFC3339), res.To.Format(time.RFC3339))

@@ -159,6 +159,20 @@ func TestReplay(t *testing.T) {
 	}
 }
 
+func TestReplayRefusesBadInterval(t *testing.T) {
+	sp, st := setup(t, 8)
+	for _, iv := range []time.Duration{0, -time.Minute, 7 * time.Minute} {
+		_, err := Run(context.Background(), Config{Spool: sp, Store: st, Consumer: "accounting", From: t0.Add(30 * time.Second), To: t0.Add(time.Hour),
+			Interval: iv, Totals: st.totals}, &minuteAcc{sums: map[time.Time]record.Metrics{}, scale: 2})
+		if err == nil {
+			t.Errorf("interval %v accepted", iv)
+		}
+	}
+	if got := st.rows[t0].Bytes; got != 100 {
+		t.Errorf("refused replays changed minute 0: %d bytes, want 100", got)
+	}
+}
+
 func TestReplayNothingAccounted(t *testing.T) {
 	sp, st := setup(t, 0)
 	_, err := Run(context.Background(), Config{Spool: sp, Store: st, From: t0, To: t0.Add(time.Hour), Interval: time.Minute, Totals: st.totals},
