@@ -148,6 +148,7 @@ func runDemo(ctx context.Context, w io.Writer, f demoFlags) (*demoResult, error)
 		}
 	}
 	tick.Stop()
+	sendEnd := time.Now().UTC()
 	if err := c.Close(); err != nil {
 		return fail(err)
 	}
@@ -173,8 +174,9 @@ func runDemo(ctx context.Context, w io.Writer, f demoFlags) (*demoResult, error)
 	}
 	res.To = time.Now().UTC().Truncate(time.Minute).Add(time.Minute)
 	res.From = res.From.Truncate(time.Minute)
-	fmt.Fprintf(w, "Sent %s requests (%s) in %s; the collector accepted %s; all committed to %s.\n",
-		query.Count(res.Sent), query.Bytes(res.SentBytes), f.duration, query.Count(res.Accepted), rel(cfg.StoreConfig().Path))
+	fmt.Fprintf(w, "Sent %s requests (%s) in %s; the collector accepted %s; all committed to %s.\n"+
+		"(Rates in the tables are over the %s the load ran.)\n",
+		query.Count(res.Sent), query.Bytes(res.SentBytes), f.duration, query.Count(res.Accepted), rel(cfg.StoreConfig().Path), f.duration)
 
 	qcfg, err := loadQueryConfig(files.Config, "")
 	if err != nil {
@@ -215,7 +217,9 @@ func runDemo(ctx context.Context, w io.Writer, f demoFlags) (*demoResult, error)
 			}
 		}
 		fmt.Fprintf(w, "\n== %s ==\n", t.title)
-		if err := query.Top(w, query.Output{Query: q, Names: names, Format: "table"}, rows); err != nil {
+		shown := q // rates over the time the load ran, not the whole minutes queried
+		shown.From, shown.To = start, sendEnd
+		if err := query.Top(w, query.Output{Query: shown, Names: names, Format: "table"}, rows); err != nil {
 			return nil, err
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/netledger/netledger/internal/demo"
+	"github.com/netledger/netledger/internal/store/sqlite"
 )
 
 // topBytes returns the bytes per group of `netledger top --format json` on dir.
@@ -66,11 +69,16 @@ func shortDemo(t *testing.T) (string, *demoResult, string) {
 func TestDemo(t *testing.T) {
 	dir, res, out := shortDemo(t)
 	t.Log(out)
-	if res.Sent == 0 || res.Accepted != res.Sent {
+	// UDP on a loaded CI machine may lose a datagram on the way (the demo says so and why);
+	// what the collector accepted must be in the store exactly once.
+	if res.Sent == 0 || res.Accepted*100 < res.Sent*99 {
 		t.Fatalf("sent %d, accepted %d", res.Sent, res.Accepted)
 	}
-	if res.Stored != res.SentBytes || res.StoredRequests != res.Sent {
-		t.Errorf("store holds %d requests, %d bytes; sent %d, %d bytes", res.StoredRequests, res.Stored, res.Sent, res.SentBytes)
+	if res.StoredRequests != res.Accepted {
+		t.Errorf("store holds %d requests; the collector accepted %d", res.StoredRequests, res.Accepted)
+	}
+	if res.Accepted == res.Sent && res.Stored != res.SentBytes {
+		t.Errorf("store holds %d bytes; sent and accepted %d", res.Stored, res.SentBytes)
 	}
 	// every table has rows
 	sections := strings.Split(out, "\n== ")[1:]
@@ -90,12 +98,29 @@ func TestDemo(t *testing.T) {
 	}
 
 	// top and series read the data directory the demo left
-	if byRouter := topBytes(t, dir, "router"); len(byRouter) != 2 || sum(byRouter) != res.SentBytes {
-		t.Errorf("top --by router: %v (want Σ %d)", byRouter, res.SentBytes)
+	if byRouter := topBytes(t, dir, "router"); len(byRouter) != 2 || sum(byRouter) != res.Stored {
+		t.Errorf("top --by router: %v (want Σ %d)", byRouter, res.Stored)
 	}
 	c, err := runCLI(t, "series", "--data-dir", dir, "--by", "class", "--since", "1h", "--format", "csv", "--class", "video")
 	if err != nil || !strings.HasPrefix(c, "start,key,") || !strings.Contains(c, ",video,") {
 		t.Errorf("series: %v\n%s", err, c)
+	}
+	// without --step, 48 h are hourly points: the rate is over the hour, however few points
+	j, err := runCLI(t, "series", "--data-dir", dir, "--by", "router", "--since", "48h", "--format", "json")
+	var points []struct {
+		Bytes         uint64  `json:"bytes"`
+		BitsPerSecond float64 `json:"bits_per_second"`
+	}
+	if err == nil {
+		err = json.Unmarshal([]byte(j), &points)
+	}
+	if err != nil || len(points) == 0 {
+		t.Fatalf("series over 48h: %v\n%s", err, j)
+	}
+	for _, p := range points {
+		if want := float64(p.Bytes) * 8 / 3600; math.Abs(p.BitsPerSecond-want) > want*1e-9 {
+			t.Errorf("hourly point of %d bytes: %v bit/s, want %v", p.Bytes, p.BitsPerSecond, want)
+		}
 	}
 	tbl, err := runCLI(t, "top", "--data-dir", dir, "--by", "origin", "--since", "1h", "--limit", "3")
 	if err != nil || strings.Count(tbl, "\n") != 4 || !strings.Contains(tbl, "ORIGIN") {
@@ -136,8 +161,8 @@ func TestReplay(t *testing.T) {
 	}
 	t.Log(out)
 	after := top("prefix")
-	if sum(after) != res.SentBytes || sum(before) != res.SentBytes {
-		t.Errorf("Σ bytes before %d, after %d, sent %d", sum(before), sum(after), res.SentBytes)
+	if sum(after) != res.Stored || sum(before) != res.Stored {
+		t.Errorf("Σ bytes before %d, after %d, stored by the demo %d", sum(before), sum(after), res.Stored)
 	}
 	for p := range top("prefix", "--router", "edge-fra") {
 		if _, ok := beforeFra[p]; ok && p != "unrouted" {
@@ -148,16 +173,130 @@ func TestReplay(t *testing.T) {
 		t.Errorf("unrouted %d → %d", before["unrouted"], after["unrouted"])
 	}
 	for _, by := range []string{"router", "class", "country", "origin"} {
-		if s := sum(top(by)); s != res.SentBytes {
-			t.Errorf("by %s after replay: Σ %d, sent %d", by, s, res.SentBytes)
+		if s := sum(top(by)); s != res.Stored {
+			t.Errorf("by %s after replay: Σ %d, stored by the demo %d", by, s, res.Stored)
 		}
 	}
-	// replaying again changes nothing
-	if _, err := runCLI(t, "replay", "--data-dir", dir, "--from", "2h"); err != nil {
+	// replaying again changes nothing, also when the routers have BGP sessions besides their
+	// MRT files (offline, the files are their tables)
+	cfgPath := filepath.Join(dir, "netledger.yaml")
+	yaml, err := os.ReadFile(cfgPath)
+	if err != nil {
 		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(string(yaml), "\n")
+	var withBGP strings.Builder
+	n := 0
+	for _, l := range lines {
+		withBGP.WriteString(l)
+		if strings.HasPrefix(l, "    mrt: [") {
+			n++
+			fmt.Fprintf(&withBGP, "    bgp: {neighbor: 192.0.2.%d, peer_asn: %d}\n", n, 65000+n)
+		}
+	}
+	withBGP.WriteString("bgp:\n  router_id: 192.0.2.254\n  local_asn: 64999\n")
+	if n != len(world.Routers) {
+		t.Fatalf("%d routers with mrt files in %s, want %d", n, cfgPath, len(world.Routers))
+	}
+	if err := os.WriteFile(cfgPath, []byte(withBGP.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, "replay", "--data-dir", dir, "--from", "2h"); err != nil {
+		t.Fatalf("replay with routers fed by MRT files and BGP: %v\n%s", err, out)
 	}
 	again := top("prefix")
 	if len(again) != len(after) || sum(again) != sum(after) {
 		t.Error("a second replay changed the store")
+	}
+}
+
+func TestSeriesStep(t *testing.T) {
+	now := time.Date(2026, 11, 23, 10, 30, 0, 0, time.UTC)
+	ret := sqlite.DefaultConfig().Retention // 7 days at 1m, 400 days hourly
+	for _, c := range []struct {
+		from, to time.Time
+		want     time.Duration
+	}{
+		{now.Add(-24 * time.Hour), now, time.Minute},
+		{now.Add(-25 * time.Hour), now, time.Hour},
+		{now.Add(-8 * 24 * time.Hour), now.Add(-8*24*time.Hour + time.Hour), time.Hour}, // 1m rows expired
+		{now.Add(-60 * 24 * time.Hour), now, time.Hour},
+		{now.Add(-61 * 24 * time.Hour), now, 24 * time.Hour},
+		{now.Add(-500 * 24 * time.Hour), now.Add(-499 * 24 * time.Hour), 24 * time.Hour}, // hourly expired
+	} {
+		if got := seriesStep(c.from, c.to, now, ret); got != c.want {
+			t.Errorf("step of %s..%s: %v, want %v", c.from, c.to, got, c.want)
+		}
+	}
+}
+
+func TestBuildQuery(t *testing.T) {
+	cfg, err := loadQueryConfig("", t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 23, 10, 30, 0, 0, time.UTC)
+	for _, c := range []struct {
+		f    queryFlags
+		view string
+		bad  string
+	}{
+		{f: queryFlags{by: "prefix", since: "24h", format: "table"}, view: "prefix"},
+		{f: queryFlags{by: "path-asn", since: "24h", format: "json"}, view: "as_path"},
+		{f: queryFlags{by: "peer", since: "1h", country: "DE", format: "csv"}, view: "country"},
+		{f: queryFlags{by: "router", since: "1h", format: "table"}, view: "router"},
+		{f: queryFlags{by: "origin", since: "1h", router: "r1", class: "web", format: "table"}, view: "origin"},
+		{f: queryFlags{by: "origin", since: "1h", country: "DE", format: "table"}, bad: "no view"},
+		{f: queryFlags{by: "city", since: "1h", format: "table"}, bad: "unknown dimension"},
+		{f: queryFlags{by: "prefix", since: "1h", format: "xml"}, bad: "unknown format"},
+		{f: queryFlags{by: "prefix", since: "1h", metric: "joy", format: "table"}, bad: "unknown metric"},
+		{f: queryFlags{by: "prefix", since: "1h", limit: -1, format: "table"}, bad: "--limit"},
+		{f: queryFlags{by: "prefix", from: "2026-11-24", format: "table"}, bad: "empty time range"},
+	} {
+		q, err := c.f.buildQuery(cfg, now)
+		if c.bad != "" {
+			if err == nil || !strings.Contains(err.Error(), c.bad) {
+				t.Errorf("%+v: error %v, want %q", c.f, err, c.bad)
+			}
+			continue
+		}
+		if err != nil || q.View != c.view {
+			t.Errorf("%+v: view %q, error %v; want view %q", c.f, q.View, err, c.view)
+		}
+	}
+}
+
+func TestReplayRefusesSessionOnlyRouters(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "netledger.yaml")
+	os.WriteFile(cfg, []byte("data_dir: "+dir+"\nrouters:\n  - name: r1\n    asn: 64500\n    bgp: {neighbor: 192.0.2.9, peer_asn: 65001}\n"), 0o600)
+	out, err := runCLI(t, "replay", "--config", cfg, "--from", "1h")
+	if err == nil || !strings.Contains(err.Error(), "mrt: files (e.g. a dump of their RIB): r1") {
+		t.Errorf("replay with a BGP-only router: %v\n%s", err, out)
+	}
+	if _, err := runCLI(t, "replay", "--config", cfg); err == nil || !strings.Contains(err.Error(), "--from is required") {
+		t.Errorf("replay without --from: %v", err)
+	}
+}
+
+// Replay opens the spool without retention: the stopped pipeline's hold on the segments it has
+// not committed past lives only in the daemon, so an expiring spool in replay would delete them.
+func TestReplaySpoolHasNoRetention(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "netledger.yaml")
+	os.WriteFile(cfgPath, []byte("data_dir: "+dir+"\nspool:\n  retention: 1h\n"), 0o600)
+	cfg, err := loadQueryConfig(cfgPath, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Spool.Retention != time.Hour {
+		t.Fatalf("configured retention %v, want 1h", cfg.Spool.Retention)
+	}
+	sc := replaySpoolConfig(cfg)
+	if sc.Retention != 0 || sc.Dir != filepath.Join(dir, "spool") || sc.SyncInterval != cfg.Spool.SyncInterval {
+		t.Errorf("replay spool config = %+v, want the daemon's in %s without retention", sc, filepath.Join(dir, "spool"))
+	}
+	if err := sc.Validate(); err != nil {
+		t.Error(err)
 	}
 }

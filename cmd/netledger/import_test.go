@@ -66,4 +66,14 @@ func TestImportCommand(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(move, "rejected", "traffic_2.csv.error.txt")); err != nil {
 		t.Error(err)
 	}
+
+	// The conntrack dimensions are queryable from the command line.
+	topOut, err := runCLI(t, "top", "--data-dir", dir, "--by", "src-group", "--format", "csv",
+		"--from", "2020-11-14T17:00:00Z", "--to", "2020-11-14T18:00:00Z")
+	if err != nil {
+		t.Fatalf("top --by src-group: %v", err)
+	}
+	if !strings.Contains(topOut, "\n10.32.251.1,,1,1884,") || !strings.Contains(topOut, "\n10.32.5.0,,0,480,") {
+		t.Errorf("top --by src-group printed:\n%s", topOut)
+	}
 }

@@ -31,7 +31,7 @@ type queryFlags struct {
 
 func (f *queryFlags) register(cmd *cobra.Command, limit int) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.by, "by", "prefix", "group by: asn (every AS on the path), origin, peer, path-asn (= asn), country, region, prefix, router, class")
+	fl.StringVar(&f.by, "by", "prefix", "group by: asn (every AS on the path), origin, peer, path-asn (= asn), country, region, prefix, router, class; conntrack: proto, port, src-group, dst-group")
 	fl.StringVar(&f.metric, "metric", "bytes", "order by: bytes, requests, packets, retransmit-rate, rtt")
 	fl.StringVar(&f.since, "since", "24h", "range: the last DURATION (e.g. 90m, 24h, 7d)")
 	fl.StringVar(&f.from, "from", "", "range start (RFC 3339, \"YYYY-MM-DD[ HH:MM]\" UTC, Unix seconds or a duration ago); overrides --since")
@@ -83,7 +83,7 @@ func asNames(cfg daemon.Config) query.Names {
 	if len(cfg.Geo.ASNames) == 0 && len(cfg.Geo.ASNDatabases) == 0 {
 		return nil
 	}
-	db, err := geo.Open(cfg.Geo)
+	db, err := geo.Open(geo.Config{ASNames: cfg.Geo.ASNames, ASNDatabases: cfg.Geo.ASNDatabases}) // names only
 	if err != nil {
 		return nil
 	}
@@ -131,6 +131,9 @@ func runQuery(cmd *cobra.Command, f *queryFlags, series bool) error {
 	if err != nil {
 		return err
 	}
+	if series && q.Step == 0 {
+		q.Step = seriesStep(q.From, q.To, time.Now(), cfg.StoreConfig().Retention)
+	}
 	ctx := cmd.Context()
 	if ctx == nil {
 		ctx = context.Background()
@@ -153,4 +156,18 @@ func runQuery(cmd *cobra.Command, f *queryFlags, series bool) error {
 		return err
 	}
 	return query.Top(cmd.OutOrStdout(), out, res)
+}
+
+// seriesStep is the step of a series without --step: the finest resolution (1m, 1h, 1d) still
+// kept at from that gives at most 1,440 points, as the store would choose. It is chosen here
+// and passed on so that the rates are over the step the buckets really have (the answer only
+// says which stored resolution it was read from, and a sparse series shows no step).
+func seriesStep(from, to, now time.Time, ret sqlite.Retention) time.Duration {
+	span := to.Sub(from)
+	for _, c := range []struct{ step, ret time.Duration }{{time.Minute, ret.Base}, {time.Hour, ret.Hourly}} {
+		if span <= 1440*c.step && (c.ret == 0 || !from.Before(now.Add(-c.ret))) {
+			return c.step
+		}
+	}
+	return 24 * time.Hour
 }

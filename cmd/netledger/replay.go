@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -112,9 +114,27 @@ func replayRange(ctx context.Context, cfg daemon.Config, from, to time.Time) (re
 		}
 	}
 	if len(missing) > 0 {
-		return res, fmt.Errorf("routers %s have no MRT files: replay needs every router's table offline (add mrt: files, e.g. a dump of its RIB)", strings.Join(missing, ", "))
+		return res, fmt.Errorf("replay needs every router's table offline, and a table fed only by BGP is not kept on disk: "+
+			"give these routers mrt: files (e.g. a dump of their RIB): %s", strings.Join(missing, ", "))
 	}
-	rc, err := routers.New(cfg.Routers, cfg.BGP, routers.Deps{Logger: slog.Default()})
+	sp, err := spool.Open(replaySpoolConfig(cfg))
+	if err != nil {
+		return res, fmt.Errorf("cannot open the spool (is netledger serve running on it? stop it first): %w", err)
+	}
+	defer sp.Close()
+	st, err := openQueryStore(ctx, cfg)
+	if err != nil {
+		return res, err
+	}
+	defer st.Close()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	// Offline, a router's MRT files are its table, also for one that a BGP session keeps
+	// current while the daemon runs (LoadFiles refuses session-fed routers).
+	offline := slices.Clone(cfg.Routers)
+	for i := range offline {
+		offline[i].BGP = nil
+	}
+	rc, err := routers.New(offline, cfg.BGP, routers.Deps{Logger: log})
 	if err != nil {
 		return res, err
 	}
@@ -143,20 +163,6 @@ func replayRange(ctx context.Context, cfg daemon.Config, from, to time.Time) (re
 		return res, err
 	}
 
-	sc := cfg.Spool
-	if sc.Dir == "" {
-		sc.Dir = filepath.Join(cfg.DataDir, "spool")
-	}
-	sp, err := spool.Open(sc)
-	if err != nil {
-		return res, fmt.Errorf("cannot open the spool (is netledger serve running on it? stop it first): %w", err)
-	}
-	defer sp.Close()
-	st, err := openQueryStore(ctx, cfg)
-	if err != nil {
-		return res, err
-	}
-	defer st.Close()
 	view, err := aggregate.Pick(cfg.Accounting.EffectiveViews(), "router")
 	if err != nil {
 		return res, err
@@ -171,6 +177,19 @@ func replayRange(ctx context.Context, cfg daemon.Config, from, to time.Time) (re
 	}
 	return replay.Run(ctx, replay.Config{Spool: sp, Store: st, Consumer: pipeline.Consumer, From: from, To: to,
 		Interval: cfg.Accounting.Interval, Window: cfg.Report.Window, Totals: totals}, acc)
+}
+
+// replaySpoolConfig is the spool configuration replay opens the spool with: the daemon's,
+// without retention. An open spool expires segments in the background, and only the running
+// pipeline holds (Spool.Hold) the segments it has not committed past: with retention, replay
+// would delete the records a stopped pipeline has yet to account, and segments it is reading.
+func replaySpoolConfig(cfg daemon.Config) spool.Config {
+	sc := cfg.Spool
+	if sc.Dir == "" {
+		sc.Dir = filepath.Join(cfg.DataDir, "spool")
+	}
+	sc.Retention = 0
+	return sc
 }
 
 // accountant is the pipeline's enrichment and aggregation, for replay.

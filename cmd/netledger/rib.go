@@ -58,7 +58,8 @@ them in order (a RIB dump, then BGP4MP update files) and swaps it in atomically;
 old table stays. --peer takes one peer of a multi-peer dump (its address, or its AS number as
 3356 or AS3356); without it every peer's route is a path of the prefix and the best one is kept:
 highest LOCAL_PREF, shortest AS path, lowest ORIGIN, lowest MED, then the peer seen first.
-Routers with a BGP session refuse: the session is their table's only writer.`,
+Routers with a BGP session refuse: the session is their table's only writer. The daemon takes
+loads only from its own host, of at most 4 GiB.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return ribLoad(cmd, f, args) },
 	}

@@ -31,6 +31,7 @@ func (d *Daemon) addAccounting(opts ...sqlite.Option) error {
 	}
 	d.closers = append(d.closers, st.Close)
 	d.Store = st
+	d.consumers = append(d.consumers, st) // applies the retention every hour
 	d.Registry.MustRegister(st.Collectors()...)
 	var g enrich.Geo
 	if d.Geo != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/netledger/netledger/internal/daemon"
 	"github.com/netledger/netledger/internal/geo"
 	"github.com/netledger/netledger/internal/record"
 )
@@ -70,7 +71,7 @@ func TestLoad(t *testing.T) {
 }
 
 func TestSetup(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "d")
+	dir := filepath.Join(t.TempDir(), "demo, #1: [x]") // YAML's special characters
 	if err := Prepare(dir); err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +95,14 @@ func TestSetup(t *testing.T) {
 		if !strings.Contains(string(cfg), s) {
 			t.Errorf("config lacks %q", s)
 		}
+	}
+	dc, err := daemon.LoadConfig(f.Config)
+	if err != nil {
+		t.Fatalf("the demo's configuration does not load: %v", err)
+	}
+	if dc.DataDir != f.Dir || !slices.Equal(dc.Geo.RIRFiles, []string{f.RIR}) || !slices.Equal(dc.Geo.ASNames, []string{f.ASNames}) ||
+		len(dc.Routers) != 2 || !slices.Equal(dc.Routers[1].MRT, []string{f.MRT[1]}) {
+		t.Errorf("configuration read back: data_dir %q, geo %+v, routers %+v", dc.DataDir, dc.Geo, dc.Routers)
 	}
 	// a second demo resets its own directory, but never another one
 	if err := Prepare(dir); err != nil {

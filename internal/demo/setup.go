@@ -107,7 +107,7 @@ func Config(f *Files, w *World) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `# netledger configuration written by "netledger demo": the demo's routers, geo data and key.
 # Run it for real with: netledger serve --config %s
-data_dir: %s
+data_dir: %q
 
 http:
   listen: 127.0.0.1:8790
@@ -124,8 +124,8 @@ report:
 	}
 	fmt.Fprintf(&b, `
 geo:
-  rir_files: [%s]
-  as_names: [%s]
+  rir_files: [%q]
+  as_names: [%q]
 
 # Each router: the server networks it carries (a report's server address selects the router)
 # and its table, here from MRT RIB dumps; add "bgp: {neighbor: ADDRESS, peer_asn: ASN}" to
@@ -137,7 +137,7 @@ routers:
 		for j, n := range r.Networks {
 			nets[j] = n.String()
 		}
-		fmt.Fprintf(&b, "  - name: %s\n    asn: %d\n    networks: [%s]\n    mrt: [%s]\n", r.Name, r.ASN, strings.Join(nets, ", "), f.MRT[i])
+		fmt.Fprintf(&b, "  - name: %s\n    asn: %d\n    networks: [%s]\n    mrt: [%q]\n", r.Name, r.ASN, strings.Join(nets, ", "), f.MRT[i])
 	}
 	return b.String()
 }

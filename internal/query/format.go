@@ -23,7 +23,7 @@ var Formats = []string{"table", "json", "csv"}
 var Metrics = []string{"bytes", "requests", "packets", "retransmit-rate", "rtt"}
 
 // Dimensions are the dimensions top and series can group by.
-var Dimensions = []string{"asn", "origin", "peer", "path-asn", "country", "region", "prefix", "router", "class"}
+var Dimensions = []string{"asn", "origin", "peer", "path-asn", "country", "region", "prefix", "router", "class", "proto", "port", "src-group", "dst-group"}
 
 // Names returns the name of an AS ("" when unknown); geo.DB.ASName fits.
 type Names func(asn uint32) string

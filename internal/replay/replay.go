@@ -75,6 +75,10 @@ type Result struct {
 
 // Run replays cfg.From..cfg.To: see the package documentation.
 func Run(ctx context.Context, cfg Config, acc Accountant) (Result, error) {
+	if cfg.Interval <= 0 || (24*time.Hour)%cfg.Interval != 0 {
+		// Unaligned ends would replace part of an interval's row while keeping the rest.
+		return Result{}, fmt.Errorf("replay interval %v: want a length dividing a day, as the accounting interval", cfg.Interval)
+	}
 	res := Result{From: cfg.From.UTC().Truncate(cfg.Interval), To: ceil(cfg.To.UTC(), cfg.Interval)}
 	if !res.From.Before(res.To) {
 		return res, fmt.Errorf("empty range: %s is not before %s", res.From.Format(time.RFC3339), res.To.Format(time.RFC3339))
@@ -136,12 +140,18 @@ func Run(ctx context.Context, cfg Config, acc Accountant) (Result, error) {
 			if err := ctx.Err(); err != nil {
 				return res, err
 			}
+			at := r.Position()
 			n, _, err := r.Read(buf[:])
 			if err != nil {
 				return res, fmt.Errorf("cannot read the spool: %w", err)
 			}
 			if n == 0 {
 				break // the committed position is past what the spool holds
+			}
+			if p := r.Position(); p.Segment != at.Segment && !spool.SegmentStart(p.Segment).Less(end) {
+				// The record opened a segment at or after the committed position: a pipeline
+				// that caught up as the segment began committed its start.
+				break
 			}
 			if p := r.Position(); p.Segment != seg {
 				seg = p.Segment

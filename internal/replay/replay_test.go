@@ -159,6 +159,20 @@ func TestReplay(t *testing.T) {
 	}
 }
 
+func TestReplayRefusesBadInterval(t *testing.T) {
+	sp, st := setup(t, 8)
+	for _, iv := range []time.Duration{0, -time.Minute, 7 * time.Minute} {
+		_, err := Run(context.Background(), Config{Spool: sp, Store: st, Consumer: "accounting", From: t0.Add(30 * time.Second), To: t0.Add(time.Hour),
+			Interval: iv, Totals: st.totals}, &minuteAcc{sums: map[time.Time]record.Metrics{}, scale: 2})
+		if err == nil {
+			t.Errorf("interval %v accepted", iv)
+		}
+	}
+	if got := st.rows[t0].Bytes; got != 100 {
+		t.Errorf("refused replays changed minute 0: %d bytes, want 100", got)
+	}
+}
+
 func TestReplayNothingAccounted(t *testing.T) {
 	sp, st := setup(t, 0)
 	_, err := Run(context.Background(), Config{Spool: sp, Store: st, From: t0, To: t0.Add(time.Hour), Interval: time.Minute, Totals: st.totals},
@@ -201,5 +215,56 @@ func TestReplayExpired(t *testing.T) {
 	t.Log(err)
 	if len(st.rows) != 2 {
 		t.Error("rows changed by a refused replay")
+	}
+}
+
+// A pipeline that caught up just as the spool started a new segment commits the start of that
+// segment; the records after it are the pipeline's, and replay must not take the first one.
+func TestReplayStopsAtCommittedSegmentStart(t *testing.T) {
+	cfg := spool.DefaultConfig()
+	cfg.Dir = filepath.Join(t.TempDir(), "spool")
+	st := &memStore{rows: map[time.Time]record.Metrics{}}
+	var sp *spool.Spool
+	for seg := 0; seg < 2; seg++ { // minutes 0..4 in segment 1, 5..9 in segment 2 after a restart
+		var err error
+		if sp, err = spool.Open(cfg); err != nil {
+			t.Fatal(err)
+		}
+		for i := 5 * seg; i < 5*seg+5; i++ {
+			r := rec(i, uint64(100+i))
+			if err := sp.Append([]record.Record{r}); err != nil {
+				t.Fatal(err)
+			}
+			if seg == 0 {
+				st.rows[t0.Add(time.Duration(i)*time.Minute)] = record.Metrics{Requests: 1, Bytes: r.BytesOut}
+			}
+		}
+		if err := sp.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		if seg == 0 {
+			sp.Close()
+		}
+	}
+	defer sp.Close()
+	p := spool.SegmentStart(2) // the pipeline accounted segment 1 and stopped
+	st.pos = store.Position{Segment: p.Segment, Offset: p.Offset}
+	acc := &minuteAcc{sums: map[time.Time]record.Metrics{}, scale: 2}
+	res, err := Run(context.Background(), Config{Spool: sp, Store: st, Consumer: "accounting", From: t0, To: t0.Add(time.Hour),
+		Interval: time.Minute, Window: 20 * time.Second, Totals: st.totals}, acc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Read != 5 || res.Replayed != 5 {
+		t.Errorf("read %d, replayed %d records; want the 5 of segment 1", res.Read, res.Replayed)
+	}
+	for i := 0; i < 10; i++ {
+		want := 2 * uint64(100+i)
+		if i >= 5 {
+			want = 0 // the pipeline's
+		}
+		if got := st.rows[t0.Add(time.Duration(i)*time.Minute)].Bytes; got != want {
+			t.Errorf("minute %d: %d bytes, want %d", i, got, want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package mrt
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -160,8 +161,8 @@ func (l *Loader) ApplyFile(name string, u routing.Updater) error {
 }
 
 // Load replaces rib's table with what fn applies (through l, say) to a fresh table swapped in
-// atomically (routing.RIB.Load); on error, or when l's peer selector took no route at all, the
-// old table stays.
+// atomically (routing.RIB.Load); on error, or when l announced no route at all (no file, an
+// empty or truncated-to-nothing file, a peer selector that took nothing), the old table stays.
 func (l *Loader) Load(rib *routing.RIB, fn func(u routing.Updater) error) error {
 	return rib.Load(func(u routing.Updater) error {
 		if err := fn(u); err != nil {
@@ -169,6 +170,9 @@ func (l *Loader) Load(rib *routing.RIB, fn func(u routing.Updater) error) error 
 		}
 		if !l.Peer.All() && len(l.ids) == 0 {
 			return fmt.Errorf("no route of peer %s in the files", l.Peer)
+		}
+		if l.stats.Announced == 0 {
+			return errors.New("no route announced in the files")
 		}
 		return nil
 	})

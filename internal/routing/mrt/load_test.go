@@ -127,7 +127,6 @@ func TestLoaderOracle(t *testing.T) {
 		files []string
 		paths int // distinct (peer, path ID) pairs at least
 	}{
-		{"bview every peer", "", []string{f("bview.20020722.2337.gz")}, 36},
 		{"bview one peer", "193.203.0.65", []string{f("bview.20020722.2337.gz")}, 1},
 		{"bview one AS", "AS1853", []string{f("bview.20020722.2337.gz")}, 1},
 		{"bview then updates", "", []string{f("bview.20020722.2337.gz"), f("updates.20020722.2238.gz")}, 36},
@@ -216,6 +215,17 @@ func TestLoadFilesErrors(t *testing.T) {
 	}
 	if _, err := LoadFiles(rib, PeerSelector{}, filepath.Join(t.TempDir(), "missing.gz")); err == nil {
 		t.Error("missing file loaded")
+	}
+	// An empty file, or no file, announces nothing: it must not empty the table.
+	empty := filepath.Join(t.TempDir(), "empty.mrt")
+	os.WriteFile(empty, nil, 0o644)
+	for _, files := range [][]string{{empty}, nil} {
+		if _, err := LoadFiles(rib, PeerSelector{}, files...); err == nil || !strings.Contains(err.Error(), "no route") {
+			t.Errorf("load of %q: error %v, want no route", files, err)
+		}
+		if got, _ := rib.Len(); got != v4 {
+			t.Errorf("load of %q changed the table: %d prefixes, want %d", files, got, v4)
+		}
 	}
 	// The complete records before the cut are applied when the caller reads them itself.
 	l := &Loader{}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 
@@ -18,9 +19,15 @@ const (
 	// LookupPath answers GET ?address=A&address=B… with []Route.
 	LookupPath = "/api/v1/routing/routers/{router}/lookup"
 	// LoadPath takes POST multipart/form-data of MRT files (?peer=… optional) and answers
-	// LoadResult.
+	// LoadResult. It replaces a table, so it answers only clients on the daemon's host (the
+	// rib commands), also when http.listen is opened to other hosts for /metrics, and it
+	// reads at most MaxUploadBytes.
 	LoadPath = "/api/v1/routing/routers/{router}/load"
 )
+
+// MaxUploadBytes bounds the body of a load: the MRT files as sent (compressed or not). A
+// full-table RIB dump of a route collector with dozens of peers is a few hundred MB gzipped.
+const MaxUploadBytes = 4 << 30
 
 // LoadResult is the answer of a load: the load and the router's state after it.
 type LoadResult struct {
@@ -57,6 +64,12 @@ func (c *Component) serveLookup(w http.ResponseWriter, req *http.Request) {
 }
 
 func (c *Component) serveLoad(w http.ResponseWriter, req *http.Request) {
+	if !fromThisHost(req) {
+		httpError(w, http.StatusForbidden, errors.New("tables are loaded only from the daemon's own host"))
+		return
+	}
+	body := &boundedBody{ReadCloser: http.MaxBytesReader(w, req.Body, c.maxUpload)}
+	req.Body = body
 	name := req.PathValue("router")
 	peer, err := mrt.ParsePeerSelector(req.URL.Query().Get("peer"))
 	if err != nil {
@@ -89,7 +102,9 @@ func (c *Component) serveLoad(w http.ResponseWriter, req *http.Request) {
 	})
 	if err != nil {
 		code := statusOf(err)
-		if code == http.StatusInternalServerError {
+		if body.exceeded { // the decoders do not all wrap the reader's error
+			code, err = http.StatusRequestEntityTooLarge, fmt.Errorf("upload larger than %d bytes: %w", c.maxUpload, err)
+		} else if code == http.StatusInternalServerError {
 			code = http.StatusUnprocessableEntity // the files' fault: their error names the offset
 		}
 		httpError(w, code, err)
@@ -102,6 +117,39 @@ func (c *Component) serveLoad(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, res)
+}
+
+// boundedBody notes whether its http.MaxBytesReader refused to read on.
+type boundedBody struct {
+	io.ReadCloser
+	exceeded bool
+}
+
+func (b *boundedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		b.exceeded = true
+	}
+	return n, err
+}
+
+// fromThisHost reports whether req comes from this host: from a loopback address, or from
+// the address it was sent to (a client on this host calling the API on a LAN address).
+func fromThisHost(req *http.Request) bool {
+	ap, err := netip.ParseAddrPort(req.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	remote := ap.Addr().Unmap()
+	if remote.IsLoopback() {
+		return true
+	}
+	local, ok := req.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if !ok {
+		return false
+	}
+	lp, err := netip.ParseAddrPort(local.String())
+	return err == nil && lp.Addr().Unmap() == remote
 }
 
 func ignoreEOF(err error) error {

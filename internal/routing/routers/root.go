@@ -68,6 +68,8 @@ type Component struct {
 	log     *slog.Logger
 	metrics *metrics
 	started chan struct{} // closed once the start-up MRT loads are done
+	// maxUpload bounds the body of an API load (MaxUploadBytes).
+	maxUpload int64
 }
 
 // New validates the configuration and builds the (empty) tables and the sessions; nothing is
@@ -76,7 +78,8 @@ func New(routers []RouterConfig, speaker bgp.Config, deps Deps) (*Component, err
 	if err := Validate(routers, speaker); err != nil {
 		return nil, err
 	}
-	c := &Component{byName: make(map[string]*router), log: deps.Logger, metrics: newMetrics(), started: make(chan struct{})}
+	c := &Component{byName: make(map[string]*router), log: deps.Logger, metrics: newMetrics(), started: make(chan struct{}),
+		maxUpload: MaxUploadBytes}
 	if c.log == nil {
 		c.log = slog.Default()
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -109,6 +110,21 @@ func getJSON(t *testing.T, url string, out any) int {
 // postFiles uploads files as `netledger rib load` does and decodes the answer.
 func postFiles(t *testing.T, url string, out any, files ...string) int {
 	t.Helper()
+	body, contentType := multipartFiles(t, files...)
+	resp, err := http.Post(url, contentType, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	return resp.StatusCode
+}
+
+// multipartFiles returns files as the body of a load and its content type.
+func multipartFiles(t *testing.T, files ...string) (*bytes.Buffer, string) {
+	t.Helper()
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
 	for _, f := range files {
@@ -120,15 +136,7 @@ func postFiles(t *testing.T, url string, out any, files ...string) int {
 		w.Write(data)
 	}
 	mw.Close()
-	resp, err := http.Post(url, mw.FormDataContentType(), &body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		t.Fatalf("POST %s: %v", url, err)
-	}
-	return resp.StatusCode
+	return &body, mw.FormDataContentType()
 }
 
 func TestComponent(t *testing.T) {
@@ -222,6 +230,53 @@ func TestComponent(t *testing.T) {
 
 	if n := testutil.ToFloat64(c.metrics.loads.WithLabelValues("empty", "error")); n != 2 {
 		t.Errorf("failed loads counted %v, want 2", n)
+	}
+
+	// Loads are taken only from loopback, and only up to maxUpload bytes; neither refusal
+	// touches the table. (Served directly: the handler reads maxUpload.)
+	v6before := res.Router.IPv6
+	load := func(remote, file string, local ...string) (int, apiError) {
+		body, contentType := multipartFiles(t, file)
+		req := httptest.NewRequest(http.MethodPost, "/api/v1/routing/routers/empty/load", body)
+		if len(local) > 0 {
+			req = req.WithContext(context.WithValue(req.Context(), http.LocalAddrContextKey, net.TCPAddrFromAddrPort(netip.MustParseAddrPort(local[0]))))
+		}
+		req.Header.Set("Content-Type", contentType)
+		req.SetPathValue("router", "empty")
+		req.RemoteAddr = remote
+		rec := httptest.NewRecorder()
+		c.serveLoad(rec, req)
+		var e apiError
+		json.Unmarshal(rec.Body.Bytes(), &e)
+		return rec.Code, e
+	}
+	for _, remote := range []string{"192.0.2.7:4242", "[2001:db8::7]:4242", "[::ffff:192.0.2.7]:4242"} {
+		if code, e := load(remote, v6file, "192.0.2.1:8790"); code != http.StatusForbidden || e.Error == "" {
+			t.Errorf("load from %s: %d %q, want 403", remote, code, e.Error)
+		}
+	}
+	if code, e := load("192.0.2.7:4242", v6file); code != http.StatusForbidden {
+		t.Errorf("load from 192.0.2.7 without a local address: %d %q, want 403", code, e.Error)
+	}
+	if code, e := load("192.0.2.1:4242", v6file, "192.0.2.1:8790"); code != http.StatusOK { // this host's LAN address
+		t.Errorf("load from the address the API listens on: %d %q, want 200", code, e.Error)
+	}
+	big := filepath.Join(dir, "updates.20100722.2015.gz") // 39 kB
+	c.maxUpload = 20000
+	if code, e := load("127.0.0.1:4242", big); code != http.StatusRequestEntityTooLarge || e.Error == "" {
+		t.Errorf("load of more than maxUpload: %d %q, want 413", code, e.Error)
+	}
+	c.maxUpload = MaxUploadBytes
+	empty := filepath.Join(t.TempDir(), "empty.mrt")
+	os.WriteFile(empty, nil, 0o644)
+	if code, e := load("127.0.0.1:4242", empty); code != http.StatusUnprocessableEntity || !strings.Contains(e.Error, "no route") {
+		t.Errorf("load of an empty file: %d %q, want 422", code, e.Error)
+	}
+	if code, e := load("[::ffff:127.0.0.1]:4242", v6file); code != http.StatusOK {
+		t.Errorf("load from mapped loopback: %d %q, want 200", code, e.Error)
+	}
+	if _, v6 := c.Routers()[2].RIB.Len(); v6 != v6before {
+		t.Errorf("refused loads changed the table: %d IPv6 prefixes, want %d", v6, v6before)
 	}
 	mfs, err := reg.Gather()
 	if err != nil {

@@ -1,6 +1,9 @@
 package sqlite
 
 import (
+	"cmp"
+	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/netledger/netledger/internal/record"
@@ -13,8 +16,8 @@ type accumulator struct {
 	step int64                // series bucket length; 0 for top
 	keep map[record.Dims]bool // series with a limit: the groups to keep
 
-	groupIdx map[record.Dims]int32
-	groups   []record.Dims
+	groupIdx map[gkey]int32
+	groups   []gkey
 	slotIdx  map[slotKey]int32
 	slots    []slot
 
@@ -27,7 +30,7 @@ type accumulator struct {
 	gslot  []int32 // group → slot in the current bucket and level, -1 unknown
 	reader packReader
 	sidx   []int32
-	vals   []uint64
+	sums   [][nMetrics]uint64 // per slot, for addMetrics
 }
 
 type slotKey struct {
@@ -38,31 +41,128 @@ type slotKey struct {
 type slot struct {
 	slotKey
 	res int64
-	m   [nMetrics]uint64
 }
 
 func newAccumulator(q store.Query, step int64, keep map[record.Dims]bool) *accumulator {
-	return &accumulator{q: q, step: step, keep: keep, groupIdx: map[record.Dims]int32{},
+	return &accumulator{q: q, step: step, keep: keep, groupIdx: map[gkey]int32{},
 		slotIdx: map[slotKey]int32{}, sidGroupBig: map[int64]int32{}, bucket: -1 << 62}
 }
 
-func (a *accumulator) group(d record.Dims) int32 {
-	g, ok := a.groupIdx[d]
+func (a *accumulator) group(k gkey) int32 {
+	g, ok := a.groupIdx[k]
 	if !ok {
 		g = int32(len(a.groups))
-		a.groupIdx[d] = g
-		a.groups = append(a.groups, d)
+		a.groupIdx[k] = g
+		a.groups = append(a.groups, k)
 	}
 	return g
 }
 
+// dims returns group g's value.
+func (a *accumulator) dims(g int32) record.Dims { return dimsFromKey(a.q.By, a.groups[g]) }
+
+// gkey is a group's value as a small map key (hashing all of Dims costs more).
+type gkey struct {
+	s    string
+	n    int64
+	a    netip.Addr
+	bits int
+}
+
+func groupKey(by string, d *record.Dims) gkey {
+	switch dimensions[by].column {
+	case "asn":
+		return gkey{n: int64(d.ASN)}
+	case "origin_as":
+		return gkey{n: int64(d.OriginAS)}
+	case "peer_as":
+		return gkey{n: int64(d.PeerAS)}
+	case "proto":
+		return gkey{n: int64(d.Proto)}
+	case "port":
+		return gkey{n: int64(d.Port)}
+	case "country":
+		return gkey{s: d.Country}
+	case "region":
+		return gkey{s: d.Region}
+	case "router":
+		return gkey{s: d.Router}
+	case "class":
+		return gkey{s: d.Class}
+	case "path":
+		return gkey{s: d.Path}
+	case "prefix":
+		return gkey{a: d.Prefix.Addr(), bits: d.Prefix.Bits()}
+	case "src_group":
+		return gkey{a: d.SrcGroup}
+	case "dst_group":
+		return gkey{a: d.DstGroup}
+	}
+	return gkey{}
+}
+
+// dimsFromKey is the inverse of groupKey.
+func dimsFromKey(by string, k gkey) record.Dims {
+	var d record.Dims
+	switch dimensions[by].column {
+	case "asn":
+		d.ASN = uint32(k.n)
+	case "origin_as":
+		d.OriginAS = uint32(k.n)
+	case "peer_as":
+		d.PeerAS = uint32(k.n)
+	case "proto":
+		d.Proto = uint8(k.n)
+	case "port":
+		d.Port = int32(k.n)
+	case "country":
+		d.Country = k.s
+	case "region":
+		d.Region = k.s
+	case "router":
+		d.Router = k.s
+	case "class":
+		d.Class = k.s
+	case "path":
+		d.Path = k.s
+	case "prefix":
+		if k.bits >= 0 && k.a.IsValid() {
+			d.Prefix = netip.PrefixFrom(k.a, k.bits)
+		}
+	case "src_group":
+		d.SrcGroup = k.a
+	case "dst_group":
+		d.DstGroup = k.a
+	}
+	return d
+}
+
+// grow makes room for n groups.
+func (a *accumulator) grow(n int) {
+	a.groupIdx = make(map[gkey]int32, n)
+	a.groups = make([]gkey, 0, n)
+	a.slots = make([]slot, 0, n)
+	a.sums = make([][nMetrics]uint64, 0, n)
+	if a.step > 0 {
+		a.slotIdx = make(map[slotKey]int32, n)
+	}
+}
+
 func (a *accumulator) slot(bucket int64, g int32) int32 {
+	if a.step == 0 { // top: one bucket, slot g is group g
+		for int(g) >= len(a.slots) {
+			a.slots = append(a.slots, slot{slotKey: slotKey{0, int32(len(a.slots))}})
+			a.sums = append(a.sums, [nMetrics]uint64{})
+		}
+		return g
+	}
 	k := slotKey{bucket, g}
 	i, ok := a.slotIdx[k]
 	if !ok {
 		i = int32(len(a.slots))
 		a.slotIdx[k] = i
 		a.slots = append(a.slots, slot{slotKey: k})
+		a.sums = append(a.sums, [nMetrics]uint64{})
 	}
 	return i
 }
@@ -72,10 +172,10 @@ func (a *accumulator) add(bucket int64, d record.Dims, res int64, m *record.Metr
 	if a.keep != nil && !a.keep[d] {
 		return
 	}
-	sl := &a.slots[a.slot(bucket, a.group(d))]
-	sl.res = max(sl.res, res)
+	i := a.slot(bucket, a.group(groupKey(a.q.By, &d)))
+	a.slots[i].res = max(a.slots[i].res, res)
 	for c, v := range metricArray(m) {
-		sl.m[c] += v
+		a.sums[i][c] += v
 	}
 }
 
@@ -102,22 +202,21 @@ func (a *accumulator) sidStore(sid int64, v int32) {
 	a.sidGroupBig[sid] = v
 }
 
-// resolve returns the sid's group + 1, or -1 when the query's filters exclude it.
-func (a *accumulator) resolve(d *record.Dims) int32 {
+// resolve returns the group + 1 of a pack point, or -1 when the query's filters exclude it.
+func (a *accumulator) resolve(d *packDims) int32 {
 	q := &a.q
-	if (q.Router != "" && d.Router != q.Router) || (q.Class != "" && d.Class != q.Class) ||
-		(q.Country != "" && d.Country != q.Country) {
+	if (q.Router != "" && d.router != q.Router) || (q.Class != "" && d.class != q.Class) ||
+		(q.Country != "" && d.country != q.Country) {
 		return -1
 	}
-	p := project(q.By, d)
-	if a.keep != nil && !a.keep[p] {
+	if a.keep != nil && !a.keep[dimsFromKey(q.By, d.key)] {
 		return -1
 	}
-	return a.group(p) + 1
+	return a.group(d.key) + 1
 }
 
 // addPack adds the points of a pack.
-func (a *accumulator) addPack(level int, start int64, data []byte) error {
+func (a *accumulator) addPack(level int, start int64, data []byte, dimsOf func() ([]byte, error)) error {
 	r := &a.reader
 	if err := r.reset(data); err != nil {
 		return err
@@ -130,16 +229,38 @@ func (a *accumulator) addPack(level int, start int64, data []byte) error {
 		a.bucket, a.level = bucket, level
 		a.gslot = a.gslot[:0]
 	}
-	var dims []record.Dims
+	var dims []packDims
 	a.sidx = a.sidx[:0]
-	res := levelSeconds[level]
+	res := levelSeconds[min(level, levelDay)]
 	for k, sid := range r.sids {
 		g := a.sidLookup(sid)
 		if g == 0 {
 			if dims == nil {
-				var err error
-				if dims, err = r.decodeDims(); err != nil {
+				blob, err := dimsOf()
+				if err != nil {
 					return err
+				}
+				need := 0
+				if a.q.Router != "" {
+					need |= needRouter
+				}
+				if a.q.Class != "" {
+					need |= needClass
+				}
+				if a.q.Country != "" {
+					need |= needCountry
+				}
+				if dims, err = r.decodeDims(blob, need, dimensions[a.q.By].need); err != nil {
+					return err
+				}
+				if len(a.groups) == 0 {
+					a.grow(r.n)
+				} else {
+					a.groups = slices.Grow(a.groups, r.n)
+					if a.step == 0 {
+						a.slots = slices.Grow(a.slots, r.n)
+						a.sums = slices.Grow(a.sums, r.n)
+					}
 				}
 			}
 			g = a.resolve(&dims[k])
@@ -159,40 +280,64 @@ func (a *accumulator) addPack(level int, start int64, data []byte) error {
 		}
 		a.sidx = append(a.sidx, si)
 	}
-	if cap(a.vals) < r.n {
-		a.vals = make([]uint64, r.n)
-	}
-	return r.eachMetric(a.vals, func(c int, vals []uint64) {
-		for k, v := range vals {
-			if si := a.sidx[k]; si >= 0 {
-				a.slots[si].m[c] += v
-			}
-		}
-	})
+	return r.addMetrics(a.sidx, a.sums)
 }
 
-// results returns one result per group (top) or per group and bucket (series).
-func (a *accumulator) results(series bool) []store.Result {
+// results returns one result per group and bucket (series).
+func (a *accumulator) results() []store.Result {
 	out := make([]store.Result, 0, len(a.slots))
-	var res time.Duration
 	for i := range a.slots {
 		sl := &a.slots[i]
-		m := metricsFrom(&sl.m)
+		m := metricsFrom(&a.sums[i])
 		if m.Zero() {
 			continue // rows of zero metrics are never written; the subtraction of Replace leaves none either
 		}
-		d := a.groups[sl.group]
-		r := store.Result{Key: keyText(a.q.By, &d), Dims: d, Metrics: m, Resolution: time.Duration(sl.res) * time.Second}
-		if series {
-			r.Start = time.Unix(sl.bucket, 0).UTC()
-		}
-		res = max(res, r.Resolution)
-		out = append(out, r)
+		d := a.dims(sl.group)
+		out = append(out, store.Result{Key: keyText(a.q.By, &d), Dims: d, Metrics: m,
+			Resolution: time.Duration(sl.res) * time.Second, Start: time.Unix(sl.bucket, 0).UTC()})
 	}
-	if !series {
-		for i := range out {
-			out[i].Resolution = res
+	return out
+}
+
+// top returns the q.Limit largest groups by q.Metric (all with no limit), ties in key order.
+// Only the returned groups are turned into results.
+func (a *accumulator) top() []store.Result {
+	value, _ := metricValue(a.q.Metric)
+	vals := make([]float64, len(a.slots))
+	idx := make([]int32, 0, len(a.slots))
+	var res int64
+	for i := range a.slots {
+		m := metricsFrom(&a.sums[i])
+		if m.Zero() {
+			continue
 		}
+		vals[i] = value(&m)
+		idx = append(idx, int32(i))
+		res = max(res, a.slots[i].res)
+	}
+	keys := make(map[int32]string)
+	key := func(i int32) string {
+		k, ok := keys[i]
+		if !ok {
+			d := a.dims(a.slots[i].group)
+			k = keyText(a.q.By, &d)
+			keys[i] = k
+		}
+		return k
+	}
+	slices.SortFunc(idx, func(x, y int32) int {
+		if c := cmp.Compare(vals[y], vals[x]); c != 0 {
+			return c
+		}
+		return cmp.Compare(key(x), key(y))
+	})
+	if a.q.Limit > 0 && len(idx) > a.q.Limit {
+		idx = idx[:a.q.Limit]
+	}
+	out := make([]store.Result, len(idx))
+	for j, i := range idx {
+		d := a.dims(a.slots[i].group)
+		out[j] = store.Result{Key: key(i), Dims: d, Metrics: metricsFrom(&a.sums[i]), Resolution: time.Duration(res) * time.Second}
 	}
 	return out
 }

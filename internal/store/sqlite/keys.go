@@ -17,6 +17,20 @@ const (
 	levels
 )
 
+// levelWeek exists only as packs: the daily points of the weeks since the epoch (Thursday to
+// Wednesday) summed per series, so that a month is read from four packs instead of thirty.
+const levelWeek = levels
+
+const weekSeconds = 7 * 86400
+
+// packSeconds is the interval length of a pack level.
+func packSeconds(level int) int64 {
+	if level == levelWeek {
+		return weekSeconds
+	}
+	return levelSeconds[level]
+}
+
 var (
 	levelTable = [levels]string{"points_base", "points_hour", "points_day"}
 	// levelSeconds is the interval length of the roll-ups (the base interval is the rows' own).
@@ -127,23 +141,24 @@ func decodeAddr(b []byte) (netip.Addr, error) {
 type dimension struct {
 	column string
 	kind   byte // 't' text, 'i' integer, 'p' prefix, 'a' address
+	need   int  // the pack field (decodeDims)
 }
 
 var dimensions = map[string]dimension{
-	"asn":       {"asn", 'i'},
-	"path-asn":  {"asn", 'i'},
-	"origin":    {"origin_as", 'i'},
-	"peer":      {"peer_as", 'i'},
-	"country":   {"country", 't'},
-	"region":    {"region", 't'},
-	"prefix":    {"prefix", 'p'},
-	"router":    {"router", 't'},
-	"class":     {"class", 't'},
-	"path":      {"path", 't'},
-	"proto":     {"proto", 'i'},
-	"port":      {"port", 'i'},
-	"src-group": {"src_group", 'a'},
-	"dst-group": {"dst_group", 'a'},
+	"asn":       {"asn", 'i', needASN},
+	"path-asn":  {"asn", 'i', needASN},
+	"origin":    {"origin_as", 'i', needOrigin},
+	"peer":      {"peer_as", 'i', needPeer},
+	"country":   {"country", 't', needCountry},
+	"region":    {"region", 't', needRegion},
+	"prefix":    {"prefix", 'p', needPrefix},
+	"router":    {"router", 't', needRouter},
+	"class":     {"class", 't', needClass},
+	"path":      {"path", 't', needPath},
+	"proto":     {"proto", 'i', needProto},
+	"port":      {"port", 'i', needPort},
+	"src-group": {"src_group", 'a', needSrc},
+	"dst-group": {"dst_group", 'a', needDst},
 }
 
 // groupValue holds a scanned group-by column.
@@ -250,38 +265,4 @@ func addrText(a netip.Addr) string {
 		return "unknown"
 	}
 	return a.String()
-}
-
-// project returns d with only the By dimension kept.
-func project(by string, d *record.Dims) record.Dims {
-	var g record.Dims
-	switch dimensions[by].column {
-	case "asn":
-		g.ASN = d.ASN
-	case "origin_as":
-		g.OriginAS = d.OriginAS
-	case "peer_as":
-		g.PeerAS = d.PeerAS
-	case "country":
-		g.Country = d.Country
-	case "region":
-		g.Region = d.Region
-	case "prefix":
-		g.Prefix = d.Prefix
-	case "router":
-		g.Router = d.Router
-	case "class":
-		g.Class = d.Class
-	case "path":
-		g.Path = d.Path
-	case "proto":
-		g.Proto = d.Proto
-	case "port":
-		g.Port = d.Port
-	case "src_group":
-		g.SrcGroup = d.SrcGroup
-	case "dst_group":
-		g.DstGroup = d.DstGroup
-	}
-	return g
 }

@@ -7,17 +7,19 @@ import (
 	"github.com/netledger/netledger/internal/record"
 )
 
-// A pack holds the points of one view at one interval start, column-wise:
+// A pack holds the points of one view at one interval start, column-wise, in two blobs. data:
 //
 //	version byte (1), uvarint n (points)
 //	uvarint length, then n series ids as uvarint deltas (ascending)
-//	uvarint length, then the dimensions: for router, class, path, country and region a
-//	  dictionary (uvarint count, strings as uvarint length + bytes) and n uvarint indices; the
-//	  prefix, src_group and dst_group as n (length byte + bytes) as stored in series; peer_as,
-//	  origin_as, asn, proto as n uvarints, port as n zig-zag varints
-//	the eleven metrics, each as n uvarints, in Metrics' order
+//	the eleven metrics in Metrics' order, each a byte 0 (all zero) or 1 followed by n uvarints
 //
-// A reader that knows a point's series from an earlier pack skips the dimensions.
+// dims, the points' dimensions, read only for series the reader has not met in an earlier pack:
+//
+//	version byte (1), uvarint n
+//	for router, class, path, country and region a dictionary (uvarint count, strings as uvarint
+//	  length + bytes) and n uvarint indices; the prefix, src_group and dst_group as n (length
+//	  byte + bytes) as stored in series; peer_as, origin_as, asn, proto as n uvarints, port as n
+//	  zig-zag varints
 const packVersion = 1
 
 const (
@@ -43,6 +45,7 @@ type packBuilder struct {
 	dst     []byte
 	ints    [5][]byte
 	metrics [nMetrics][]byte
+	nonzero [nMetrics]bool
 }
 
 func newPackBuilder() *packBuilder {
@@ -76,6 +79,7 @@ func (b *packBuilder) add(sid int64, d *record.Dims, m *record.Metrics) {
 	b.ints[4] = binary.AppendVarint(b.ints[4], int64(d.Port))
 	for i, v := range metricArray(m) {
 		b.metrics[i] = binary.AppendUvarint(b.metrics[i], v)
+		b.nonzero[i] = b.nonzero[i] || v != 0
 	}
 	b.n++
 }
@@ -94,8 +98,9 @@ func metricsFrom(a *[nMetrics]uint64) record.Metrics {
 		Retransmits: a[5], Duration: a[6], RTTSum: a[7], RTTCount: a[8], Conns: a[9], Open: a[10]}
 }
 
-func (b *packBuilder) bytes() []byte {
-	var dims []byte
+// bytes returns the data and dims blobs.
+func (b *packBuilder) bytes() (data, dims []byte) {
+	dims = binary.AppendUvarint([]byte{packVersion}, uint64(b.n))
 	for i := range nStrings {
 		dims = binary.AppendUvarint(dims, uint64(len(b.words[i])))
 		for _, w := range b.words[i] {
@@ -108,15 +113,18 @@ func (b *packBuilder) bytes() []byte {
 	for _, c := range b.ints {
 		dims = append(dims, c...)
 	}
-	out := binary.AppendUvarint([]byte{packVersion}, uint64(b.n))
-	out = binary.AppendUvarint(out, uint64(len(b.sids)))
-	out = append(out, b.sids...)
-	out = binary.AppendUvarint(out, uint64(len(dims)))
-	out = append(out, dims...)
-	for _, c := range b.metrics {
-		out = append(out, c...)
+	data = binary.AppendUvarint([]byte{packVersion}, uint64(b.n))
+	data = binary.AppendUvarint(data, uint64(len(b.sids)))
+	data = append(data, b.sids...)
+	for i, c := range b.metrics {
+		if !b.nonzero[i] {
+			data = append(data, 0)
+			continue
+		}
+		data = append(data, 1)
+		data = append(data, c...)
 	}
-	return out
+	return data, dims
 }
 
 var errBadPack = errors.New("corrupt pack")
@@ -125,10 +133,9 @@ var errBadPack = errors.New("corrupt pack")
 type packReader struct {
 	n       int
 	sids    []int64
-	dims    []byte
 	metrics []byte
 	words   [nStrings][]string
-	decoded []record.Dims
+	decoded []packDims
 }
 
 func (r *packReader) reset(data []byte) error {
@@ -155,47 +162,92 @@ func (r *packReader) reset(data []byte) error {
 		sid += int64(d)
 		r.sids = append(r.sids, sid)
 	}
-	if r.dims, err = section(&p); err != nil {
-		return err
-	}
 	r.metrics = p
 	return nil
 }
 
-// metric decodes the metric columns in order, calling fn with each column's values.
-func (r *packReader) eachMetric(vals []uint64, fn func(col int, vals []uint64)) error {
+// addMetrics adds each point's metrics to sums[slot[k]] (points whose slot is negative are
+// skipped).
+func (r *packReader) addMetrics(slot []int32, sums [][nMetrics]uint64) error {
 	p := r.metrics
-	vals = vals[:r.n]
+	slot = slot[:r.n]
 	for c := range nMetrics {
-		for k := range vals {
+		if len(p) == 0 {
+			return errBadPack
+		}
+		flag := p[0]
+		p = p[1:]
+		if flag == 0 {
+			continue
+		}
+		for _, si := range slot {
 			// Inlined uvarint: this loop is the hot path of a query.
 			var v uint64
-			var s uint
-			for i := 0; ; i++ {
-				if i >= len(p) || i == binary.MaxVarintLen64 {
-					return errBadPack
+			if len(p) > 0 && p[0] < 0x80 {
+				v = uint64(p[0])
+				p = p[1:]
+			} else {
+				var s uint
+				for i := 0; ; i++ {
+					if i >= len(p) || i == binary.MaxVarintLen64 {
+						return errBadPack
+					}
+					b := p[i]
+					if b < 0x80 {
+						v |= uint64(b) << s
+						p = p[i+1:]
+						break
+					}
+					v |= uint64(b&0x7f) << s
+					s += 7
 				}
-				b := p[i]
-				if b < 0x80 {
-					v |= uint64(b) << s
-					p = p[i+1:]
-					break
-				}
-				v |= uint64(b&0x7f) << s
-				s += 7
 			}
-			vals[k] = v
+			if si >= 0 {
+				sums[si][c] += v
+			}
 		}
-		fn(c, vals)
 	}
 	return nil
 }
 
-// decodeDims returns every point's dimensions.
-func (r *packReader) decodeDims() ([]record.Dims, error) {
-	p := r.dims
-	r.decoded = append(r.decoded[:0], make([]record.Dims, r.n)...)
-	ds := r.decoded
+// Fields of Dims for decodeDims' need mask.
+const (
+	needRouter = 1 << iota
+	needClass
+	needPath
+	needCountry
+	needRegion
+	needPrefix
+	needSrc
+	needDst
+	needPeer
+	needOrigin
+	needASN
+	needProto
+	needPort
+)
+
+// packDims is what a query needs of a point's dimensions: the filtered ones and the group key.
+type packDims struct {
+	router, class, country string
+	key                    gkey
+}
+
+// decodeDims decodes the pack's dims blob: the router, class and country when need has them,
+// and the group key from the field keyField (one need bit).
+func (r *packReader) decodeDims(p []byte, need, keyField int) ([]packDims, error) {
+	if len(p) < 1 || p[0] != packVersion {
+		return nil, errBadPack
+	}
+	p = p[1:]
+	if n, err := uvarint(&p); err != nil || n != uint64(r.n) {
+		return nil, errBadPack
+	}
+	if cap(r.decoded) < r.n {
+		r.decoded = make([]packDims, r.n)
+	}
+	ds := r.decoded[:r.n]
+	need |= keyField
 	for i := range nStrings {
 		nw, err := uvarint(&p)
 		if err != nil || nw > uint64(len(p)) {
@@ -207,26 +259,33 @@ func (r *packReader) decodeDims() ([]record.Dims, error) {
 			if err != nil || l > uint64(len(p)) {
 				return nil, errBadPack
 			}
-			r.words[i] = append(r.words[i], string(p[:l]))
+			if need&(1<<i) != 0 {
+				r.words[i] = append(r.words[i], string(p[:l]))
+			}
 			p = p[l:]
 		}
 		for k := range ds {
 			w, err := uvarint(&p)
-			if err != nil || w >= uint64(len(r.words[i])) {
+			if err != nil {
+				return nil, err
+			}
+			if need&(1<<i) == 0 {
+				continue
+			}
+			if w >= uint64(len(r.words[i])) {
 				return nil, errBadPack
 			}
 			s := r.words[i][w]
 			switch i {
 			case strRouter:
-				ds[k].Router = s
+				ds[k].router = s
 			case strClass:
-				ds[k].Class = s
-			case strPath:
-				ds[k].Path = s
+				ds[k].class = s
 			case strCountry:
-				ds[k].Country = s
-			case strRegion:
-				ds[k].Region = s
+				ds[k].country = s
+			}
+			if keyField == 1<<i {
+				ds[k].key = gkey{s: s}
 			}
 		}
 	}
@@ -237,43 +296,47 @@ func (r *packReader) decodeDims() ([]record.Dims, error) {
 			}
 			b := p[1 : 1+int(p[0])]
 			p = p[1+int(p[0]):]
-			var err error
-			switch c {
-			case 0:
-				ds[k].Prefix, err = decodePrefix(b)
-			case 1:
-				ds[k].SrcGroup, err = decodeAddr(b)
-			case 2:
-				ds[k].DstGroup, err = decodeAddr(b)
+			if keyField != needPrefix<<c {
+				continue
 			}
+			if c == 0 {
+				pf, err := decodePrefix(b)
+				if err != nil {
+					return nil, err
+				}
+				ds[k].key = gkey{a: pf.Addr(), bits: pf.Bits()}
+				continue
+			}
+			a, err := decodeAddr(b)
 			if err != nil {
 				return nil, err
 			}
+			ds[k].key = gkey{a: a}
 		}
 	}
 	for c := range 5 {
 		for k := range ds {
-			var v uint64
-			var err error
+			var v int64
 			if c == 4 {
-				var sv int64
-				sv, err = varint(&p)
-				ds[k].Port = int32(sv)
+				sv, err := varint(&p)
+				if err != nil {
+					return nil, err
+				}
+				v = int64(int32(sv))
 			} else {
-				v, err = uvarint(&p)
+				u, err := uvarint(&p)
+				if err != nil {
+					return nil, err
+				}
+				v = int64(u)
+				if c == 3 {
+					v = int64(uint8(u))
+				} else {
+					v = int64(uint32(u))
+				}
 			}
-			if err != nil {
-				return nil, err
-			}
-			switch c {
-			case 0:
-				ds[k].PeerAS = uint32(v)
-			case 1:
-				ds[k].OriginAS = uint32(v)
-			case 2:
-				ds[k].ASN = uint32(v)
-			case 3:
-				ds[k].Proto = uint8(v)
+			if keyField == needPeer<<c {
+				ds[k].key = gkey{n: v}
 			}
 		}
 	}

@@ -15,27 +15,37 @@ func TestPackRoundTrip(t *testing.T) {
 		b.add(int64(i*3+1), &rows[i].Dims, &rows[i].Metrics)
 	}
 	var r packReader
-	if err := r.reset(b.bytes()); err != nil {
+	data, blob := b.bytes()
+	if err := r.reset(data); err != nil {
 		t.Fatal(err)
 	}
-	dims, err := r.decodeDims()
-	if err != nil {
-		t.Fatal(err)
+	for _, by := range bys {
+		dims, err := r.decodeDims(blob, needRouter|needClass|needCountry, dimensions[by].need)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range rows {
+			d := &rows[i].Dims
+			want := packDims{d.Router, d.Class, d.Country, groupKey(by, d)}
+			if dims[i] != want || dimsFromKey(by, dims[i].key) != byValue(by, *d) {
+				t.Fatalf("by %s, point %d: %+v, want %+v", by, i, dims[i], want)
+			}
+		}
 	}
 	ms := make([][nMetrics]uint64, r.n)
-	if err := r.eachMetric(make([]uint64, r.n), func(c int, vals []uint64) {
-		for k, v := range vals {
-			ms[k][c] = v
-		}
-	}); err != nil {
+	slot := make([]int32, r.n)
+	for k := range slot {
+		slot[k] = int32(k)
+	}
+	if err := r.addMetrics(slot, ms); err != nil {
 		t.Fatal(err)
 	}
 	if r.n != len(rows) {
 		t.Fatalf("%d points, want %d", r.n, len(rows))
 	}
 	for i := range rows {
-		if r.sids[i] != int64(i*3+1) || dims[i] != rows[i].Dims || metricsFrom(&ms[i]) != rows[i].Metrics {
-			t.Fatalf("point %d: %d %+v %+v, want %+v", i, r.sids[i], dims[i], ms[i], rows[i])
+		if r.sids[i] != int64(i*3+1) || metricsFrom(&ms[i]) != rows[i].Metrics {
+			t.Fatalf("point %d: %d %+v, want %+v", i, r.sids[i], ms[i], rows[i])
 		}
 	}
 }
@@ -45,14 +55,15 @@ func FuzzPack(f *testing.F) {
 	b := newPackBuilder()
 	d := record.Dims{Router: "r1", Path: "1 2"}
 	b.add(5, &d, &record.Metrics{Bytes: 300})
-	f.Add(b.bytes())
-	f.Add([]byte{packVersion, 1, 1, 0, 0})
-	f.Fuzz(func(t *testing.T, data []byte) {
+	data, dims := b.bytes()
+	f.Add(data, dims)
+	f.Add([]byte{packVersion, 1, 1, 0, 0}, []byte{packVersion, 1})
+	f.Fuzz(func(t *testing.T, data, dims []byte) {
 		var r packReader
 		if r.reset(data) != nil {
 			return
 		}
-		r.decodeDims()
-		r.eachMetric(make([]uint64, r.n), func(int, []uint64) {})
+		r.decodeDims(dims, needRouter|needClass|needCountry, needPrefix)
+		r.addMetrics(make([]int32, r.n), make([][nMetrics]uint64, 1))
 	})
 }

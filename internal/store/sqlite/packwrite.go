@@ -43,8 +43,9 @@ func invalidateRange(ctx context.Context, tx *sql.Tx, level int, from, to int64)
 // interval written): intervals are packed once they are over.
 func (s *Store) pack(ctx context.Context, tx *sql.Tx, end int64) error {
 	rows, err := tx.QueryContext(ctx, `SELECT level, start, view FROM dirty
-		WHERE (level = ?1 AND start <= ?3 - 3600) OR (level = ?2 AND start <= ?3 - 86400) ORDER BY level, start`,
-		levelHour, levelDay, end)
+		WHERE (level = ?1 AND start <= ?4 - 3600) OR (level = ?2 AND start <= ?4 - 86400)
+		OR (level = ?3 AND start <= ?4 - 604800) ORDER BY level, start`,
+		levelHour, levelDay, levelWeek, end)
 	if err != nil {
 		return err
 	}
@@ -68,7 +69,7 @@ func (s *Store) pack(ctx context.Context, tx *sql.Tx, end int64) error {
 			views[todo[j].view] = newPackBuilder()
 		}
 		if err := s.packBucket(ctx, tx, todo[i].level, todo[i].start, views); err != nil {
-			return fmt.Errorf("cannot pack %s %d: %w", levelTable[todo[i].level], todo[i].start, err)
+			return fmt.Errorf("cannot pack level %d at %d: %w", todo[i].level, todo[i].start, err)
 		}
 		i = j
 	}
@@ -76,9 +77,11 @@ func (s *Store) pack(ctx context.Context, tx *sql.Tx, end int64) error {
 }
 
 func (s *Store) packBucket(ctx context.Context, tx *sql.Tx, level int, start int64, views map[string]*packBuilder) error {
+	table := levelTable[min(level, levelDay)] // weeks sum daily points
 	rows, err := tx.QueryContext(ctx, `SELECT s.view, p.sid, s.router, s.class, s.prefix, s.path, s.peer_as, s.origin_as,
-		s.asn, s.country, s.region, s.proto, s.src_group, s.dst_group, s.port, `+metricColumnsOf("p")+`
-		FROM `+levelTable[level]+` p CROSS JOIN series s ON s.id = p.sid WHERE p.start = ? ORDER BY p.sid`, start)
+		s.asn, s.country, s.region, s.proto, s.src_group, s.dst_group, s.port, `+metricSums+`
+		FROM `+table+` p CROSS JOIN series s ON s.id = p.sid WHERE p.start >= ? AND p.start < ?
+		GROUP BY p.sid ORDER BY p.sid`, start, start+packSeconds(level))
 	if err != nil {
 		return err
 	}
@@ -116,8 +119,9 @@ func (s *Store) packBucket(ctx context.Context, tx *sql.Tx, level int, start int
 	}
 	rows.Close()
 	for view, b := range views {
-		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO packs (level, start, view, data) VALUES (?, ?, ?, ?)`,
-			level, start, view, b.bytes()); err != nil {
+		data, dims := b.bytes()
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO packs (level, start, view, data, dims) VALUES (?, ?, ?, ?, ?)`,
+			level, start, view, data, dims); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM dirty WHERE level = ? AND start = ? AND view = ?`, level, start, view); err != nil {

@@ -63,18 +63,7 @@ func (s *Store) top(ctx context.Context, tx *sql.Tx, q store.Query) ([]store.Res
 			return nil, err
 		}
 	}
-	out := acc.results(false)
-	value, _ := metricValue(q.Metric)
-	slices.SortFunc(out, func(a, b store.Result) int {
-		if c := cmp.Compare(value(&b.Metrics), value(&a.Metrics)); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Key, b.Key)
-	})
-	if q.Limit > 0 && len(out) > q.Limit {
-		out = out[:q.Limit]
-	}
-	return out, nil
+	return acc.top(), nil
 }
 
 // Series returns q.By's groups per bucket of q.Step (aligned to multiples of Step since the
@@ -128,7 +117,7 @@ func (s *Store) seriesQuery(ctx context.Context, tx *sql.Tx, q store.Query) ([]s
 			return nil, err
 		}
 	}
-	out := acc.results(true)
+	out := acc.results()
 	slices.SortFunc(out, func(a, b store.Result) int {
 		if c := a.Start.Compare(b.Start); c != 0 {
 			return c
@@ -196,11 +185,39 @@ func ratio(a, b uint64) float64 {
 	return float64(a) / float64(b)
 }
 
-// read adds one part of a query to acc: the packed intervals from their packs, the others
-// (and base points) with a grouped SQL query.
+// read adds one part of a query to acc: the packed intervals from their packs (whole weeks
+// of a top from week packs), the others (and base points) with a grouped SQL query.
 func (s *Store) read(ctx context.Context, tx *sql.Tx, acc *accumulator, p part) error {
-	if p.level == levelBase {
+	switch {
+	case p.level == levelBase:
 		return s.scan(ctx, tx, acc, p)
+	case p.level == levelDay && acc.step == 0:
+		wlo, whi := ceilTo(p.lo, weekSeconds), floorTo(p.hi, weekSeconds)
+		if wlo < whi {
+			days := func(lo, hi int64) error {
+				return s.readPacks(ctx, tx, acc, part{levelDay, lo, hi}, func(lo, hi int64) error {
+					return s.scan(ctx, tx, acc, part{levelDay, lo, hi})
+				})
+			}
+			if err := days(p.lo, wlo); err != nil {
+				return err
+			}
+			if err := s.readPacks(ctx, tx, acc, part{levelWeek, wlo, whi}, days); err != nil {
+				return err
+			}
+			return days(whi, p.hi)
+		}
+	}
+	return s.readPacks(ctx, tx, acc, p, func(lo, hi int64) error {
+		return s.scan(ctx, tx, acc, part{p.level, lo, hi})
+	})
+}
+
+// readPacks adds the packs of p's level in [p.lo, p.hi) to acc, and calls rest for the
+// stretches without packs.
+func (s *Store) readPacks(ctx context.Context, tx *sql.Tx, acc *accumulator, p part, rest func(lo, hi int64) error) error {
+	if p.lo >= p.hi {
+		return nil
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT start, data FROM packs WHERE view = ? AND level = ? AND start >= ? AND start < ?
 		ORDER BY start`, acc.q.View, p.level, p.lo, p.hi)
@@ -216,20 +233,25 @@ func (s *Store) read(ctx context.Context, tx *sql.Tx, acc *accumulator, p part) 
 			return fmt.Errorf("cannot read packs: %w", err)
 		}
 		if start > next {
-			if err := s.scan(ctx, tx, acc, part{p.level, next, start}); err != nil {
+			if err := rest(next, start); err != nil {
 				return err
 			}
 		}
-		if err := acc.addPack(p.level, start, data); err != nil {
-			return fmt.Errorf("%s pack %d of %s: %w", levelTable[p.level], start, acc.q.View, err)
+		dimsOf := func() (dims []byte, err error) {
+			err = tx.QueryRowContext(ctx, `SELECT dims FROM packs WHERE view = ? AND level = ? AND start = ?`,
+				acc.q.View, p.level, start).Scan(&dims)
+			return dims, err
 		}
-		next = start + levelSeconds[p.level]
+		if err := acc.addPack(p.level, start, data, dimsOf); err != nil {
+			return fmt.Errorf("pack %d/%d of %s: %w", p.level, start, acc.q.View, err)
+		}
+		next = start + packSeconds(p.level)
 	}
 	if err := rows.Err(); err != nil {
 		return err
 	}
 	if next < p.hi {
-		return s.scan(ctx, tx, acc, part{p.level, next, p.hi})
+		return rest(next, p.hi)
 	}
 	return nil
 }

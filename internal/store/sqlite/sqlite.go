@@ -139,6 +139,8 @@ func dsn(cfg Config, readOnly bool) string {
 	q.Add("_pragma", "journal_mode(WAL)")
 	if readOnly {
 		q.Add("_pragma", "query_only(1)")
+		// Packs are megabytes: read them through the page cache's mmap, not page by page.
+		q.Add("_pragma", "mmap_size(4294967296)")
 	} else {
 		// FULL: a committed position survives a power loss, so the spool behind it may go.
 		q.Add("_pragma", "synchronous(FULL)")

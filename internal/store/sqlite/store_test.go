@@ -201,19 +201,24 @@ func randQuery(rng *rand.Rand, days int) store.Query {
 }
 
 func TestTopSeriesOracle(t *testing.T) {
+	t.Run("4 days", func(t *testing.T) { testOracle(t, 4, 3000, 150) })
+	t.Run("17 days", func(t *testing.T) { testOracle(t, 17, 2000, 60) })
+}
+
+func testOracle(t *testing.T, days, n, queries int) {
 	ctx := context.Background()
-	const days = 4
-	rng := rand.New(rand.NewPCG(1, 2))
-	s, _ := openTest(t, WithClock(func() time.Time { return t0.Add(days * 24 * time.Hour) }))
-	rows := randRows(rng, 3000, days)
+	rng := rand.New(rand.NewPCG(1, uint64(days)))
+	s, _ := openTest(t, WithClock(func() time.Time { return t0.Add(time.Duration(days) * 24 * time.Hour) }))
+	rows := randRows(rng, n, days)
 	commitAll(t, s, rows, 700)
-	var packs, dirty int
+	var packs, weeks, dirty int
 	s.r.QueryRow(`SELECT COUNT(*) FROM packs`).Scan(&packs)
+	s.r.QueryRow(`SELECT COUNT(*) FROM packs WHERE level = ?`, levelWeek).Scan(&weeks)
 	s.r.QueryRow(`SELECT COUNT(*) FROM dirty`).Scan(&dirty)
-	if packs < 50 || dirty == 0 {
-		t.Fatalf("%d packs, %d dirty intervals: the test should read both", packs, dirty)
+	if packs < 50 || dirty == 0 || (days > 14 && weeks == 0) {
+		t.Fatalf("%d packs (%d weeks), %d dirty intervals: the test should read all", packs, weeks, dirty)
 	}
-	for i := range 150 {
+	for i := range queries {
 		q := randQuery(rng, days)
 		got, err := s.Top(ctx, q)
 		if err != nil {
@@ -698,5 +703,30 @@ func TestConcurrentReaders(t *testing.T) {
 	res, _ := s.Top(ctx, q)
 	if len(res) != 1 || res[0].Metrics.Bytes != batches*k {
 		t.Fatalf("final %+v", res)
+	}
+}
+
+// Run applies the retention when it starts (and every hour): serve needs no cron job.
+func TestRunExpires(t *testing.T) {
+	now := t0.Add(10 * 24 * time.Hour)
+	s, _ := openTest(t, WithClock(func() time.Time { return now }))
+	commitAll(t, s, []record.Row{row("prefix", t0, "203.0.113.0/24", 100), row("prefix", now.Add(-time.Hour), "203.0.113.0/24", 1)}, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	var n int
+	for range 500 {
+		s.r.QueryRow(`SELECT COUNT(*) FROM points_base`).Scan(&n)
+		if n == 1 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+	if n != 1 {
+		t.Errorf("base points after Run = %d, want 1 (the 10-day-old one expired)", n)
 	}
 }

@@ -140,6 +140,9 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 			if l > levelBase {
 				st = floorTo(start, levelSeconds[l])
 				touched[bucket{l, st, r.View}] = struct{}{}
+				if l == levelDay {
+					touched[bucket{levelWeek, floorTo(start, weekSeconds), r.View}] = struct{}{}
+				}
 			}
 			k := pointKey{l, st, sid}
 			if i, ok := s.acc[k]; ok {
@@ -314,6 +317,11 @@ func (s *Store) deleteRange(ctx context.Context, tx *sql.Tx, from, to int64) err
 			if err := invalidateRange(ctx, tx, l, floorTo(from, levelSeconds[l]), to); err != nil {
 				return err
 			}
+			if l == levelDay {
+				if err := invalidateRange(ctx, tx, levelWeek, floorTo(from, weekSeconds), to); err != nil {
+					return err
+				}
+			}
 			lo, hi = ceilTo(from, levelSeconds[l]), floorTo(to, levelSeconds[l])
 		}
 		if lo >= hi {
@@ -412,6 +420,11 @@ func (s *Store) Expire(ctx context.Context, now time.Time) error {
 			for _, t := range []string{"packs", "dirty"} {
 				if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE level = ? AND start < ?`, l, now.Add(-ret[l]).Unix()); err != nil {
 					return err
+				}
+				if l == levelDay { // weeks holding expired days
+					if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE level = ? AND start < ?`, levelWeek, now.Add(-ret[l]).Unix()); err != nil {
+						return err
+					}
 				}
 			}
 		}
