@@ -33,29 +33,42 @@ func benchRow(i int, start time.Time, res time.Duration, rng *rand.Rand) record.
 // 100,000 prefixes come back every ten minutes), each with its hourly and daily roll-up and the
 // position: rows/s is the store's write throughput.
 func BenchmarkCommit(b *testing.B) {
+	benchCommit(b, 10, func(n, i int) int { return (n%10)*commitBatch + i }) // the series exist, as in a running collector
+}
+
+// BenchmarkCommitNewSeries is BenchmarkCommit with every row of a new series (as in a fresh
+// store, or the first interval after a restart): each batch also inserts its 10,000 series.
+func BenchmarkCommitNewSeries(b *testing.B) {
+	benchCommit(b, 0, func(n, i int) int { return n*commitBatch + i })
+}
+
+const commitBatch = 10000
+
+// benchCommit commits warm untimed batches, then timed ones; row i of batch n has the prefix
+// benchPrefix(prefix(n, i)).
+func benchCommit(b *testing.B, warm int, prefix func(n, i int) int) {
 	ctx := context.Background()
 	s, _ := openTest(b)
 	rng := rand.New(rand.NewPCG(1, 1))
-	const batch = 10000
-	rows := make([]record.Row, batch)
+	rows := make([]record.Row, commitBatch)
 	commit := func(n int) {
 		start := t0.Add(time.Duration(n) * time.Minute)
 		for i := range rows {
-			rows[i] = benchRow((n%10)*batch+i, start, time.Minute, rng)
+			rows[i] = benchRow(prefix(n, i), start, time.Minute, rng)
 		}
 		if err := s.Commit(ctx, store.Batch{Consumer: "accounting", Position: store.Position{Segment: uint64(n)}, Rows: rows}); err != nil {
 			b.Fatal(err)
 		}
 	}
-	for n := range 10 { // the series exist, as in a running collector
+	for n := range warm {
 		commit(n)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	for n := 10; b.Loop(); n++ {
+	for n := warm; b.Loop(); n++ {
 		commit(n)
 	}
-	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "rows/s")
+	b.ReportMetric(float64(b.N*commitBatch)/b.Elapsed().Seconds(), "rows/s")
 }
 
 const (

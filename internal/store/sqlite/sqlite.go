@@ -47,14 +47,15 @@ type Store struct {
 	now       func() time.Time
 	metrics   *metrics
 
-	wmu     sync.Mutex // serialises writers in this process; guards the fields below
-	sids    map[seriesKey]int64
-	acc     map[pointKey]int
-	points  []point
-	args    []any
-	upsert  [levels][2]*sql.Stmt // one point, chunk points
-	series  *sql.Stmt
-	savePos *sql.Stmt
+	wmu        sync.Mutex // serialises writers in this process; guards the fields below
+	sids       map[seriesKey]int64
+	acc        map[pointKey]int
+	points     []point
+	args       []any
+	upsert     [levels]*sql.Stmt // chunk points
+	series     *sql.Stmt
+	seriesMany *sql.Stmt // seriesChunk series
+	savePos    *sql.Stmt
 
 	qmu   sync.Mutex
 	query map[string]*sql.Stmt
@@ -152,11 +153,9 @@ func dsn(cfg Config, readOnly bool) string {
 // Close closes the database.
 func (s *Store) Close() error {
 	s.wmu.Lock()
-	for l := range s.upsert {
-		for _, st := range s.upsert[l] {
-			if st != nil {
-				st.Close()
-			}
+	for _, st := range s.upsert {
+		if st != nil {
+			st.Close()
 		}
 	}
 	s.wmu.Unlock()

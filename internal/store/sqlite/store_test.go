@@ -730,3 +730,70 @@ func TestRunExpires(t *testing.T) {
 		t.Errorf("base points after Run = %d, want 1 (the 10-day-old one expired)", n)
 	}
 }
+
+// TestSeriesInsertedInChunks commits batches with more new series than one series statement
+// holds (and a partial last statement, repeated keys, keys already stored and keys stored by a
+// previous process), and checks each series is stored once and its points are its rows' sums.
+func TestSeriesInsertedInChunks(t *testing.T) {
+	ctx := context.Background()
+	s, cfg := openTest(t)
+	rng := rand.New(rand.NewPCG(7, 7))
+	rows := randRows(rng, 3*seriesChunk+17, 1)
+	for i := range rows { // mostly distinct series
+		rows[i].Dims.Port = int32(i % (2*seriesChunk + 5))
+	}
+	commitAll(t, s, rows[:seriesChunk+3], len(rows))
+	commitAll(t, s, rows, len(rows)) // the first ones again: cached ids
+	s.Close()
+	s, err := Open(ctx, cfg) // no cache: the stored series come back from the insert
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	commitAll(t, s, rows, len(rows))
+	want := map[seriesKey]uint64{}
+	for i, r := range rows {
+		if r.Metrics.Zero() {
+			continue
+		}
+		n := uint64(2)
+		if i < seriesChunk+3 {
+			n = 3
+		}
+		want[seriesKey{r.View, s.collector, r.Dims}] += n * r.Metrics.Bytes
+	}
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM series`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != len(want) || n <= seriesChunk {
+		t.Fatalf("%d series stored, want %d", n, len(want))
+	}
+	// Fresh ids from a new process (no cache) agree with the stored points.
+	s.sids = map[seriesKey]int64{}
+	got := map[seriesKey]uint64{}
+	err = s.write(ctx, func(tx *sql.Tx, pending map[seriesKey]int64) error {
+		if err := s.seriesIDs(ctx, tx, s.collector, rows, pending); err != nil {
+			return err
+		}
+		if len(pending) != len(want) {
+			return fmt.Errorf("%d ids, want %d", len(pending), len(want))
+		}
+		for k, id := range pending {
+			var b uint64
+			if err := tx.QueryRowContext(ctx, `SELECT SUM(bytes) FROM points_base WHERE sid = ?`, id).Scan(&b); err != nil {
+				return err
+			}
+			got[k] = b
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, b := range want {
+		if got[k] != b {
+			t.Fatalf("series %v: %d bytes, want %d", k, got[k], b)
+		}
+	}
+}

@@ -37,11 +37,12 @@ func (s *Store) prepare(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cannot prepare series statement: %w", err)
 	}
+	if s.seriesMany, err = s.w.PrepareContext(ctx, seriesInsert(seriesChunk)); err != nil {
+		return fmt.Errorf("cannot prepare series statement: %w", err)
+	}
 	for l := range levels {
-		for i, n := range []int{1, chunk} {
-			if s.upsert[l][i], err = s.upsertStmt(ctx, l, n); err != nil {
-				return err
-			}
+		if s.upsert[l], err = s.w.PrepareContext(ctx, upsertSQL(l, chunk)); err != nil {
+			return fmt.Errorf("cannot prepare upsert: %w", err)
 		}
 	}
 	s.savePos, err = s.w.PrepareContext(ctx, `INSERT INTO positions (consumer, segment, offset) VALUES (?, ?, ?)
@@ -113,9 +114,12 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx, pending map[serie
 // packs of the hours and days written to, and packs the hours and days that are over.
 func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row, pending map[seriesKey]int64) error {
 	clear(s.acc)
-	s.points = s.points[:0]
+	s.points = slices.Grow(s.points[:0], 3*len(rows)) // a base, hourly and daily point per row at most
 	touched := map[bucket]struct{}{}
 	var end int64
+	if err := s.seriesIDs(ctx, tx, collector, rows, pending); err != nil {
+		return err
+	}
 	for i := range rows {
 		r := &rows[i]
 		if r.Metrics.Zero() {
@@ -171,9 +175,6 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 		for j < len(s.points) && j-i < chunk && s.points[j].level == l {
 			j++
 		}
-		if j-i < chunk {
-			j = i + 1 // the rest one by one (only two statement sizes are prepared)
-		}
 		args = args[:0]
 		for k := i; k < j; k++ {
 			p := &s.points[k]
@@ -183,11 +184,13 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 			}
 			args = appendMetrics(args, &p.m)
 		}
-		st := s.upsert[l][0]
+		var err error
 		if j-i == chunk {
-			st = s.upsert[l][1]
+			_, err = tx.StmtContext(ctx, s.upsert[l]).ExecContext(ctx, args...)
+		} else { // the rest of the run: one statement prepared for it
+			_, err = tx.ExecContext(ctx, upsertSQL(l, j-i), args...)
 		}
-		if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, args...); err != nil {
+		if err != nil {
 			return fmt.Errorf("cannot write %s: %w", levelTable[l], err)
 		}
 		i = j
@@ -203,8 +206,8 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 // database/sql and the VDBE set-up than the point itself.
 const chunk = 64
 
-// upsertStmt prepares the upsert of n points into level's table.
-func (s *Store) upsertStmt(ctx context.Context, level, n int) (*sql.Stmt, error) {
+// upsertSQL is the upsert of n points into level's table.
+func upsertSQL(level, n int) string {
 	cols, ph := "start, sid, "+metricColumns, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 	set := addMetrics
 	if level == levelBase {
@@ -220,11 +223,7 @@ func (s *Store) upsertStmt(ctx context.Context, level, n int) (*sql.Stmt, error)
 		b.WriteString(ph)
 	}
 	b.WriteString(" ON CONFLICT (start, sid) DO UPDATE SET " + set)
-	st, err := s.w.PrepareContext(ctx, b.String())
-	if err != nil {
-		return nil, fmt.Errorf("cannot prepare upsert: %w", err)
-	}
-	return st, nil
+	return b.String()
 }
 
 func cmpInt(a, b int64) int {
@@ -247,6 +246,129 @@ func appendMetrics(args []any, m *record.Metrics) []any {
 func metricTargets(dst []any, m *record.Metrics) []any {
 	return append(dst, &m.Requests, &m.Bytes, &m.BytesIn, &m.Packets, &m.PacketsIn, &m.Retransmits,
 		&m.Duration, &m.RTTSum, &m.RTTCount, &m.Conns, &m.Open)
+}
+
+// seriesChunk is the number of series per insert statement of seriesIDs (15 parameters each).
+const seriesChunk = 128
+
+// seriesIDs inserts the series of rows that are neither cached nor pending, seriesChunk per
+// statement, and adds their ids to pending. RETURNING yields rows in no defined order, so each
+// returned row is matched to its key by its stored column values.
+func (s *Store) seriesIDs(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row, pending map[seriesKey]int64) error {
+	var missing []int32 // indices of rows, one per new series
+	for i := range rows {
+		r := &rows[i]
+		if r.Metrics.Zero() || r.View == "" {
+			continue
+		}
+		k := seriesKey{r.View, collector, r.Dims}
+		if _, ok := s.sids[k]; ok {
+			continue
+		}
+		if _, ok := pending[k]; ok {
+			continue
+		}
+		if missing == nil {
+			missing = make([]int32, 0, len(rows)-i)
+		}
+		pending[k] = -1 // wanted; set below
+		missing = append(missing, int32(i))
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	enc := make(map[storedSeries]seriesKey, min(len(missing), seriesChunk))
+	args := make([]any, 0, seriesChunk*15)
+	matched := 0
+	for i := 0; i < len(missing); i += seriesChunk {
+		part := missing[i:min(i+seriesChunk, len(missing))]
+		args = args[:0]
+		clear(enc)
+		for _, ri := range part {
+			k := seriesKey{rows[ri].View, collector, rows[ri].Dims}
+			e := storedOf(&k)
+			enc[e] = k
+			args = append(args, e.view, e.collector, e.router, e.class, []byte(e.prefix), e.path, e.peerAS, e.originAS,
+				e.asn, e.country, e.region, e.proto, []byte(e.src), []byte(e.dst), e.port)
+		}
+		var res *sql.Rows
+		var err error
+		if len(part) == seriesChunk {
+			res, err = tx.StmtContext(ctx, s.seriesMany).QueryContext(ctx, args...)
+		} else {
+			res, err = tx.QueryContext(ctx, seriesInsert(len(part)), args...)
+		}
+		if err != nil {
+			return fmt.Errorf("cannot write series: %w", err)
+		}
+		var (
+			id            int64
+			e             storedSeries
+			pfx, src, dst []byte
+		)
+		for res.Next() {
+			if err := res.Scan(&id, &e.view, &e.collector, &e.router, &e.class, &pfx, &e.path, &e.peerAS, &e.originAS,
+				&e.asn, &e.country, &e.region, &e.proto, &src, &dst, &e.port); err != nil {
+				res.Close()
+				return fmt.Errorf("cannot read series ids: %w", err)
+			}
+			e.prefix, e.src, e.dst = string(pfx), string(src), string(dst)
+			if k, ok := enc[e]; ok {
+				pending[k] = id
+				matched++
+			}
+		}
+		res.Close()
+		if err := res.Err(); err != nil {
+			return fmt.Errorf("cannot read series ids: %w", err)
+		}
+	}
+	if matched == len(missing) {
+		return nil
+	}
+	// A key not matched (none is expected) is looked up one by one by seriesID.
+	for _, ri := range missing {
+		k := seriesKey{rows[ri].View, collector, rows[ri].Dims}
+		if pending[k] == -1 {
+			delete(pending, k)
+		}
+	}
+	return nil
+}
+
+// seriesColumns are the series table's key columns, in the order of seriesInsert's parameters.
+const seriesColumns = "view, collector, router, class, prefix, path, peer_as, origin_as, asn, country, region, proto, src_group, dst_group, port"
+
+// seriesInsert is the insert of n series returning their ids (existing ones too) and keys.
+func seriesInsert(n int) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO series (" + seriesColumns + ") VALUES ")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	}
+	b.WriteString(" ON CONFLICT DO UPDATE SET view = excluded.view RETURNING id, " + seriesColumns)
+	return b.String()
+}
+
+// storedSeries is a series key as its column values are stored.
+type storedSeries struct {
+	view, collector, router, class, prefix, path string
+	peerAS, originAS, asn                        int64
+	country, region                              string
+	proto                                        int64
+	src, dst                                     string
+	port                                         int64
+}
+
+func storedOf(k *seriesKey) storedSeries {
+	d := &k.dims
+	return storedSeries{view: k.view, collector: k.collector, router: d.Router, class: d.Class,
+		prefix: string(encodePrefix(d.Prefix)), path: d.Path, peerAS: int64(d.PeerAS), originAS: int64(d.OriginAS),
+		asn: int64(d.ASN), country: d.Country, region: d.Region, proto: int64(d.Proto),
+		src: string(encodeAddr(d.SrcGroup)), dst: string(encodeAddr(d.DstGroup)), port: int64(d.Port)}
 }
 
 func (s *Store) seriesID(ctx context.Context, tx *sql.Tx, k seriesKey, pending map[seriesKey]int64) (int64, error) {
