@@ -51,6 +51,7 @@ type Store struct {
 	sids       map[seriesKey]int64
 	acc        map[pointKey]int
 	points     []point
+	rowSids    []int64 // per row of the batch being written: its series id, 0 unknown
 	args       []any
 	upsert     [levels]*sql.Stmt // chunk points
 	series     *sql.Stmt

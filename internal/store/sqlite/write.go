@@ -132,9 +132,11 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 		if err != nil {
 			return err
 		}
-		sid, err := s.seriesID(ctx, tx, seriesKey{r.View, collector, r.Dims}, pending)
-		if err != nil {
-			return err
+		sid := s.rowSids[i]
+		if sid == 0 { // a new series (or one seriesIDs did not know)
+			if sid, err = s.seriesID(ctx, tx, seriesKey{r.View, collector, r.Dims}, pending); err != nil {
+				return err
+			}
 		}
 		start := r.Start.Unix()
 		res := int64(r.Resolution / time.Second)
@@ -254,7 +256,11 @@ const seriesChunk = 128
 // seriesIDs inserts the series of rows that are neither cached nor pending, seriesChunk per
 // statement, and adds their ids to pending. RETURNING yields rows in no defined order, so each
 // returned row is matched to its key by its stored column values.
+//
+// s.rowSids[i] is set to row i's series id where it is known before the inserts (0: look it up).
 func (s *Store) seriesIDs(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row, pending map[seriesKey]int64) error {
+	s.rowSids = slices.Grow(s.rowSids[:0], len(rows))[:len(rows)]
+	clear(s.rowSids)
 	var missing []int32 // indices of rows, one per new series
 	for i := range rows {
 		r := &rows[i]
@@ -262,10 +268,14 @@ func (s *Store) seriesIDs(ctx context.Context, tx *sql.Tx, collector string, row
 			continue
 		}
 		k := seriesKey{r.View, collector, r.Dims}
-		if _, ok := s.sids[k]; ok {
+		if id, ok := s.sids[k]; ok {
+			s.rowSids[i] = id
 			continue
 		}
-		if _, ok := pending[k]; ok {
+		if id, ok := pending[k]; ok {
+			if id != -1 {
+				s.rowSids[i] = id
+			}
 			continue
 		}
 		if missing == nil {
