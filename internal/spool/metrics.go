@@ -17,13 +17,17 @@ var (
 		"Synced spool bytes not yet read by the slowest open reader.", nil, nil)
 	descHeld = prometheus.NewDesc("netledger_spool_retention_held_total",
 		"Times retention kept an expired segment because a consumer has not committed past it.", nil, nil)
+	descCorruptFrames = prometheus.NewDesc("netledger_spool_corrupt_frames_total",
+		"Corrupt spool frames (checksum mismatch or undecodable records) readers skipped; a corrupt region counts once.", nil, nil)
+	descCorruptBytes = prometheus.NewDesc("netledger_spool_corrupt_bytes_total",
+		"Bytes of corrupt spool data readers skipped.", nil, nil)
 	descUnsynced = prometheus.NewDesc("netledger_spool_unsynced_bytes",
 		"Bytes appended to the spool and not yet synced.", nil, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (s *Spool) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAppended, descSyncs, descRemoved, descBytes, descSegments, descLag, descUnsynced, descHeld} {
+	for _, d := range []*prometheus.Desc{descAppended, descSyncs, descRemoved, descBytes, descSegments, descLag, descUnsynced, descHeld, descCorruptFrames, descCorruptBytes} {
 		ch <- d
 	}
 }
@@ -44,7 +48,10 @@ func (s *Spool) Collect(ch chan<- prometheus.Metric) {
 		unsynced = s.written + int64(len(s.pending)) - s.synced.Offset
 	}
 	appended, syncs, removed, held, segs := s.appended, s.syncs, s.removed, s.held, len(s.sealed)+1
+	cframes, cbytes := s.corruptFrames, s.corruptBytes
 	s.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descCorruptFrames, prometheus.CounterValue, float64(cframes))
+	ch <- prometheus.MustNewConstMetric(descCorruptBytes, prometheus.CounterValue, float64(cbytes))
 	ch <- prometheus.MustNewConstMetric(descAppended, prometheus.CounterValue, float64(appended))
 	ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(syncs))
 	ch <- prometheus.MustNewConstMetric(descRemoved, prometheus.CounterValue, float64(removed))

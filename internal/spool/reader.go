@@ -166,6 +166,7 @@ func (r *Reader) decode(buf []record.Record) (int, error) {
 	for n < len(buf) && p < len(rest) {
 		k, err := decodeRecord(rest[p:], r.base, &buf[n])
 		if err != nil {
+			r.off += int64(p) // past the records decoded: Read delivers them
 			return n, fmt.Errorf("spool segment %d at %d: %w: %w", r.seg, r.off+int64(p), ErrCorrupt, err)
 		}
 		p += k
@@ -181,7 +182,7 @@ func (r *Reader) seek(off int64) error {
 	var one [1]record.Record
 	for r.off < off {
 		if r.off == r.frameEnd {
-			limit, _, err := r.limit()
+			limit, sealed, err := r.limit()
 			if err != nil {
 				return err
 			}
@@ -189,7 +190,12 @@ func (r *Reader) seek(off int64) error {
 				break
 			}
 			if err := r.nextFrame(limit); err != nil {
-				return err
+				if !sealed || !errors.Is(err, ErrCorrupt) {
+					return err
+				}
+				if err := r.skip(limit, err); err != nil {
+					return err
+				}
 			}
 			continue
 		}
@@ -198,7 +204,9 @@ func (r *Reader) seek(off int64) error {
 			continue
 		}
 		if _, err := r.decode(one[:]); err != nil {
-			return err
+			if err := r.skip(r.frameEnd, err); err != nil {
+				return err
+			}
 		}
 	}
 	if r.off != off {
@@ -217,7 +225,10 @@ func (r *Reader) Read(buf []record.Record) (int, Position, error) {
 			k, err := r.decode(buf[n:])
 			n += k
 			if err != nil {
-				return n, r.pos(), err
+				// The frame checked, so its end is known: skip its undecodable rest.
+				if err := r.skip(r.frameEnd, err); err != nil {
+					return n, r.pos(), err
+				}
 			}
 			continue
 		}
@@ -235,11 +246,64 @@ func (r *Reader) Read(buf []record.Record) (int, Position, error) {
 			continue
 		}
 		if err := r.nextFrame(limit); err != nil {
-			return n, r.pos(), err
+			if !sealed || !errors.Is(err, ErrCorrupt) {
+				return n, r.pos(), err
+			}
+			if err := r.skip(limit, err); err != nil {
+				return n, r.pos(), err
+			}
 		}
 	}
 	r.publish()
 	return n, r.pos(), nil
+}
+
+// skip passes over corrupt data at r.off (disk corruption in a sealed segment, or an
+// undecodable record inside a frame whose checksum holds) instead of stopping the consumer:
+// inside a checked frame it moves to the frame's end, otherwise to the next offset before limit
+// where a whole frame checks, or to limit (the segment's end) when none does. The skipped
+// region is counted as one corrupt frame plus its bytes, and logged.
+func (r *Reader) skip(limit int64, cause error) error {
+	from := r.off
+	if r.off < r.frameEnd {
+		r.off = r.frameEnd
+	} else {
+		off, err := r.resync(from+1, limit)
+		if err != nil {
+			return err
+		}
+		r.off, r.frameEnd = off, off
+	}
+	r.s.mu.Lock()
+	r.s.corruptFrames++
+	r.s.corruptBytes += uint64(r.off - from)
+	r.s.mu.Unlock()
+	r.s.log.Error("skipping corrupt spool data", "segment", r.seg, "offset", from,
+		"bytes", r.off-from, "resume", r.off, "err", cause)
+	return nil
+}
+
+// resync returns the first offset from off on where a complete valid frame ends by limit, or
+// limit when there is none.
+func (r *Reader) resync(off, limit int64) (int64, error) {
+	for ; off+frameHeaderSize <= limit; off++ {
+		h, err := r.bytesAt(off, frameHeaderSize, limit)
+		if err != nil {
+			return 0, err
+		}
+		plen, n := int64(le.Uint32(h)), int64(le.Uint32(h[4:]))
+		if n == 0 || n > maxFrameRecords || plen < 2*n || plen > n*maxRecordSize || off+frameHeaderSize+plen > limit {
+			continue
+		}
+		b, err := r.bytesAt(off, frameHeaderSize+int(plen), limit)
+		if err != nil {
+			return 0, err
+		}
+		if checkFrame(b) != 0 {
+			return off, nil
+		}
+	}
+	return limit, nil
 }
 
 func (r *Reader) pos() Position { return Position{Segment: r.seg, Offset: r.off} }

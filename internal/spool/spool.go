@@ -84,12 +84,14 @@ type Spool struct {
 	readers    map[*Reader]struct{}
 	holds      map[string]Position // consumers' committed positions: retention keeps them
 	held       uint64              // segment deletions retention postponed for a hold
-	err        error               // sticky write error
-	closing    bool                // Close called: Append refuses
-	closed     bool                // Close done: Wait returns ErrClosed once caught up
-	appended   uint64
-	syncs      uint64
-	removed    uint64
+	// corrupt regions (and their bytes) readers skipped in sealed segments
+	corruptFrames, corruptBytes uint64
+	err                         error // sticky write error
+	closing                     bool  // Close called: Append refuses
+	closed                      bool  // Close done: Wait returns ErrClosed once caught up
+	appended                    uint64
+	syncs                       uint64
+	removed                     uint64
 
 	lock *os.File // flock'ed: one process per directory
 

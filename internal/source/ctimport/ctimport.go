@@ -117,12 +117,14 @@ func (im *Importer) Run(ctx context.Context) error {
 // Result says what happened to one file.
 type Result struct {
 	Name   string
-	Status string // imported, duplicate, rejected
+	Status string // imported, duplicate, rejected, error (left in place, tried again next poll)
 	Rows   int
-	Err    error // the rejection reason
+	Err    error // the rejection reason or the error
 }
 
-// Scan handles every settled *.csv file of the watch folder once, in name (time) order.
+// Scan handles every settled *.csv file of the watch folder once, in name (time) order. A
+// file that fails (read, store or move error) gets a Result with Status "error" and the scan
+// goes on with the others; the error returned joins those of all failed files.
 func (im *Importer) Scan(ctx context.Context, now time.Time) ([]Result, error) {
 	entries, err := os.ReadDir(im.cfg.Watch)
 	if err != nil {
@@ -144,15 +146,22 @@ func (im *Importer) Scan(ctx context.Context, now time.Time) ([]Result, error) {
 	}
 	sort.Strings(names)
 	var out []Result
+	var errs []error
 	for _, n := range names {
+		if err := ctx.Err(); err != nil {
+			return out, err
+		}
 		r, err := im.File(ctx, n)
 		if err != nil {
+			// One file that cannot be read, stored or moved does not hold up the files
+			// after it: it is counted, reported and left in place for the next poll.
 			im.files.WithLabelValues("error").Inc()
-			return out, err
+			r.Status, r.Err = "error", err
+			errs = append(errs, err)
 		}
 		out = append(out, r)
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // ParseFile parses a whole file; the first malformed line makes it fail with a report
@@ -229,8 +238,12 @@ func (im *Importer) File(ctx context.Context, name string) (Result, error) {
 func moveUnique(path, dir, name string) (string, error) {
 	dst := filepath.Join(dir, name)
 	for i := 2; ; i++ {
-		if _, err := os.Lstat(dst); errors.Is(err, fs.ErrNotExist) {
+		_, err := os.Lstat(dst)
+		if errors.Is(err, fs.ErrNotExist) {
 			break
+		}
+		if err != nil { // e.g. dir is not a folder: looking for a free name would never end
+			return "", fmt.Errorf("cannot move %s: %w", name, err)
 		}
 		dst = filepath.Join(dir, fmt.Sprintf("%s.%d", name, i))
 	}

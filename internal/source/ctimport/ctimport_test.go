@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/netledger/netledger/internal/export/ctcsv"
 )
 
@@ -171,5 +173,48 @@ func TestImportWriterOutput(t *testing.T) {
 	}
 	if got := mem.rows[rows[0].Key()][rows[0].Time]; got != rows[0] {
 		t.Errorf("stored %+v, want %+v", got, rows[0])
+	}
+}
+
+// TestImportContinuesPastFailingFile: a file whose move fails (rejected/ is not a folder) is
+// counted and left for the next poll, and the files after it are still imported.
+func TestImportContinuesPastFailingFile(t *testing.T) {
+	im, mem, watch, move := setup(t)
+	rejected := filepath.Join(move, "rejected")
+	if err := os.Remove(rejected); err != nil {
+		t.Fatal(err)
+	}
+	write(t, move, "rejected", "not a folder") // moving a rejected file there fails
+	write(t, watch, "a.csv", "garbage\n")
+	write(t, watch, "b.csv", original)
+	res, err := im.Scan(context.Background(), time.Now())
+	if err == nil || !strings.Contains(err.Error(), "a.csv") {
+		t.Errorf("Scan error = %v, want one naming a.csv", err)
+	}
+	if len(res) != 2 || res[0].Name != "a.csv" || res[0].Status != "error" || res[1].Name != "b.csv" || res[1].Status != "imported" {
+		t.Fatalf("Scan = %+v", res)
+	}
+	if mem.count() != 3 {
+		t.Errorf("store has %d rows, want b.csv's 3", mem.count())
+	}
+	if _, err := os.Stat(filepath.Join(move, "b.csv")); err != nil {
+		t.Errorf("b.csv not moved: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(watch, "a.csv")); err != nil {
+		t.Errorf("a.csv not left in place for the next poll: %v", err)
+	}
+	if n := testutil.ToFloat64(im.files.WithLabelValues("error")); n != 1 {
+		t.Errorf("error files counter = %v, want 1", n)
+	}
+	// fixed: the next poll handles it
+	if err := os.Remove(rejected); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(rejected, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	res, err = im.Scan(context.Background(), time.Now())
+	if err != nil || len(res) != 1 || res[0].Status != "rejected" {
+		t.Fatalf("next Scan = %+v, %v", res, err)
 	}
 }
