@@ -156,17 +156,28 @@ func parseCSV(line string) (record.Record, error) {
 	return j.record()
 }
 
-func runSend(cmd *cobra.Command, f sendFlags) error {
-	if f.keyFile != "" {
-		b, err := os.ReadFile(f.keyFile)
+// loadKey returns the report key given by --key, or read from --key-file (trailing newline
+// dropped); one of them is required.
+func loadKey(key, keyFile string) (string, error) {
+	if keyFile != "" {
+		b, err := os.ReadFile(keyFile)
 		if err != nil {
-			return fmt.Errorf("cannot read key file: %w", err)
+			return "", fmt.Errorf("cannot read key file: %w", err)
 		}
-		f.key = strings.TrimRight(string(b), "\r\n")
+		key = strings.TrimRight(string(b), "\r\n")
 	}
-	if f.key == "" {
-		return errors.New("--key or --key-file is required")
+	if key == "" {
+		return "", errors.New("--key or --key-file is required")
 	}
+	return key, nil
+}
+
+func runSend(cmd *cobra.Command, f sendFlags) error {
+	key, err := loadKey(f.key, f.keyFile)
+	if err != nil {
+		return err
+	}
+	f.key = key
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
 	defer stop()
 	if f.count > 0 {

@@ -167,16 +167,11 @@ func (c clientCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func runTCPInfo(cmd *cobra.Command, f tcpinfoFlags) error {
-	if f.keyFile != "" {
-		b, err := os.ReadFile(f.keyFile)
-		if err != nil {
-			return fmt.Errorf("cannot read key file: %w", err)
-		}
-		f.key = strings.TrimRight(string(b), "\r\n")
+	key, err := loadKey(f.key, f.keyFile)
+	if err != nil {
+		return err
 	}
-	if f.key == "" {
-		return errors.New("--key or --key-file is required")
-	}
+	f.key = key
 	cfg, err := tcpinfoConfig(f)
 	if err != nil {
 		return err
