@@ -29,9 +29,9 @@ import (
 //	20 payload: the records, back to back
 //
 // A frame whose header or payload is short or whose CRC does not match ends the segment: after a
-// crash such a torn tail is truncated when the spool is opened. In a sealed segment (disk
-// corruption) a reader skips such a frame: it resumes at the next offset where a frame checks,
-// or at the next segment, and counts what it skipped. Positions point at a record
+// crash such a torn tail is truncated when the spool is opened. In synced data (disk
+// corruption, in a sealed segment or the current one) a reader skips such a frame: it resumes
+// at the next offset where a frame checks, or at the segment's end, and counts what it skipped. Positions point at a record
 // (or a frame header) by its byte offset in the segment.
 //
 // A record is compact: one byte with its length (itself included), a uvarint bitmap of the

@@ -182,7 +182,7 @@ func (r *Reader) seek(off int64) error {
 	var one [1]record.Record
 	for r.off < off {
 		if r.off == r.frameEnd {
-			limit, sealed, err := r.limit()
+			limit, _, err := r.limit()
 			if err != nil {
 				return err
 			}
@@ -190,7 +190,7 @@ func (r *Reader) seek(off int64) error {
 				break
 			}
 			if err := r.nextFrame(limit); err != nil {
-				if !sealed || !errors.Is(err, ErrCorrupt) {
+				if !errors.Is(err, ErrCorrupt) {
 					return err
 				}
 				if err := r.skip(limit, err); err != nil {
@@ -246,7 +246,7 @@ func (r *Reader) Read(buf []record.Record) (int, Position, error) {
 			continue
 		}
 		if err := r.nextFrame(limit); err != nil {
-			if !sealed || !errors.Is(err, ErrCorrupt) {
+			if !errors.Is(err, ErrCorrupt) {
 				return n, r.pos(), err
 			}
 			if err := r.skip(limit, err); err != nil {
@@ -258,8 +258,10 @@ func (r *Reader) Read(buf []record.Record) (int, Position, error) {
 	return n, r.pos(), nil
 }
 
-// skip passes over corrupt data at r.off (disk corruption in a sealed segment, or an
-// undecodable record inside a frame whose checksum holds) instead of stopping the consumer:
+// skip passes over corrupt data at r.off (disk corruption of synced data, in a sealed segment or
+// in the synced part of the current one, or an undecodable record inside a frame whose checksum
+// holds) instead of stopping the consumer. The synced offset of the current segment is always a
+// frame boundary (Sync publishes the end of whole frames), so a limit there is safe to resume at:
 // inside a checked frame it moves to the frame's end, otherwise to the next offset before limit
 // where a whole frame checks, or to limit (the segment's end) when none does. The skipped
 // region is counted as one corrupt frame plus its bytes, and logged.
