@@ -221,26 +221,10 @@ func (d *Dumper) tableDump(h Header, body []byte) {
 	a.decode(&s, t.asn4, false)
 
 	d.linePrefix("TABLE_DUMP", d.timeStr(h, false), "B")
-	l := d.line
-	if h.Subtype == 2 {
-		l = appendIPv6(l, peer)
-	} else {
-		l = appendIPv4(l, peer[:])
-	}
+	l := appendPeer(d.line, h.Subtype == 2, peer, uint32(peerAS))
+	l = appendPrefix(l, h.Subtype == 2, prefix, mask)
 	l = append(l, '|')
-	l = appendUint(l, uint64(peerAS))
-	l = append(l, '|')
-	if h.Subtype == 2 {
-		l = appendIPv6(l, prefix)
-	} else {
-		l = appendIPv4(l, prefix[:])
-	}
-	l = append(l, '/')
-	l = appendUint(l, uint64(mask))
-	l = append(l, '|')
-	l = append(l, a.pathString()...)
-	l = append(l, '|')
-	l = append(l, describeOrigin(a.origin)...)
+	l = appendPathOrigin(l, a)
 	if d.mode != ModeOneLine {
 		d.line = append(l, '\n')
 		return
@@ -303,30 +287,14 @@ func (d *Dumper) tableDumpV2(h Header, body []byte) {
 		a.decode(&s, true, addPath)
 		p := &d.peers[idx]
 		d.linePrefix(format, d.timeStr(h, false), "B")
-		l := d.line
-		if p.v6 {
-			l = appendIPv6(l, &p.raw)
-		} else {
-			l = appendIPv4(l, p.raw[:])
-		}
-		l = append(l, '|')
-		l = appendUint(l, uint64(p.ASN))
-		l = append(l, '|')
-		if v6 {
-			l = appendIPv6(l, &prefix)
-		} else {
-			l = appendIPv4(l, prefix[:])
-		}
-		l = append(l, '/')
-		l = appendUint(l, uint64(bits))
+		l := appendPeer(d.line, p.v6, &p.raw, p.ASN)
+		l = appendPrefix(l, v6, &prefix, bits)
 		l = append(l, '|')
 		if addPath {
 			l = appendUint(l, uint64(pathID))
 			l = append(l, '|')
 		}
-		l = append(l, a.pathString()...)
-		l = append(l, '|')
-		l = append(l, describeOrigin(a.origin)...)
+		l = appendPathOrigin(l, a)
 		if d.mode != ModeOneLine {
 			d.line = append(l, '\n')
 			continue
@@ -389,15 +357,7 @@ func (d *Dumper) bgp4mp(h Header, body []byte) {
 			format = "BGP4MP_ET"
 		}
 		d.linePrefix(format, d.timeStr(h, et), "STATE")
-		l := d.line
-		if c.afi == 2 {
-			l = appendIPv6(l, &c.peerIP)
-		} else {
-			l = appendIPv4(l, c.peerIP[:])
-		}
-		l = append(l, '|')
-		l = appendUint(l, uint64(c.peerAS))
-		l = append(l, '|')
+		l := appendPeer(d.line, c.afi == 2, &c.peerIP, uint32(c.peerAS))
 		l = appendUint(l, uint64(c.old))
 		l = append(l, '|')
 		l = appendUint(l, uint64(c.new))
@@ -426,13 +386,13 @@ func (d *Dumper) bgp4mp(h Header, body []byte) {
 	var p rawPrefix
 	it := prefixIter{s: ws, addPath: m.addPath}
 	for it.next(&p) {
-		d.withdraw4(format, t, &m, &p)
+		d.withdraw(format, t, &m, &p, false)
 	}
 	for safi := 1; safi <= 3; safi++ {
 		if u := &a.unreach[1][safi]; u.present {
 			it := prefixIter{s: stream{b: u.nlri}, addPath: m.addPath}
 			for it.next(&p) {
-				d.withdraw4(format, t, &m, &p)
+				d.withdraw(format, t, &m, &p, false)
 			}
 		}
 	}
@@ -440,7 +400,7 @@ func (d *Dumper) bgp4mp(h Header, body []byte) {
 		if u := &a.unreach[2][safi]; u.present {
 			it := prefixIter{s: stream{b: u.nlri}, addPath: m.addPath}
 			for it.next(&p) {
-				d.withdraw6(format, t, &m, &p)
+				d.withdraw(format, t, &m, &p, true)
 			}
 		}
 	}
@@ -467,46 +427,42 @@ func (d *Dumper) bgp4mp(h Header, body []byte) {
 	}
 }
 
-func (d *Dumper) peer(l []byte, m *bgp4mpHeader) []byte {
-	if m.afi == 2 {
-		l = appendIPv6(l, &m.peerIP)
-	} else {
-		l = appendIPv4(l, m.peerIP[:])
+// appendAddr appends an IPv6 address, or the IPv4 address in a's first four bytes.
+func appendAddr(l []byte, v6 bool, a *[16]byte) []byte {
+	if v6 {
+		return appendIPv6(l, a)
 	}
+	return appendIPv4(l, a[:4])
+}
+
+// appendPeer appends "peer address|peer AS|".
+func appendPeer(l []byte, v6 bool, a *[16]byte, as uint32) []byte {
+	l = appendAddr(l, v6, a)
 	l = append(l, '|')
-	l = appendUint(l, uint64(m.peerAS))
+	l = appendUint(l, uint64(as))
 	return append(l, '|')
 }
 
-func (d *Dumper) withdraw4(format string, t []byte, m *bgp4mpHeader, p *rawPrefix) {
-	d.linePrefix(format, t, "W")
-	l := d.peer(d.line, m)
-	l = appendIPv4(l, p.addr[:])
+// appendPrefix appends "address/length".
+func appendPrefix(l []byte, v6 bool, a *[16]byte, bits uint8) []byte {
+	l = appendAddr(l, v6, a)
 	l = append(l, '/')
-	l = appendUint(l, uint64(p.bits))
-	if m.addPath {
-		l = append(l, '|')
-		l = appendUint(l, uint64(p.pathID))
-	}
-	d.line = append(l, '\n')
+	return appendUint(l, uint64(bits))
 }
 
-func (d *Dumper) withdraw6(format string, t []byte, m *bgp4mpHeader, p *rawPrefix) {
+// appendPathOrigin appends "AS path|origin".
+func appendPathOrigin(l []byte, a *attributes) []byte {
+	l = append(l, a.pathString()...)
+	l = append(l, '|')
+	return append(l, describeOrigin(a.origin)...)
+}
+
+// withdraw prints an IPv4 or IPv6 withdrawal.
+func (d *Dumper) withdraw(format string, t []byte, m *bgp4mpHeader, p *rawPrefix, v6 bool) {
 	d.linePrefix(format, t, "W")
-	l := d.line
-	switch {
-	case m.afi == 2 || m.local:
-		// bgpdump prints a local IPv4 peer in IPv6 notation here.
-		l = appendIPv6(l, &m.peerIP)
-	default:
-		l = appendIPv4(l, m.peerIP[:])
-	}
-	l = append(l, '|')
-	l = appendUint(l, uint64(m.peerAS))
-	l = append(l, '|')
-	l = appendIPv6(l, &p.addr)
-	l = append(l, '/')
-	l = appendUint(l, uint64(p.bits))
+	// bgpdump prints a local IPv4 peer in IPv6 notation in IPv6 withdrawals.
+	l := appendPeer(d.line, m.afi == 2 || v6 && m.local, &m.peerIP, m.peerAS)
+	l = appendPrefix(l, v6, &p.addr, p.bits)
 	if m.addPath {
 		l = append(l, '|')
 		l = appendUint(l, uint64(p.pathID))
@@ -518,18 +474,14 @@ func (d *Dumper) withdraw6(format string, t []byte, m *bgp4mpHeader, p *rawPrefi
 func (d *Dumper) announce4(format string, t []byte, m *bgp4mpHeader, p *rawPrefix, mp *mpNLRI) {
 	a := &d.attrs
 	d.linePrefix(format, t, "A")
-	l := d.peer(d.line, m)
-	l = appendIPv4(l, p.addr[:])
-	l = append(l, '/')
-	l = appendUint(l, uint64(p.bits))
+	l := appendPeer(d.line, m.afi == 2, &m.peerIP, m.peerAS)
+	l = appendPrefix(l, false, &p.addr, p.bits)
 	l = append(l, '|')
 	if m.addPath {
 		l = appendUint(l, uint64(p.pathID))
 		l = append(l, '|')
 	}
-	l = append(l, a.pathString()...)
-	l = append(l, '|')
-	l = append(l, describeOrigin(a.origin)...)
+	l = appendPathOrigin(l, a)
 	if d.mode != ModeOneLine {
 		d.line = append(l, '\n')
 		return
@@ -558,26 +510,19 @@ func (d *Dumper) announce4(format string, t []byte, m *bgp4mpHeader, p *rawPrefi
 func (d *Dumper) announce6(format string, t []byte, m *bgp4mpHeader, p *rawPrefix, mp *mpNLRI) {
 	a := &d.attrs
 	d.linePrefix(format, t, "A")
-	l := d.peer(d.line, m)
-	l = appendIPv6(l, &p.addr)
-	l = append(l, '/')
-	l = appendUint(l, uint64(p.bits))
+	l := appendPeer(d.line, m.afi == 2, &m.peerIP, m.peerAS)
+	l = appendPrefix(l, true, &p.addr, p.bits)
 	l = append(l, '|')
 	if m.addPath {
 		l = appendUint(l, uint64(p.pathID))
 		l = append(l, '|')
 	}
 	if d.mode != ModeOneLine {
-		l = append(l, a.pathString()...)
-		l = append(l, '|')
-		l = append(l, describeOrigin(a.origin)...)
-		d.line = append(l, '\n')
+		d.line = append(appendPathOrigin(l, a), '\n')
 		return
 	}
 	if mp.nhLen == 4 || mp.nhLen == 16 || mp.nhLen == 32 {
-		l = append(l, a.pathString()...)
-		l = append(l, '|')
-		l = append(l, describeOrigin(a.origin)...)
+		l = appendPathOrigin(l, a)
 		l = append(l, '|')
 		if mp.nhLen == 4 {
 			l = appendIPv4(l, mp.nh[:])
