@@ -2,8 +2,6 @@ package main
 
 import (
 	"database/sql"
-	"fmt"
-	"os"
 	"path/filepath"
 	"sync/atomic"
 	"syscall"
@@ -50,39 +48,16 @@ func TestAccountingCrashExactlyOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	bin := buildBinary(t)
-	dir := t.TempDir()
-	config := filepath.Join(dir, "netledger.yaml")
-	os.WriteFile(config, fmt.Appendf(nil, `data_dir: %s
-http: {listen: "127.0.0.1:0"}
-spool: {sync_interval: 20ms}
-report:
-  listen: "127.0.0.1:0"
-  keys: [{id: 1, secret: %q}]
-store: {collector: crash-test}
-accounting: {commit_interval: 20ms}
-`, dir, crashSecret), 0o600)
+	bin, dir, config := crashSetup(t, "store: {collector: crash-test}\naccounting: {commit_interval: 20ms}\n")
 	spoolDir, dbPath := filepath.Join(dir, "spool"), filepath.Join(dir, "netledger.db")
 
 	// Run 1: load; SIGKILL once reports are being committed.
 	d := startServe(t, bin, config)
 	var next atomic.Uint64
 	next.Store(1)
-	stop := make(chan struct{})
-	loaded := make(chan struct{})
-	go func() { load(t, d.reportAddr, &next, stop, 1<<40); close(loaded) }()
-	for deadline := time.Now().Add(60 * time.Second); d.accepted(t) < 20_000 || d.metric(t, "netledger_accounting_commits_total ") < 3; {
-		if time.Now().After(deadline) {
-			t.Fatal("serve did not accept 20,000 reports and commit three times in 60 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	d.cmd.Wait()
-	close(stop)
-	<-loaded
+	loadAndKill(t, d, &next, 60*time.Second, "accept 20,000 reports and commit three times", func() bool {
+		return d.accepted(t) >= 20_000 && d.metric(t, "netledger_accounting_commits_total ") >= 3
+	})
 	survivors, _ := readSpool(t, spoolDir, spool.Position{}, 1<<30)
 	before := storeTotals(t, dbPath, "points_base")["router"]
 	if before[0] == 0 || before[0] > uint64(len(survivors)) {

@@ -177,6 +177,47 @@ func readSpool(t *testing.T, dir string, from spool.Position, limit int) ([]uint
 	return ids, pos
 }
 
+// crashSetup builds the binary and writes the crash tests' serve config (extra: more YAML lines)
+// in a fresh data directory.
+func crashSetup(t *testing.T, extra string) (bin, dir, config string) {
+	t.Helper()
+	bin = buildBinary(t)
+	dir = t.TempDir()
+	config = filepath.Join(dir, "netledger.yaml")
+	yaml := fmt.Appendf(nil, `data_dir: %s
+http: {listen: "127.0.0.1:0"}
+spool: {sync_interval: 20ms}
+report:
+  listen: "127.0.0.1:0"
+  keys: [{id: 1, secret: %q}]
+%s`, dir, crashSecret, extra)
+	if err := os.WriteFile(config, yaml, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return bin, dir, config
+}
+
+// loadAndKill sends reports numbered from next to d until ready holds (failing after timeout,
+// naming what it waited for), then kills d with SIGKILL in the middle of the load and stops it.
+func loadAndKill(t *testing.T, d *daemonProc, next *atomic.Uint64, timeout time.Duration, what string, ready func() bool) {
+	t.Helper()
+	stop := make(chan struct{})
+	loaded := make(chan struct{})
+	go func() { load(t, d.reportAddr, next, stop, 1<<40); close(loaded) }()
+	for deadline := time.Now().Add(timeout); !ready(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not %s in %s", what, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	d.cmd.Wait()
+	close(stop)
+	<-loaded
+}
+
 func checkUnique(t *testing.T, what string, ids []uint64) {
 	t.Helper()
 	seen := map[uint64]bool{}
@@ -195,37 +236,14 @@ func TestCrashRecovery(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	bin := buildBinary(t)
-	dir := t.TempDir()
-	config := filepath.Join(dir, "netledger.yaml")
-	os.WriteFile(config, fmt.Appendf(nil, `data_dir: %s
-http: {listen: "127.0.0.1:0"}
-spool: {sync_interval: 20ms}
-report:
-  listen: "127.0.0.1:0"
-  keys: [{id: 1, secret: %q}]
-`, dir, crashSecret), 0o600)
+	bin, dir, config := crashSetup(t, "")
 	spoolDir := filepath.Join(dir, "spool")
 
 	// Run 1: load, then SIGKILL in the middle of it.
 	d := startServe(t, bin, config)
 	var next atomic.Uint64
 	next.Store(1)
-	stop := make(chan struct{})
-	loaded := make(chan struct{})
-	go func() { load(t, d.reportAddr, &next, stop, 1<<40); close(loaded) }()
-	for deadline := time.Now().Add(30 * time.Second); d.accepted(t) < 20_000; {
-		if time.Now().After(deadline) {
-			t.Fatal("serve accepted fewer than 20,000 reports in 30 s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	d.cmd.Wait()
-	close(stop)
-	<-loaded
+	loadAndKill(t, d, &next, 30*time.Second, "accept 20,000 reports", func() bool { return d.accepted(t) >= 20_000 })
 
 	// A consumer reads part of what was committed and checkpoints.
 	all1, _ := readSpool(t, spoolDir, spool.Position{}, 1<<30)
