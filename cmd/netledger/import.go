@@ -2,14 +2,19 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/netledger/netledger/internal/api"
 	"github.com/netledger/netledger/internal/source/ctimport"
 	"github.com/netledger/netledger/internal/store/sqlite"
 )
@@ -21,6 +26,7 @@ type importFlags struct {
 	interval        time.Duration
 	poll, settle    time.Duration
 	once            bool
+	listen          string
 }
 
 func init() {
@@ -51,6 +57,7 @@ The store is the one 'netledger serve' uses: store.path from --config, by defaul
 	fs.DurationVar(&f.interval, "interval", 15*time.Second, "the interval the CSV rows sum (the agent's --interval); a row stamped t is stored at [t-interval, t)")
 	fs.DurationVar(&f.poll, "poll", d.Poll, "how often the folder is scanned")
 	fs.DurationVar(&f.settle, "settle", d.Settle, "how long a file must be unmodified before it is read (files written in place)")
+	fs.StringVar(&f.listen, "listen", "127.0.0.1:8793", "address of /metrics and /healthz: files imported, rejected, rows, store commits (empty: none; not with --once)")
 	fs.BoolVar(&f.once, "once", false, "import what the folder holds now, print one line per file, and exit (1 if a file was rejected)")
 	cmd.MarkFlagRequired("watch")
 	cmd.MarkFlagRequired("move")
@@ -77,12 +84,26 @@ func runImport(cmd *cobra.Command, f importFlags) error {
 	if err != nil {
 		return err
 	}
-	im, err := ctimport.New(ctimport.Config{Watch: f.watch, Move: f.move, Poll: f.poll, Settle: f.settle}, target, nil, nil)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(db.Collectors()...)
+	im, err := ctimport.New(ctimport.Config{Watch: f.watch, Move: f.move, Poll: f.poll, Settle: f.settle}, target, reg, slog.Default())
 	if err != nil {
 		return err
 	}
 	if !f.once {
-		return im.Run(ctx)
+		g, ctx := errgroup.WithContext(ctx)
+		if f.listen != "" {
+			srv, err := api.New(api.Config{Listen: f.listen}, api.Deps{Gatherer: reg, Logger: slog.Default()})
+			if err != nil {
+				return err
+			}
+			g.Go(func() error { return srv.Run(ctx) })
+		}
+		g.Go(func() error { return im.Run(ctx) })
+		if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
+			return err
+		}
+		return nil
 	}
 	res, err := im.Scan(ctx, time.Now())
 	rejected := 0

@@ -3,9 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,4 +81,64 @@ func TestImportCommand(t *testing.T) {
 	if !strings.Contains(topOut, "\n10.32.251.1,,1,1884,") || !strings.Contains(topOut, "\n10.32.5.0,,0,480,") {
 		t.Errorf("top --by src-group printed:\n%s", topOut)
 	}
+}
+
+// TestImportWatchMetrics runs `netledger import` as a watcher: a file dropped into the folder is
+// imported, and /metrics on --listen says so (files by result, rows, store commits).
+func TestImportWatchMetrics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	watch, move := filepath.Join(dir, "new"), filepath.Join(dir, "done")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	cmd := exec.Command(bin, "import", "--watch", watch, "--move", move, "--data-dir", dir,
+		"--settle", "0", "--poll", "50ms", "--listen", addr)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("import exited with %v after SIGTERM, want 0", err)
+		}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := os.Stat(watch); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("import did not create its watch folder in 10 s")
+		}
+	}
+	csv := "1605374115000000000,tcp,10.32.251.1,10.32.250.2,443,16,13,3220,1884,1,65021,3\n" +
+		"1605374115000000000,udp,10.32.5.0,10.32.7.0,53,3,3,240,480,0,0,0\n"
+	if err := os.WriteFile(filepath.Join(watch, "traffic_1.csv"), []byte(csv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{`netledger_import_files_total{result="imported"} 1`, "netledger_import_rows_total 2"}
+	var body string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		body = string(b)
+		if strings.Contains(body, want[0]) && strings.Contains(body, want[1]) {
+			if !strings.Contains(body, "netledger_store_") {
+				t.Errorf("/metrics has no store metrics:\n%s", body)
+			}
+			return
+		}
+	}
+	t.Fatalf("/metrics never showed %q; last:\n%s", want, body)
 }
