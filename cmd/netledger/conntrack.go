@@ -174,15 +174,21 @@ func runConntrack(cmd *cobra.Command, f *conntrackFlags) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	return runServing(ctx, f.listen, reg, agent.Run)
+}
+
+// runServing runs run until ctx is done, serving reg's metrics and /healthz on listen beside it
+// (none when listen is empty). A cancelled context is a clean stop.
+func runServing(ctx context.Context, listen string, reg prometheus.Gatherer, run func(context.Context) error) error {
 	g, ctx := errgroup.WithContext(ctx)
-	if f.listen != "" {
-		srv, err := api.New(api.Config{Listen: f.listen}, api.Deps{Gatherer: reg, Logger: slog.Default()})
+	if listen != "" {
+		srv, err := api.New(api.Config{Listen: listen}, api.Deps{Gatherer: reg, Logger: slog.Default()})
 		if err != nil {
 			return err
 		}
 		g.Go(func() error { return srv.Run(ctx) })
 	}
-	g.Go(func() error { return agent.Run(ctx) })
+	g.Go(func() error { return run(ctx) })
 	if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -12,9 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
-	"golang.org/x/sync/errgroup"
 
-	"github.com/netledger/netledger/internal/api"
 	"github.com/netledger/netledger/internal/source/ctimport"
 	"github.com/netledger/netledger/internal/store/sqlite"
 )
@@ -91,19 +88,7 @@ func runImport(cmd *cobra.Command, f importFlags) error {
 		return err
 	}
 	if !f.once {
-		g, ctx := errgroup.WithContext(ctx)
-		if f.listen != "" {
-			srv, err := api.New(api.Config{Listen: f.listen}, api.Deps{Gatherer: reg, Logger: slog.Default()})
-			if err != nil {
-				return err
-			}
-			g.Go(func() error { return srv.Run(ctx) })
-		}
-		g.Go(func() error { return im.Run(ctx) })
-		if err := g.Wait(); err != nil && !errors.Is(err, context.Canceled) {
-			return err
-		}
-		return nil
+		return runServing(ctx, f.listen, reg, im.Run)
 	}
 	res, err := im.Scan(ctx, time.Now())
 	rejected := 0
