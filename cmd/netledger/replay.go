@@ -147,18 +147,11 @@ func replayRange(ctx context.Context, cfg daemon.Config, from, to time.Time) (re
 			return res, fmt.Errorf("cannot load the table of router %s: %w", r.Name, err)
 		}
 	}
-	var ers []enrich.Router
-	for _, r := range rc.Routers() {
-		ers = append(ers, enrich.Router{Name: r.Name, ASN: r.ASN, Networks: r.Networks, Table: r.RIB})
-	}
-	if len(ers) == 0 {
-		ers = []enrich.Router{{Name: daemon.DefaultRouter}}
-	}
 	g, err := geo.Open(cfg.Geo)
 	if err != nil {
 		return res, err
 	}
-	acc, err := newAccountant(cfg, enrich.New(ers, g))
+	acc, err := newAccountant(cfg, enrich.New(daemon.EnrichRouters(rc), g))
 	if err != nil {
 		return res, err
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/netledger/netledger/internal/enrich"
 	"github.com/netledger/netledger/internal/pipeline"
+	"github.com/netledger/netledger/internal/routing/routers"
 	"github.com/netledger/netledger/internal/store/sqlite"
 )
 
@@ -13,13 +14,24 @@ import (
 // (every client is then unrouted).
 const DefaultRouter = "default"
 
-// enrichRouters returns the routers the enrichment selects from: the configured ones, or one
-// router named DefaultRouter without a table.
-func (d *Daemon) enrichRouters() []enrich.Router {
-	if rs := d.Routers(); len(rs) > 0 {
+// EnrichRouters returns the routers the enrichment selects from: rc's routers with their live
+// tables, in configuration order, or one router named DefaultRouter without a table when none
+// is configured.
+func EnrichRouters(rc *routers.Component) []enrich.Router {
+	if rs := tables(rc); len(rs) > 0 {
 		return rs
 	}
 	return []enrich.Router{{Name: DefaultRouter}}
+}
+
+// tables returns rc's routers with their live tables, in configuration order.
+func tables(rc *routers.Component) []enrich.Router {
+	rs := rc.Routers()
+	out := make([]enrich.Router, len(rs))
+	for i, r := range rs {
+		out[i] = enrich.Router{Name: r.Name, ASN: r.ASN, Networks: r.Networks, Table: r.RIB}
+	}
+	return out
 }
 
 // addAccounting opens the embedded store and wires the accounting pipeline: spool →
@@ -40,7 +52,7 @@ func (d *Daemon) addAccounting(opts ...sqlite.Option) error {
 	p, err := pipeline.New(d.Config.Accounting, pipeline.Deps{
 		Spool:      d.Spool,
 		Store:      st,
-		Enricher:   enrich.New(d.enrichRouters(), g),
+		Enricher:   enrich.New(EnrichRouters(d.Routing), g),
 		Ready:      d.Routing.Started(),
 		ClassName:  d.Config.Report.ClassName,
 		Registerer: d.Registry,

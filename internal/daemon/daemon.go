@@ -210,14 +210,7 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 // Routers returns the configured routers with their live tables, in configuration order, as
 // the enrichment takes them: enrich.New(d.Routers(), d.Geo). The tables fill once Run has
 // loaded the MRT files and the BGP sessions deliver; lookups never block.
-func (d *Daemon) Routers() []enrich.Router {
-	rs := d.Routing.Routers()
-	out := make([]enrich.Router, len(rs))
-	for i, r := range rs {
-		out[i] = enrich.Router{Name: r.Name, ASN: r.ASN, Networks: r.Networks, Table: r.RIB}
-	}
-	return out
-}
+func (d *Daemon) Routers() []enrich.Router { return tables(d.Routing) }
 
 // AddSource adds a component that appends to the spool; sources stop before consumers.
 func (d *Daemon) AddSource(c Component) { d.sources = append(d.sources, c) }
