@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Interned attribute sets live in numbered slots; the trie stores a slot number and the
@@ -36,6 +37,16 @@ type slots struct {
 func (s *slots) get(i uint32) *entry {
 	return s.dir[i>>chunkBits].Load()[i&(chunkSize-1)].Load()
 }
+
+// attrs returns the attribute set in slot i without reading it: Attrs is the first field of
+// entry, so the conversion needs neither an offset nor the nil check that &e.Attrs would make
+// (a load of the entry's first cache line, a cache miss on most lookups of a full table).
+func (s *slots) attrs(i uint32) *Attrs {
+	return (*Attrs)(unsafe.Pointer(s.get(i)))
+}
+
+// Attrs must stay entry's first field (attrs relies on it).
+var _ [0]struct{} = [unsafe.Offsetof(entry{}.Attrs)]struct{}{}
 
 func (s *slots) set(i uint32, e *entry) {
 	c := s.dir[i>>chunkBits].Load()
