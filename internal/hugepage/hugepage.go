@@ -7,12 +7,16 @@
 // top of the cache miss; under nested paging (a virtual machine) each TLB miss walks two page
 // tables. Collapse walks /proc/self/maps and, in every private anonymous writable mapping (the
 // Go heap), asks the kernel to collapse each 2 MiB-aligned chunk whose pages are (nearly) all
-// resident into one huge page: madvise(MADV_HUGEPAGE), so that khugepaged keeps it so, then
-// madvise(MADV_COLLAPSE) (Linux 6.1+), which does it at once. Chunks are handled one by one:
-// a chunk that fails (EAGAIN: a page was busy; ENOMEM: no free 2 MiB of physical memory;
-// EINVAL: an unsupported kernel) is counted by its error and the others go on. Sparse chunks
-// are left alone: collapsing fills their missing pages with zeroes, which would grow the
-// resident set with memory the runtime gave back.
+// resident into one huge page with madvise(MADV_COLLAPSE) (Linux 6.1+), which does it at once
+// (in THP mode "madvise" too, without MADV_HUGEPAGE: checked on Linux 6.18). It does not set
+// MADV_HUGEPAGE: with it, page faults and khugepaged would also fill the chunks the runtime
+// later returns to the kernel (khugepaged collapses a chunk with a single resident page under
+// the default max_ptes_none of 511), a resident-set growth the Go runtime avoids by not setting
+// it either. Chunks are handled one by one: a chunk that fails (EAGAIN: a page was busy, after
+// two more tries; ENOMEM: no free 2 MiB of physical memory; EINVAL: nothing resident, or an
+// unsupported kernel) is counted by its error and the others go on. Sparse chunks are left
+// alone: collapsing fills their missing pages with zeroes, which would grow the resident set
+// with memory the runtime gave back.
 //
 // Collapse copies memory (0.3–1 s for 300 MB on a loaded 2-core VM) and is meant to be called
 // right after a bulk load, never on a lookup path; Collapser adds a switch, a rate limit and
@@ -115,11 +119,11 @@ func Collapse(maxEmpty int) (Result, error) {
 				r.Sparse++
 				continue
 			}
-			if err := madvise(c, ChunkSize, unix.MADV_HUGEPAGE); err != nil {
-				r.fail(err)
-				continue
+			err := madvise(c, ChunkSize, unix.MADV_COLLAPSE)
+			for try := 0; err == unix.EAGAIN && try < 2; try++ { // a page was busy: transient
+				err = madvise(c, ChunkSize, unix.MADV_COLLAPSE)
 			}
-			if err := madvise(c, ChunkSize, unix.MADV_COLLAPSE); err != nil {
+			if err != nil {
 				r.fail(err)
 				continue
 			}
