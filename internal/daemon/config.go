@@ -51,7 +51,7 @@ type Config struct {
 	// Accounting is the pipeline from the spool to the store: intervals, commits, views.
 	Accounting pipeline.Config `yaml:"accounting"`
 	// Hugepages puts the heap on 2 MiB pages after a routing table is bulk-loaded, for
-	// lookups that miss the caches; disable: true turns it off (see package hugepage).
+	// lookups that miss the caches; off unless enable: true (see package hugepage).
 	Hugepages hugepage.Config `yaml:"hugepages"`
 }
 

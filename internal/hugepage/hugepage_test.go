@@ -157,7 +157,7 @@ func TestCollapseSkipsSparse(t *testing.T) {
 }
 
 func TestCollapserDisabled(t *testing.T) {
-	c, err := New(Config{Disable: true}, Deps{})
+	c, err := New(DefaultConfig(), Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestCollapserDisabled(t *testing.T) {
 func TestCollapserRateLimit(t *testing.T) {
 	requireTHP(t)
 	reg := prometheus.NewPedanticRegistry()
-	c, err := New(Config{MinInterval: time.Hour, MaxEmpty: DefaultMaxEmpty}, Deps{Registerer: reg})
+	c, err := New(Config{Enable: true, MinInterval: time.Hour, MaxEmpty: DefaultMaxEmpty}, Deps{Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,7 +65,7 @@ func testComponent(t *testing.T) (*Component, *prometheus.Registry, string) {
 	speaker := bgp.DefaultConfig()
 	speaker.Listen = "127.0.0.1:0"
 	reg := prometheus.NewRegistry()
-	hp, err := hugepage.New(hugepage.Config{MinInterval: time.Hour, MaxEmpty: hugepage.DefaultMaxEmpty},
+	hp, err := hugepage.New(hugepage.Config{Enable: true, MinInterval: time.Hour, MaxEmpty: hugepage.DefaultMaxEmpty},
 		hugepage.Deps{Logger: slog.New(slog.DiscardHandler), Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
