@@ -11,6 +11,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/netledger/netledger/internal/geo"
+	"github.com/netledger/netledger/internal/hugepage"
 	"github.com/netledger/netledger/internal/pipeline"
 	"github.com/netledger/netledger/internal/routing/bgp"
 	"github.com/netledger/netledger/internal/routing/routers"
@@ -49,6 +50,9 @@ type Config struct {
 	BGP bgp.Config `yaml:"bgp"`
 	// Accounting is the pipeline from the spool to the store: intervals, commits, views.
 	Accounting pipeline.Config `yaml:"accounting"`
+	// Hugepages puts the heap on 2 MiB pages after a routing table is bulk-loaded, for
+	// lookups that miss the caches; off unless enable: true (see package hugepage).
+	Hugepages hugepage.Config `yaml:"hugepages"`
 }
 
 // HTTPConfig configures the HTTP endpoint.
@@ -70,6 +74,7 @@ func DefaultConfig() Config {
 		BGP:     bgp.DefaultConfig(),
 
 		Accounting: pipeline.DefaultConfig(),
+		Hugepages:  hugepage.DefaultConfig(),
 	}
 	c.Conntrack = conntrack.DefaultConfig()
 	return c

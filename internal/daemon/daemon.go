@@ -13,6 +13,7 @@ import (
 	"github.com/netledger/netledger/internal/api"
 	"github.com/netledger/netledger/internal/enrich"
 	"github.com/netledger/netledger/internal/geo"
+	"github.com/netledger/netledger/internal/hugepage"
 	"github.com/netledger/netledger/internal/pipeline"
 	"github.com/netledger/netledger/internal/routing/routers"
 	"github.com/netledger/netledger/internal/source/conntrack"
@@ -188,7 +189,11 @@ func New(cfg Config, logger *slog.Logger) (*Daemon, error) {
 
 	// --- routing: one table per router, loaded from its MRT files when Run starts, then fed
 	// by its BGP session; a side input of the enrichment (Routers) ---
-	d.Routing, err = routers.New(cfg.Routers, cfg.BGP, routers.Deps{Logger: logger, Registerer: d.Registry})
+	hp, err := hugepage.New(cfg.Hugepages, hugepage.Deps{Logger: logger, Registerer: d.Registry})
+	if err != nil {
+		return nil, fmt.Errorf("cannot build hugepages: %w", err)
+	}
+	d.Routing, err = routers.New(cfg.Routers, cfg.BGP, routers.Deps{Logger: logger, Registerer: d.Registry, Hugepages: hp})
 	if err != nil {
 		return nil, fmt.Errorf("cannot build routing: %w", err)
 	}

@@ -3,6 +3,7 @@ package routing
 import (
 	"slices"
 	"testing"
+	"unsafe"
 )
 
 func TestPathHelpers(t *testing.T) {
@@ -83,6 +84,50 @@ func TestBetter(t *testing.T) {
 	for _, c := range cases {
 		if got := c.a.Better(&c.b); got != c.want {
 			t.Errorf("%s: Better() = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestCopyPath checks that interned copies equal their source, share nothing with it, and keep
+// a one-segment path of up to 16 ASNs next to its segment header (one allocation).
+func TestCopyPath(t *testing.T) {
+	asns := func(n int) []uint32 {
+		out := make([]uint32, n)
+		for i := range out {
+			out[i] = uint32(64500 + i)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name   string
+		path   []Segment
+		packed bool
+	}{
+		{"empty segment", []Segment{{Type: SegmentSequence, ASNs: []uint32{}}}, true},
+		{"1 ASN", seq(asns(1)...), true},
+		{"8 ASNs", seq(asns(8)...), true},
+		{"9 ASNs", seq(asns(9)...), true},
+		{"16 ASNs", seq(asns(16)...), true},
+		{"17 ASNs", seq(asns(17)...), false},
+		{"sequence and set", []Segment{{Type: SegmentSequence, ASNs: asns(3)}, {Type: SegmentSet, ASNs: asns(2)}}, false},
+	} {
+		c := copyPath(tc.path)
+		if !equalPath(c, tc.path) {
+			t.Errorf("%s: copy %v, want %v", tc.name, c, tc.path)
+			continue
+		}
+		if len(tc.path[0].ASNs) > 0 {
+			tc.path[0].ASNs[0]++
+			if equalPath(c, tc.path) {
+				t.Errorf("%s: the copy shares the source's ASNs", tc.name)
+			}
+		}
+		if !tc.packed || len(c[0].ASNs) == 0 {
+			continue
+		}
+		seg, first := uintptr(unsafe.Pointer(&c[0])), uintptr(unsafe.Pointer(&c[0].ASNs[0]))
+		if first != seg+unsafe.Sizeof(Segment{}) {
+			t.Errorf("%s: ASNs at %#x, segment at %#x: not packed", tc.name, first, seg)
 		}
 	}
 }

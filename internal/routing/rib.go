@@ -18,7 +18,9 @@ const cloneRatio = 128
 
 // snapshot is one published, immutable state of a RIB.
 type snapshot struct {
-	trie  *trie // prefix → slot<<8 | prefix length
+	// trie (prefix → slot<<8 | prefix length) is held by value: a lookup reaches bart's
+	// tables with one load less.
+	trie  trie
 	slots *slots
 	at    time.Time
 }
@@ -75,7 +77,7 @@ func NewRIB() *RIB {
 
 func newRIB() *RIB {
 	r := &RIB{w: newWriter()}
-	r.snap.Store(&snapshot{trie: newTrie(), slots: r.w.in.slots, at: time.Now()})
+	r.snap.Store(&snapshot{trie: *newTrie(), slots: r.w.in.slots, at: time.Now()})
 	return r
 }
 
@@ -86,17 +88,27 @@ func newWriter() writer {
 // Lookup returns the longest prefix containing a, with the attributes of its best path.
 // IPv4-mapped IPv6 addresses are looked up as IPv4. It never blocks and allocates nothing;
 // the returned *Attrs is shared and must not be modified.
+//
+// Lookup does not read the attribute set it returns (only the trie and the slot table): a
+// caller that reads it pays that memory access itself, one that only keeps or compares the
+// pointer does not.
 func (r *RIB) Lookup(a netip.Addr) (netip.Prefix, *Attrs, bool) {
-	if a.Is4In6() {
-		a = a.Unmap()
-	}
 	s := r.snap.Load()
-	v, ok := s.trie.Lookup(a)
+	var v uint32
+	var ok bool
+	if a.Is4() {
+		v, ok = s.trie.v4.Lookup(a)
+	} else if a.Is4In6() {
+		a = a.Unmap()
+		v, ok = s.trie.v4.Lookup(a)
+	} else {
+		v, ok = s.trie.v6.Lookup(a)
+	}
 	if !ok {
 		return netip.Prefix{}, nil, false
 	}
 	p, _ := a.Prefix(int(v & 0xff)) // Prefix drops a zone
-	return p, &s.slots.get(v >> 8).Attrs, true
+	return p, s.slots.attrs(v >> 8), true
 }
 
 // Get returns the best path of exactly prefix p, without longest-prefix match.
@@ -245,7 +257,7 @@ func (r *RIB) Compact() {
 	defer r.mu.Unlock()
 	r.publish()
 	s := r.snap.Load()
-	r.snap.Store(&snapshot{trie: s.trie.Clone(), slots: s.slots, at: s.at})
+	r.snap.Store(&snapshot{trie: *s.trie.Clone(), slots: s.slots, at: s.at})
 }
 
 // arm schedules a publication (mu held).
@@ -270,7 +282,7 @@ func (r *RIB) publish() {
 		return
 	}
 	now := time.Now()
-	r.snap.Store(&snapshot{trie: w.work, slots: w.in.slots, at: now})
+	r.snap.Store(&snapshot{trie: *w.work, slots: w.in.slots, at: now})
 	w.work, w.private, w.batch = nil, false, 0
 	w.in.published(now)
 }
@@ -284,7 +296,7 @@ func (r *RIB) trie() (t *trie, private bool) {
 	}
 	base := w.work
 	if base == nil {
-		base = r.snap.Load().trie
+		base = &r.snap.Load().trie
 	}
 	w.batch++
 	if w.batch*cloneRatio > base.Size() {
@@ -299,7 +311,7 @@ func (r *RIB) trie() (t *trie, private bool) {
 func (r *RIB) get(p netip.Prefix) (slot uint32, ok bool) {
 	t := r.w.work
 	if t == nil {
-		t = r.snap.Load().trie
+		t = &r.snap.Load().trie
 	}
 	v, ok := t.Get(p)
 	return v >> 8, ok

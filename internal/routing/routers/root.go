@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/netledger/netledger/internal/hugepage"
 	"github.com/netledger/netledger/internal/routing"
 	"github.com/netledger/netledger/internal/routing/bgp"
 	"github.com/netledger/netledger/internal/routing/mrt"
@@ -36,6 +37,10 @@ type Deps struct {
 	Logger *slog.Logger
 	// Registerer receives the metrics (nil: not registered).
 	Registerer prometheus.Registerer
+	// Hugepages, when set, is asked to put the heap on huge pages after each bulk table
+	// change: an MRT load, a BGP session's End-of-RIB compaction or replacement table
+	// (rate-limited and in the background; see package hugepage).
+	Hugepages *hugepage.Collapser
 }
 
 // router is one router's state.
@@ -70,6 +75,7 @@ type Component struct {
 	started chan struct{} // closed once the start-up MRT loads are done
 	// maxUpload bounds the body of an API load (MaxUploadBytes).
 	maxUpload int64
+	hugepages *hugepage.Collapser
 }
 
 // New validates the configuration and builds the (empty) tables and the sessions; nothing is
@@ -79,7 +85,7 @@ func New(routers []RouterConfig, speaker bgp.Config, deps Deps) (*Component, err
 		return nil, err
 	}
 	c := &Component{byName: make(map[string]*router), log: deps.Logger, metrics: newMetrics(), started: make(chan struct{}),
-		maxUpload: MaxUploadBytes}
+		maxUpload: MaxUploadBytes, hugepages: deps.Hugepages}
 	if c.log == nil {
 		c.log = slog.Default()
 	}
@@ -90,7 +96,7 @@ func New(routers []RouterConfig, speaker bgp.Config, deps Deps) (*Component, err
 		c.routers = append(c.routers, r)
 		c.byName[rc.Name] = r
 		if rc.BGP != nil {
-			n := rc.BGP.neighbor(rc.Name, r.rib)
+			n := rc.BGP.neighbor(rc.Name, bulkRIB{r.rib, c.hugepages})
 			n.Seeded = len(rc.MRT) > 0
 			neighbors = append(neighbors, n)
 		}
@@ -227,6 +233,7 @@ func (c *Component) load(r *router, peer mrt.PeerSelector, files *[]string, fn f
 	r.load = st
 	r.mu.Unlock()
 	if err == nil {
+		c.hugepages.Request()
 		v4, v6 := r.rib.Len()
 		c.log.Info("router table loaded from mrt files", "router", r.cfg.Name, "files", len(st.Files),
 			"ipv4", v4, "ipv6", v6, "duration", st.Duration.Round(time.Millisecond))
@@ -335,4 +342,26 @@ func LookupRoute(rib *routing.RIB, asn uint32, a netip.Addr) Route {
 		rt.OriginAS = asn
 	}
 	return rt
+}
+
+// bulkRIB is the RIB a BGP session writes: after the bulk changes (a replacement table swapped
+// in, the compaction at End-of-RIB) it asks for the heap to be put on huge pages.
+type bulkRIB struct {
+	*routing.RIB
+	hugepages *hugepage.Collapser
+}
+
+// Load implements bgp.Loader.
+func (b bulkRIB) Load(fn func(u routing.Updater) error) error {
+	err := b.RIB.Load(fn)
+	if err == nil {
+		b.hugepages.Request()
+	}
+	return err
+}
+
+// Compact implements bgp.Compacter.
+func (b bulkRIB) Compact() {
+	b.RIB.Compact()
+	b.hugepages.Request()
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/netledger/netledger/internal/hugepage"
 	"github.com/netledger/netledger/internal/routing"
 	"github.com/netledger/netledger/internal/routing/bgp"
 	"github.com/netledger/netledger/internal/routing/mrt"
@@ -64,12 +65,17 @@ func testComponent(t *testing.T) (*Component, *prometheus.Registry, string) {
 	speaker := bgp.DefaultConfig()
 	speaker.Listen = "127.0.0.1:0"
 	reg := prometheus.NewRegistry()
+	hp, err := hugepage.New(hugepage.Config{Enable: true, MinInterval: time.Hour, MaxEmpty: hugepage.DefaultMaxEmpty},
+		hugepage.Deps{Logger: slog.New(slog.DiscardHandler), Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
 	c, err := New([]RouterConfig{
 		{Name: "dump", ASN: 64500, Networks: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, MRT: []string{bview}, MRTPeer: "AS1853"},
 		{Name: "bgp", ASN: 64501, Networks: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")},
 			BGP: &SessionConfig{Neighbor: netip.MustParseAddr("127.0.0.9"), PeerASN: 65009, Passive: true}},
 		{Name: "empty", ASN: 64502, Networks: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}},
-	}, speaker, Deps{Logger: slog.New(slog.DiscardHandler), Registerer: reg})
+	}, speaker, Deps{Logger: slog.New(slog.DiscardHandler), Registerer: reg, Hugepages: hp})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,6 +161,16 @@ func TestComponent(t *testing.T) {
 	}
 	if v4, v6 := rs[0].RIB.Len(); v4 != wantV4 || v6 != 0 || wantV4 < 100000 {
 		t.Errorf("router dump: %d+%d prefixes, want %d+0", v4, v6, wantV4)
+	}
+	// The start-up load asked for the heap on huge pages once (in the background).
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		n := counterValue(t, reg, "netledger_hugepage_collapses_total")
+		if n == 1 {
+			break
+		}
+		if n > 1 || time.Now().After(deadline) {
+			t.Fatalf("huge page collapses after the start-up load: %v, want 1", n)
+		}
 	}
 
 	var st []Status
@@ -292,4 +308,20 @@ func TestComponent(t *testing.T) {
 			t.Errorf("metric %s not gathered", name)
 		}
 	}
+}
+
+// counterValue returns the value of the unlabelled counter name from reg.
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }

@@ -1,0 +1,132 @@
+package hugepage
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"runtime"
+	"testing"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// BenchmarkPointerChase measures the memory latency floor of this machine: each step loads
+// the next index from a random cache line of a buffer (one random cycle through all its
+// lines, so every load depends on the one before and prefetchers cannot help), on 4 KiB pages
+// (MADV_NOHUGEPAGE) and on 2 MiB pages (MADV_COLLAPSE). ns/op is one dependent load; a trie
+// lookup that misses the caches pays it once per level. cpu-ns/op is the thread's CPU time per
+// load, best-ns/op the wall time per load of the fastest batch of 4,096 (see
+// routing.BenchmarkLookup).
+func BenchmarkPointerChase(b *testing.B) {
+	for _, size := range []int{256 << 20, 32 << 20, 4 << 20} {
+		for _, pages := range []string{"4k", "2m"} {
+			b.Run(fmt.Sprintf("%dMiB-%s", size>>20, pages), func(b *testing.B) {
+				if pages == "2m" && Mode() == "never" {
+					b.Skip("transparent huge pages are disabled")
+				}
+				mem, err := mmapAnon(size + ChunkSize)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer munmap(mem)
+				off := alignUp(addrOf(mem)) - addrOf(mem)
+				buf := mem[off : off+uintptr(size)]
+				advice := unix.MADV_NOHUGEPAGE
+				if pages == "2m" {
+					advice = unix.MADV_HUGEPAGE
+				}
+				if err := unix.Madvise(buf, advice); err != nil {
+					b.Fatal(err)
+				}
+				const line = 64
+				n := size / line
+				next := func(i int) *uint64 { return (*uint64)(unsafe.Pointer(&buf[i*line])) }
+				// Sattolo's algorithm: a random permutation that is one cycle.
+				perm := make([]uint32, n)
+				for i := range perm {
+					perm[i] = uint32(i)
+				}
+				rnd := rand.New(rand.NewPCG(1, 2))
+				for i := n - 1; i > 0; i-- {
+					j := rnd.IntN(i)
+					perm[i], perm[j] = perm[j], perm[i]
+				}
+				for i := range n {
+					*next(int(perm[i])) = uint64(perm[(i+1)%n])
+				}
+				perm = nil
+				if pages == "2m" {
+					if err := unix.Madvise(buf, unix.MADV_COLLAPSE); err != nil {
+						b.Logf("MADV_COLLAPSE: %v", err)
+					}
+				}
+				huge := smapsHuge(addrOf(buf))
+				if pages == "2m" && huge < int64(size)/2 {
+					b.Logf("only %d MiB of %d on huge pages", huge>>20, size>>20)
+				}
+				p := uint64(0)
+				for range n { // warm the caches as far as they go
+					p = *next(int(p))
+				}
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				b.ResetTimer()
+				const batch = 4096
+				best := time.Duration(math.MaxInt64)
+				i := 0
+				cpu0 := threadCPU()
+				last := time.Now()
+				for b.Loop() {
+					p = *next(int(p))
+					if i++; i%batch == 0 {
+						now := time.Now()
+						best = min(best, now.Sub(last))
+						last = now
+					}
+				}
+				b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op")
+				if i >= batch {
+					b.ReportMetric(float64(best.Nanoseconds())/batch, "best-ns/op")
+				}
+				b.ReportMetric(float64(huge>>20), "huge-MiB")
+				sink = p
+			})
+		}
+	}
+}
+
+var sink uint64
+
+// threadCPU returns the CPU time of the calling OS thread in nanoseconds: time spent waiting
+// for a CPU on a shared machine does not count.
+func threadCPU() int64 {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// smapsHuge returns the AnonHugePages of the mapping holding addr (/proc/self/smaps).
+func smapsHuge(addr uintptr) int64 {
+	b, err := readFile("/proc/self/smaps")
+	if err != nil {
+		return -1
+	}
+	in := false
+	for _, line := range splitLines(b) {
+		var lo, hi uintptr
+		if n, _ := fmt.Sscanf(line, "%x-%x", &lo, &hi); n == 2 && len(line) > 0 && line[0] != ' ' {
+			in = lo <= addr && addr < hi
+			continue
+		}
+		if in {
+			if v := smapsField([]byte(line), "AnonHugePages:"); v >= 0 {
+				return v
+			}
+		}
+	}
+	return -1
+}
