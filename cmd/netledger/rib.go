@@ -173,9 +173,9 @@ func ribLoad(cmd *cobra.Command, f ribFlags, files []string) error {
 		return printJSON(cmd.OutOrStdout(), res)
 	}
 	s := res.Load.Stats
-	fmt.Fprintf(cmd.OutOrStdout(), "router %s: %d IPv4 + %d IPv6 prefixes from %d files in %s (%d announced, %d withdrawn, %d routes of other peers skipped, %d paths, %d records)\n",
+	fmt.Fprintf(cmd.OutOrStdout(), "router %s: %d IPv4 + %d IPv6 prefixes from %d files in %s (%d announced, %d withdrawn, %d session drops, %d routes of other peers skipped, %d paths, %d records)\n",
 		f.router, res.Router.IPv4, res.Router.IPv6, len(res.Load.Files), res.Load.Duration.Round(time.Millisecond),
-		s.Announced, s.Withdrawn, s.OtherPeers, s.Paths, s.Routes.Records)
+		s.Announced, s.Withdrawn, s.SessionDrops, s.OtherPeers, s.Paths, s.Routes.Records)
 	return nil
 }
 

@@ -54,3 +54,10 @@ type Updater interface {
 	// Clear removes every route (a session's grace time expired).
 	Clear()
 }
+
+// PathWithdrawer is an Updater that also withdraws one path ID from every prefix at once: the
+// routes of a peer whose session went down in an MRT update file. RIB implements it.
+type PathWithdrawer interface {
+	// WithdrawPath removes path pathID of every prefix and returns how many routes it removed.
+	WithdrawPath(pathID uint32) int
+}

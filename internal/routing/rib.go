@@ -193,6 +193,41 @@ func (r *RIB) Withdraw(p netip.Prefix, pathID uint32) {
 	}
 }
 
+// WithdrawPath removes path pathID of every prefix (PathWithdrawer) and returns how many routes
+// it removed. It walks the whole table for path ID 0 (the single-path fast path keeps no list
+// of its prefixes) and the multi-path prefixes otherwise.
+func (r *RIB) WithdrawPath(id uint32) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var gone []netip.Prefix
+	if id == 0 {
+		t := r.w.work
+		if t == nil {
+			t = &r.snap.Load().trie
+		}
+		for p := range t.All() {
+			gone = append(gone, p)
+		}
+	} else {
+		for p, paths := range r.w.multi {
+			if slices.ContainsFunc(paths, func(pr pathRoute) bool { return pr.id == id }) {
+				gone = append(gone, p)
+			}
+		}
+	}
+	n := 0
+	for _, p := range gone {
+		if r.withdraw(p, id) {
+			n++
+		}
+	}
+	r.w.updates += uint64(n)
+	if n > 0 {
+		r.arm()
+	}
+	return n
+}
+
 // lock takes the writer lock, counts an update and normalises p (false: invalid, counted).
 func (r *RIB) lock(p netip.Prefix) (netip.Prefix, bool) {
 	r.mu.Lock()

@@ -514,3 +514,33 @@ func TestRIBCompact(t *testing.T) {
 		t.Error("Compact went back in time")
 	}
 }
+
+// TestRIBWithdrawPath: withdrawing a path ID from every prefix leaves the other paths (the
+// best of them takes over), drops prefixes that had only that path, and counts what it removed.
+func TestRIBWithdrawPath(t *testing.T) {
+	r := NewRIB()
+	r.Announce(netip.MustParsePrefix("10.1.0.0/16"), 0, attrs(1))
+	r.Announce(netip.MustParsePrefix("10.1.0.0/16"), 1, attrs(2, 3, 4))
+	r.Announce(netip.MustParsePrefix("10.2.0.0/16"), 1, attrs(2, 5))
+	r.Announce(netip.MustParsePrefix("2001:db8::/32"), 0, attrs(1, 6))
+	if n := r.WithdrawPath(1); n != 2 {
+		t.Errorf("WithdrawPath(1) = %d, want 2", n)
+	}
+	r.Flush()
+	for addr, want := range map[string][2]string{"10.1.0.1": {"10.1.0.0/16", "1"}, "10.2.0.1": {"", "-"}, "2001:db8::1": {"2001:db8::/32", "1 6"}} {
+		if p, path := lookupPath(t, r, addr); p != want[0] || path != want[1] {
+			t.Errorf("after WithdrawPath(1): %s → %s %s, want %v", addr, p, path, want)
+		}
+	}
+	r.Announce(netip.MustParsePrefix("10.1.0.0/16"), 1, attrs(2))
+	if n := r.WithdrawPath(0); n != 2 {
+		t.Errorf("WithdrawPath(0) = %d, want 2", n)
+	}
+	r.Flush()
+	if p, path := lookupPath(t, r, "10.1.0.1"); p != "10.1.0.0/16" || path != "2" {
+		t.Errorf("after WithdrawPath(0): 10.1.0.1 → %s %s, want path 1's route", p, path)
+	}
+	if v4, v6 := r.Len(); v4 != 1 || v6 != 0 {
+		t.Errorf("Len() = %d, %d, want 1, 0", v4, v6)
+	}
+}

@@ -72,6 +72,9 @@ type LoadStats struct {
 	OtherPeers int64
 	// Paths is the number of distinct (peer, ADD-PATH ID) pairs taken.
 	Paths int
+	// SessionDrops counts state changes out of Established of the peers taken; their routes
+	// are withdrawn (and counted in Withdrawn).
+	SessionDrops int64
 	// Routes are the counters of the MRT decoder, summed over the files.
 	Routes RouteStats
 }
@@ -81,8 +84,9 @@ type LoadStats struct {
 // of the files (and each ADD-PATH ID of a peer) is one path of a prefix; with several, the
 // table keeps the best by routing's rule (Attrs.Better: highest LOCAL_PREF, shortest AS path,
 // lowest ORIGIN, lowest MED), ties going to the peer seen first in the files (for
-// TABLE_DUMP_V2: the lowest peer index). Peer selects the peers taken. BGP4MP state changes
-// are not applied (a peer's routes stay when its session drops in the update file).
+// TABLE_DUMP_V2: the lowest peer index). Peer selects the peers taken. A BGP4MP state change
+// out of Established (6) withdraws every route of that peer (all its ADD-PATH IDs), as the
+// router did when the session dropped; other state changes change nothing.
 type Loader struct {
 	Peer  PeerSelector
 	ids   map[pathKey]uint32
@@ -123,6 +127,9 @@ func (l *Loader) id(p *Peer, pathID uint32) uint32 {
 func (l *Loader) Apply(r *Reader, u routing.Updater) error {
 	err := r.Routes(func(rt *Route) error {
 		if rt.Kind == State {
+			if rt.OldState == stateEstablished && rt.NewState != stateEstablished && l.Peer.match(&rt.Peer) {
+				l.sessionDrop(rt.Peer.Addr, u)
+			}
 			return nil
 		}
 		if !l.Peer.match(&rt.Peer) {
@@ -145,6 +152,23 @@ func (l *Loader) Apply(r *Reader, u routing.Updater) error {
 	l.stats.Routes.BadPrefixes += s.BadPrefixes
 	l.stats.Routes.BadAttributes += s.BadAttributes
 	return err
+}
+
+// stateEstablished is the BGP FSM's Established state in BGP4MP state changes (RFC 6396).
+const stateEstablished = 6
+
+// sessionDrop withdraws every route of peer (each of its paths) from u.
+func (l *Loader) sessionDrop(peer netip.Addr, u routing.Updater) {
+	l.stats.SessionDrops++
+	pw, ok := u.(routing.PathWithdrawer)
+	if !ok {
+		return
+	}
+	for k, id := range l.ids {
+		if k.peer == peer {
+			l.stats.Withdrawn += int64(pw.WithdrawPath(id))
+		}
+	}
 }
 
 // ApplyFile opens one file (plain, gzip or bzip2) and applies it.

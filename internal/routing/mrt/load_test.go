@@ -73,6 +73,15 @@ func naiveLoad(t *testing.T, peer PeerSelector, files ...string) map[netip.Prefi
 			t.Fatal(err)
 		}
 		err = r.Routes(func(rt *Route) error {
+			if rt.Kind == State && rt.OldState == 6 && rt.NewState != 6 && peer.match(&rt.Peer) {
+				for _, paths := range table { // the session dropped: all its routes go
+					for k := range paths {
+						if k.peer == rt.Peer.Addr {
+							delete(paths, k)
+						}
+					}
+				}
+			}
 			if rt.Kind == State || !peer.match(&rt.Peer) {
 				return nil
 			}
@@ -237,5 +246,68 @@ func TestLoadFilesErrors(t *testing.T) {
 	half.Flush()
 	if n, _ := half.Len(); n == 0 || n >= v4 {
 		t.Errorf("records before the cut: %d prefixes (full table %d)", n, v4)
+	}
+}
+
+// stateChangeBody builds a BGP4MP_STATE_CHANGE_AS4 record body.
+func stateChangeBody(peerAS uint32, peer string, from, to uint16) []byte {
+	return cat(u32b(peerAS), u32b(65000), u16b(0), u16b(1), ip(peer), ip("192.0.2.254"), u16b(from), u16b(to))
+}
+
+// TestLoaderSessionDrop: a state change out of Established in an update file withdraws every
+// route of that peer — the other peer's path takes over where it has one — and the peer's
+// routes after it re-established count again; other state changes change nothing.
+func TestLoaderSessionDrop(t *testing.T) {
+	const ts = 1700000000
+	attrs := func(path ...uint32) []byte {
+		return cat(attr(0x40, attrOrigin, []byte{0}), attr(0x40, attrASPath, seg4(2, path...)),
+			attr(0x40, attrNextHop, ip("192.0.2.1")))
+	}
+	msg := func(peerAS uint32, peer string, a []byte, prefixes ...string) []byte {
+		return mrtRecord(TypeBGP4MP, SubMessageAS4, ts, bgp4mp(true, peerAS, 65000, peer, "192.0.2.254",
+			update(nil, a, nlri(nil, prefixes...))))
+	}
+	file := cat(
+		msg(64501, "192.0.2.1", attrs(64501, 1), "10.1.0.0/16", "10.2.0.0/16"),
+		msg(64502, "192.0.2.2", attrs(64502, 7, 8, 1), "10.1.0.0/16"), // longer path: A is best
+		mrtRecord(TypeBGP4MP, SubStateChangeAS4, ts, stateChangeBody(64502, "192.0.2.2", 3, 2)),   // B: no-op
+		mrtRecord(TypeBGP4MP, SubStateChangeAS4, ts+1, stateChangeBody(64501, "192.0.2.1", 6, 1)), // A drops
+	)
+	name := filepath.Join(t.TempDir(), "updates.mrt")
+	if err := os.WriteFile(name, file, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	origin := func(rib *routing.RIB, p string) string {
+		a, ok := rib.Get(netip.MustParsePrefix(p))
+		if !ok {
+			return "<none>"
+		}
+		return a.String()
+	}
+	rib := routing.NewRIB()
+	st, err := LoadFiles(rib, PeerSelector{}, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := origin(rib, "10.1.0.0/16"); got != "64502 7 8 1" {
+		t.Errorf("10.1.0.0/16 after A dropped: %s, want B's path 64502 7 8 1", got)
+	}
+	if got := origin(rib, "10.2.0.0/16"); got != "<none>" {
+		t.Errorf("10.2.0.0/16 after A dropped: %s, want no route", got)
+	}
+	if st.SessionDrops != 1 || st.Withdrawn != 2 {
+		t.Errorf("stats %+v, want 1 session drop withdrawing 2 routes", st)
+	}
+
+	// A comes back and announces again: its routes count again.
+	back := cat(file, msg(64501, "192.0.2.1", attrs(64501, 1), "10.2.0.0/16"))
+	if err := os.WriteFile(name, back, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadFiles(rib, PeerSelector{}, name); err != nil {
+		t.Fatal(err)
+	}
+	if got := origin(rib, "10.2.0.0/16"); got != "64501 1" {
+		t.Errorf("10.2.0.0/16 after A re-announced: %s, want 64501 1", got)
 	}
 }
