@@ -10,7 +10,8 @@ type seen struct {
 	acked, received, busy uint64
 	segsOut, segsIn       uint32
 	retrans               uint32
-	gen                   uint64 // dump generation that saw it last
+	gen                   uint64 // dump generation that saw it last; 0: a free slab entry
+	cookie                uint64
 }
 
 // tracker does the delta accounting: every byte, segment and retransmit of a socket is
@@ -100,6 +101,7 @@ func (t *tracker) destroy(s *Socket, now int64, r *record.Record) bool {
 	if i, ok := t.socks[s.Cookie]; ok {
 		prev = t.slab[i]
 		delete(t.socks, s.Cookie)
+		t.slab[i].gen = 0
 		t.free = append(t.free, i)
 	} else {
 		r.Requests = 1
@@ -132,7 +134,7 @@ func (t *tracker) dumped(s *Socket, now int64, r *record.Record) bool {
 		prev = *e
 	}
 	*e = current(s, false)
-	e.gen = t.gen
+	e.gen, e.cookie = t.gen, s.Cookie
 	if ok && prev.same(e) {
 		return false
 	}
@@ -155,10 +157,11 @@ func (t *tracker) beginDump() { t.gen++ }
 // the dump, it accounts the remainder), and a dump can skip a live socket when an earlier one in
 // its hash bucket goes away between two reads (inet_diag resumes by position).
 func (t *tracker) endDump() {
-	for c, i := range t.socks {
-		if t.slab[i].gen+1 < t.gen {
-			delete(t.socks, c)
-			t.free = append(t.free, i)
+	for i := range t.slab { // in memory order: faster than ranging over the map
+		if e := &t.slab[i]; e.gen != 0 && e.gen+1 < t.gen {
+			delete(t.socks, e.cookie)
+			e.gen = 0
+			t.free = append(t.free, int32(i))
 			t.vanished++
 		}
 	}
