@@ -68,6 +68,7 @@ two dumps.
 	fl.StringVar(&f.cfg.NetNS, "netns", "", "network namespace name (ip netns) or path (/proc/PID/ns/net)")
 	fl.StringArrayVar(&f.classes, "class", nil, "traffic class by local port, prefix or both: 443=2, 192.0.2.0/24=3, 192.0.2.0/24:443=4 (first match wins)")
 	fl.StringVar(&f.cfg.Cgroup, "cgroup", "", "account only connections of this cgroup v2 and below (e.g. /sys/fs/cgroup/system.slice/nginx.service)")
+	fl.IntVar(&f.cfg.Partitions, "partitions", f.cfg.Partitions, "split each dump into this many concurrent dumps over port ranges (0: one per core)")
 	fl.BoolVar(&f.cfg.DumpOnly, "dump-only", false, "no destroy notifications (no CAP_NET_ADMIN): interval dumps only")
 	rootCmd.AddCommand(cmd)
 }

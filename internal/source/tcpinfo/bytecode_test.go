@@ -2,12 +2,13 @@ package tcpinfo
 
 import (
 	"encoding/binary"
+	"slices"
 	"testing"
 )
 
-// runBytecode and auditBytecode transcribe inet_diag_bc_run and inet_diag_bc_audit for the two
-// op codes used: a naive oracle for the program portBytecode writes.
-func runBytecode(bc []byte, sport uint16) bool {
+// runBytecode and auditBytecode transcribe inet_diag_bc_run and inet_diag_bc_audit for the op
+// codes used: a naive oracle for the programs portBytecode and rangeBytecode write.
+func runBytecode(bc []byte, sport, dport uint16) bool {
 	pos, l := 0, len(bc)
 	for l > 0 {
 		code, yes, no := bc[pos], int(bc[pos+1]), int(binary.NativeEndian.Uint16(bc[pos+2:]))
@@ -17,6 +18,16 @@ func runBytecode(bc []byte, sport uint16) bool {
 			ok = false
 		case bcSEq:
 			ok = sport == binary.NativeEndian.Uint16(bc[pos+6:])
+		case bcSGE:
+			ok = sport >= binary.NativeEndian.Uint16(bc[pos+6:])
+		case bcSLE:
+			ok = sport <= binary.NativeEndian.Uint16(bc[pos+6:])
+		case bcDGE:
+			ok = dport >= binary.NativeEndian.Uint16(bc[pos+6:])
+		case bcDLE:
+			ok = dport <= binary.NativeEndian.Uint16(bc[pos+6:])
+		default:
+			panic("op code not transcribed")
 		}
 		if ok {
 			l, pos = l-yes, pos+yes
@@ -50,7 +61,7 @@ func auditBytecode(bc []byte) bool {
 	for l > 0 {
 		minLen := 4
 		code, yes, no := bc[pos], int(bc[pos+1]), int(binary.NativeEndian.Uint16(bc[pos+2:]))
-		if code == bcSEq {
+		if code == bcSEq || code == bcSGE || code == bcSLE || code == bcDGE || code == bcDLE {
 			minLen = 8
 			if l < minLen {
 				return false
@@ -78,12 +89,51 @@ func TestPortBytecode(t *testing.T) {
 			in[p] = true
 		}
 		for p := 0; p < 1<<16; p++ {
-			if got := runBytecode(bc, uint16(p)); got != in[uint16(p)] {
+			if got := runBytecode(bc, uint16(p), 40000); got != in[uint16(p)] {
 				t.Fatalf("ports %v: port %d accepted = %v", ports, p, got)
 			}
 		}
 	}
 	if portBytecode(nil) != nil {
 		t.Error("no ports: want no program")
+	}
+}
+
+// TestRangeBytecode checks the partition programs: each accepts exactly its range of local or
+// remote ports, and of those only the filtered local ports.
+func TestRangeBytecode(t *testing.T) {
+	ports := []uint16{80, 443, 8080}
+	for _, tc := range []struct {
+		local  bool
+		lo, hi uint16
+		filter []uint16
+	}{
+		{false, 0, 32767, nil},
+		{false, 32768, 65535, nil},
+		{false, 1000, 1999, nil},
+		{true, 0, 442, ports},
+		{true, 443, 65535, ports},
+		{false, 5, 5, ports},
+		{false, 0, 65535, ports},
+	} {
+		bc := rangeBytecode(nil, tc.local, tc.lo, tc.hi, portBytecode(tc.filter))
+		if len(bc) == 0 && (tc.lo > 0 || tc.hi < 65535 || tc.filter != nil) {
+			t.Fatalf("%+v: no program", tc)
+		}
+		if len(bc) > 0 && !auditBytecode(bc) {
+			t.Errorf("%+v: the kernel's audit would reject the program", tc)
+		}
+		for _, sport := range []uint16{0, 1, 80, 443, 442, 444, 1000, 1999, 2000, 8080, 32767, 32768, 65535} {
+			for _, dport := range []uint16{0, 1, 4, 5, 6, 80, 443, 999, 1000, 1999, 2000, 32767, 32768, 65534, 65535} {
+				port := dport
+				if tc.local {
+					port = sport
+				}
+				want := port >= tc.lo && port <= tc.hi && (tc.filter == nil || slices.Contains(tc.filter, sport))
+				if got := len(bc) == 0 || runBytecode(bc, sport, dport); got != want {
+					t.Errorf("%+v: sport %d dport %d accepted = %v, want %v", tc, sport, dport, got, want)
+				}
+			}
+		}
 	}
 }

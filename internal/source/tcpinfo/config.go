@@ -42,6 +42,12 @@ type Config struct {
 	Cgroup string `yaml:"cgroup"`
 	// Classes assign a traffic class by local port and/or local address; the first match wins.
 	Classes []ClassRule `yaml:"classes"`
+	// Partitions splits each interval dump into this many dumps run at once on as many
+	// netlink sockets, each asking the kernel for the sockets of one range of ports (remote or
+	// local ports, whichever the previous dump showed to split more evenly; every socket falls in
+	// exactly one range), so that several cores share the kernel's walk and copy of the sockets.
+	// 0 means one per core the Go runtime uses (GOMAXPROCS); 1 dumps on one socket.
+	Partitions int `yaml:"partitions"`
 	// DumpOnly runs without destroy notifications (no CAP_NET_ADMIN): connections that open
 	// and close between two dumps are then missed, and the rest of a connection after its
 	// last dump too.
@@ -74,6 +80,8 @@ func (c Config) Validate() error {
 		return errors.New("tcpinfo interval must be at least 100ms")
 	case c.ReceiveBuffer < 0:
 		return errors.New("tcpinfo receive_buffer must not be negative")
+	case c.Partitions < 0 || c.Partitions > maxPartitions:
+		return fmt.Errorf("tcpinfo partitions must be between 0 (one per core) and %d", maxPartitions)
 	case c.DumpOnly && c.Interval == 0:
 		return errors.New("tcpinfo dump_only needs an interval")
 	case c.Cgroup != "" && c.Interval == 0:

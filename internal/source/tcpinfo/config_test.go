@@ -19,6 +19,7 @@ ports: [80, 443]
 addresses: [192.0.2.0/24, "2001:db8::/32"]
 netns: web
 cgroup: /sys/fs/cgroup/system.slice/nginx.service
+partitions: 4
 classes:
   - {port: 443, class: 2}
   - {prefix: 192.0.2.128/25, class: 3}
@@ -31,7 +32,7 @@ classes:
 	}
 	want := Config{Enabled: true, Interval: 5 * time.Second, ReceiveBuffer: 64 << 20, Ports: []uint16{80, 443},
 		Addresses: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32")},
-		NetNS:     "web", Cgroup: "/sys/fs/cgroup/system.slice/nginx.service",
+		NetNS:     "web", Cgroup: "/sys/fs/cgroup/system.slice/nginx.service", Partitions: 4,
 		Classes: []ClassRule{{Port: 443, Class: 2}, {Prefix: netip.MustParsePrefix("192.0.2.128/25"), Class: 3}}}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("decoded\n got %+v\nwant %+v", cfg, want)
@@ -50,5 +51,18 @@ classes:
 	}
 	if !reflect.DeepEqual(back, want) {
 		t.Errorf("round trip\n got %+v\nwant %+v\n%s", back, want, out)
+	}
+}
+
+func TestConfigValidatePartitions(t *testing.T) {
+	for _, tc := range []struct {
+		partitions int
+		ok         bool
+	}{{-1, false}, {0, true}, {1, true}, {maxPartitions, true}, {maxPartitions + 1, false}} {
+		cfg := DefaultConfig()
+		cfg.Partitions = tc.partitions
+		if err := cfg.Validate(); (err == nil) != tc.ok {
+			t.Errorf("partitions %d: Validate() = %v", tc.partitions, err)
+		}
 	}
 }

@@ -8,13 +8,15 @@ import (
 
 // Netlink and sock_diag constants (include/uapi/linux/netlink.h, sock_diag.h, inet_diag.h).
 const (
-	nlmsgHdrLen    = 16
-	nlmsgError     = 2
-	nlmsgDone      = 3
-	nlmFDumpIntr   = 0x10
-	sockDiagByFam  = 20 // SOCK_DIAG_BY_FAMILY
-	inetDiagMsgLen = 72 // struct inet_diag_msg
-	inetDiagReqLen = 56 // struct inet_diag_req_v2
+	nlmsgHdrLen          = 16
+	nlmsgError           = 2
+	nlmsgDone            = 3
+	nlmFDumpIntr         = 0x10
+	sockDiagByFam        = 20 // SOCK_DIAG_BY_FAMILY
+	tcpDiagGetSock       = 18 // TCPDIAG_GETSOCK: the older request, and its replies (afUnspec dumps)
+	inetDiagMsgLen       = 72 // struct inet_diag_msg
+	inetDiagReqLen       = 56 // struct inet_diag_req_v2
+	inetDiagReqCompatLen = 60 // struct inet_diag_req (TCPDIAG_GETSOCK)
 
 	// Multicast groups of NETLINK_SOCK_DIAG (enum sknetlink_groups in
 	// include/uapi/linux/sock_diag.h: SKNLGRP_NONE = 0, then INET_TCP_DESTROY,
@@ -134,14 +136,14 @@ func nextMessage(b []byte) (msg []byte, typ, flags uint16, seq uint32, rest []by
 	return b[:l], typ, flags, seq, b[next:], nil
 }
 
-// decodeSocket decodes one SOCK_DIAG_BY_FAMILY message (header included) into s: an
-// inet_diag_msg followed by attributes, of which INET_DIAG_INFO (struct tcp_info) is required.
-// It reads only what the kernel sent and allocates nothing.
+// decodeSocket decodes one SOCK_DIAG_BY_FAMILY (or TCPDIAG_GETSOCK) message (header included)
+// into s: an inet_diag_msg followed by attributes, of which INET_DIAG_INFO (struct tcp_info) is
+// required. It reads only what the kernel sent and allocates nothing.
 func decodeSocket(msg []byte, s *Socket) error {
 	if len(msg) < nlmsgHdrLen+inetDiagMsgLen {
 		return errShort
 	}
-	if binary.NativeEndian.Uint16(msg[4:6]) != sockDiagByFam {
+	if t := binary.NativeEndian.Uint16(msg[4:6]); t != sockDiagByFam && t != tcpDiagGetSock {
 		return errNotDiag
 	}
 	d := msg[nlmsgHdrLen:]

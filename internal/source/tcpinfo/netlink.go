@@ -156,10 +156,15 @@ const listenStates = 1 << stateListen
 // {code u8, yes u8, no u16}; a comparison's operand is the no field of the next op. The kernel
 // runs the program jumping by yes when a condition holds and by no when not, and accepts a
 // socket when it lands exactly on the end. Its audit requires every no target to lie on the
-// chain of yes jumps from the start, so yes always falls through to the next op here.
+// chain of yes jumps from the start, or 4 past the end (reject), so yes always falls through to
+// the next op here. Ports are compared in host order.
 const (
 	attrReqBytecode  = 1  // INET_DIAG_REQ_BYTECODE
 	bcJmp            = 1  // INET_DIAG_BC_JMP: jump by no
+	bcSGE            = 2  // INET_DIAG_BC_S_GE: local port ≥ operand
+	bcSLE            = 3  // INET_DIAG_BC_S_LE: local port ≤ operand
+	bcDGE            = 4  // INET_DIAG_BC_D_GE: remote port ≥ operand
+	bcDLE            = 5  // INET_DIAG_BC_D_LE: remote port ≤ operand
 	bcSEq            = 11 // INET_DIAG_BC_S_EQ: local port equal
 	maxBytecodePorts = 4096
 )
@@ -190,11 +195,61 @@ func portBytecode(ports []uint16) []byte {
 	return b
 }
 
-// dumpRequest writes into b a SOCK_DIAG_BY_FAMILY dump request for TCP sockets of family in
-// the states (a bitmask, dumpStates or listenStates) asking for INET_DIAG_INFO, with an
-// optional bytecode filter.
+// rangeBytecode writes into b (reused when large enough) a program accepting the sockets whose
+// local (local true) or remote port lies in [lo, hi] and that the program rest accepts: a
+// partition of a dump. Each bound is one comparison whose no rejects (4 past the end of the
+// whole program); a bound at the end of the port space is left out.
+func rangeBytecode(b []byte, local bool, lo, hi uint16, rest []byte) []byte {
+	ge, le := uint8(bcDGE), uint8(bcDLE)
+	if local {
+		ge, le = bcSGE, bcSLE
+	}
+	var ops [2]struct {
+		code uint8
+		port uint16
+	}
+	n := 0
+	if lo > 0 {
+		ops[n].code, ops[n].port = ge, lo
+		n++
+	}
+	if hi < 1<<16-1 {
+		ops[n].code, ops[n].port = le, hi
+		n++
+	}
+	l := 8*n + len(rest)
+	if cap(b) < l {
+		b = make([]byte, l)
+	}
+	b = b[:l]
+	ne := binary.NativeEndian
+	for i := 0; i < n; i++ {
+		op := b[8*i:]
+		op[0], op[1] = ops[i].code, 8
+		ne.PutUint16(op[2:], uint16(l-8*i+4)) // reject
+		ne.PutUint16(op[4:], 0)
+		ne.PutUint16(op[6:], ops[i].port)
+	}
+	copy(b[8*n:], rest)
+	return b
+}
+
+// afUnspec asks dumpRequest for both address families in one walk of the kernel's socket
+// table. SOCK_DIAG_BY_FAMILY needs one family per request (the kernel walks the whole
+// established hash once per request, whatever the family), so this goes through the older
+// TCPDIAG_GETSOCK request, whose dump takes any family (net/ipv4/inet_diag.c,
+// inet_diag_dump_compat) and whose replies carry the same inet_diag_msg and attributes.
+const afUnspec = 0
+
+// dumpRequest writes into b a dump request for TCP sockets of family (afInet, afInet6, or
+// afUnspec for both) in the states (a bitmask, dumpStates or listenStates) asking for
+// INET_DIAG_INFO only, with an optional bytecode filter.
 func dumpRequest(b []byte, family uint8, seq, states uint32, bytecode []byte) []byte {
-	n := nlmsgHdrLen + inetDiagReqLen
+	typ, hdr := uint16(sockDiagByFam), inetDiagReqLen
+	if family == afUnspec {
+		typ, hdr = tcpDiagGetSock, inetDiagReqCompatLen
+	}
+	n := nlmsgHdrLen + hdr
 	if len(bytecode) > 0 {
 		n += 4 + len(bytecode)
 	}
@@ -204,17 +259,25 @@ func dumpRequest(b []byte, family uint8, seq, states uint32, bytecode []byte) []
 	b = b[:n]
 	clear(b)
 	if len(bytecode) > 0 {
-		a := b[nlmsgHdrLen+inetDiagReqLen:]
+		a := b[nlmsgHdrLen+hdr:]
 		binary.NativeEndian.PutUint16(a[0:], uint16(4+len(bytecode)))
 		binary.NativeEndian.PutUint16(a[2:], attrReqBytecode)
 		copy(a[4:], bytecode)
 	}
 	binary.NativeEndian.PutUint32(b[0:], uint32(len(b)))
-	binary.NativeEndian.PutUint16(b[4:], sockDiagByFam)
+	binary.NativeEndian.PutUint16(b[4:], typ)
 	binary.NativeEndian.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
 	binary.NativeEndian.PutUint32(b[8:], seq)
 	r := b[nlmsgHdrLen:]
 	r[0] = family
+	if family == afUnspec {
+		// struct inet_diag_req: family, src_len, dst_len, ext, id (48 bytes), states, dbs;
+		// the protocol is the request type's.
+		r[3] = 1 << (attrInfo - 1) // idiag_ext
+		binary.NativeEndian.PutUint32(r[52:], states)
+		return b
+	}
+	// struct inet_diag_req_v2: family, protocol, ext, pad, states, id.
 	r[1] = unix.IPPROTO_TCP
 	r[2] = 1 << (attrInfo - 1) // idiag_ext
 	binary.NativeEndian.PutUint32(r[4:], states)
@@ -350,7 +413,7 @@ func handleDump(b []byte, seq uint32, interrupted *bool, fn func(msg []byte)) (d
 				}
 			}
 			return true, nil
-		case sockDiagByFam:
+		case sockDiagByFam, tcpDiagGetSock:
 			fn(msg)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,7 +88,8 @@ func (s *Source) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var destroy, dump *conn
+	var destroy *conn
+	var dumps []*conn
 	if !s.cfg.DumpOnly {
 		destroy, err = dialDiag(nsfd, recvBufSize)
 		if err == nil {
@@ -100,9 +102,19 @@ func (s *Source) Run(ctx context.Context) error {
 		}
 	}
 	if err == nil && s.cfg.Interval > 0 {
-		dump, err = dialDiag(nsfd, recvBufSize)
-		if err != nil && destroy != nil {
-			destroy.close()
+		for i := 0; i < s.partitions() && err == nil; i++ {
+			var c *conn
+			if c, err = dialDiag(nsfd, recvBufSize); err == nil {
+				dumps = append(dumps, c)
+			}
+		}
+		if err != nil {
+			for _, c := range dumps {
+				c.close()
+			}
+			if destroy != nil {
+				destroy.close()
+			}
 		}
 	}
 	if nsfd >= 0 {
@@ -121,7 +133,7 @@ func (s *Source) Run(ctx context.Context) error {
 		}
 	}
 	s.log.Info("tcpinfo source started", "netns", s.cfg.NetNS, "interval", s.cfg.Interval,
-		"receive_buffer", s.rcvbuf.Load(), "destroy_notifications", destroy != nil)
+		"receive_buffer", s.rcvbuf.Load(), "destroy_notifications", destroy != nil, "dump_partitions", len(dumps))
 	close(s.started)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -136,15 +148,15 @@ func (s *Source) Run(ctx context.Context) error {
 			}
 		})
 	}
-	if dump != nil {
-		wg.Go(func() { s.dumpLoop(ctx, dump) })
+	if len(dumps) > 0 {
+		wg.Go(func() { s.dumpLoop(ctx, dumps) })
 	}
 	<-ctx.Done()
 	if destroy != nil {
 		destroy.close()
 	}
-	if dump != nil {
-		dump.close()
+	for _, c := range dumps {
+		c.close()
 	}
 	wg.Wait()
 	select {
@@ -251,9 +263,17 @@ func (s *Source) flush(batch []record.Record) []record.Record {
 	return batch[:0]
 }
 
+// partitions is the number of concurrent dumps an interval dump is split into.
+func (s *Source) partitions() int {
+	if s.cfg.Partitions > 0 {
+		return s.cfg.Partitions
+	}
+	return min(runtime.GOMAXPROCS(0), maxPartitions)
+}
+
 // dumpLoop dumps the established sockets at once and then every interval.
-func (s *Source) dumpLoop(ctx context.Context, c *conn) {
-	d := newDumper(s, c)
+func (s *Source) dumpLoop(ctx context.Context, conns []*conn) {
+	d := newDumper(s, conns)
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -269,50 +289,97 @@ func (s *Source) dumpLoop(ctx context.Context, c *conn) {
 	}
 }
 
+// dumper runs the interval dumps: one logical dump is split into partitions (ranges of ports,
+// see plan), dumped at once on their own netlink sockets, and accounted as one under the
+// tracker lock.
 type dumper struct {
 	s        *Source
+	parts    []*part // one per netlink socket
+	bytecode []byte  // kernel-side local port filter
+	noUnspec atomic.Bool
+
+	// During a dump s.mu is held by run; mu serialises the partitions' accounting.
+	mu      sync.Mutex
+	batch   []record.Record
+	now     int64
+	n       uint64
+	hist    portHist // the last dump's sockets by port: where the next dump is cut
+	next    portHist // the current dump's
+	lastPl  plan
+	cgPorts *portSet // spare listener port set, swapped with the tracker's
+}
+
+// part is one partition's netlink socket and buffers.
+type part struct {
+	d        *dumper
 	c        *conn
 	seq      uint32
 	req      []byte
-	bytecode []byte // kernel-side local port filter
-	batch    []record.Record
-	sock     Socket
-	now      int64
-	n        uint64
+	bytecode []byte   // the partition's range, then the port filter
+	socks    []Socket // decoded, waiting to be accounted
 	fn       func([]byte)
-	cgPorts  *portSet // spare listener port set, swapped with the tracker's
+	err      error
 }
 
-func newDumper(s *Source, c *conn) *dumper {
+// partBatch is the number of sockets a partition decodes before taking the tracker lock to
+// account them.
+const partBatch = 64
+
+func newDumper(s *Source, conns []*conn) *dumper {
 	bc := portBytecode(s.cfg.Ports)
-	d := &dumper{s: s, c: c, batch: make([]record.Record, 0, batchSize), bytecode: bc,
-		req: make([]byte, nlmsgHdrLen+inetDiagReqLen+4+len(bc))}
-	d.fn = d.handle
+	d := &dumper{s: s, batch: make([]record.Record, 0, batchSize), bytecode: bc}
+	for _, c := range conns {
+		p := &part{d: d, c: c, req: make([]byte, nlmsgHdrLen+inetDiagReqCompatLen+4+16+len(bc)),
+			socks: make([]Socket, 0, partBatch)}
+		p.fn = p.handle
+		d.parts = append(d.parts, p)
+	}
 	return d
 }
 
-// run performs one dump of both families under the tracker lock, so that no destroy
-// notification is accounted between the kernel's snapshot of a socket and its delta.
+// run performs one dump of both families, cut in as many partitions as the dumper has sockets,
+// along the ports the previous dump saw.
 func (d *dumper) run() error {
+	return d.runPlan(planFor(&d.hist, len(d.parts)))
+}
+
+// runPlan performs one dump split as pl says, all of it under the tracker lock, so that no
+// destroy notification is accounted between the kernel's snapshot of a socket and its delta.
+func (d *dumper) runPlan(pl plan) error {
 	start := time.Now()
 	d.now = start.UnixNano()
 	d.n = 0
+	d.lastPl = pl
+	clear(d.next.local[:])
+	clear(d.next.remote[:])
+	d.next.total = 0
 	s := d.s
 	s.mu.Lock()
 	var err error
 	if s.tr.filter.cgroups != nil {
 		err = d.listeners()
 	}
-	s.tr.beginDump()
-	for _, fam := range []uint8{afInet, afInet6} {
-		if err != nil && !errors.Is(err, errDumpInterrupted) {
-			break
+	if err == nil || errors.Is(err, errDumpInterrupted) {
+		s.tr.beginDump()
+		n := pl.partitions()
+		if n == 1 {
+			err = joinDumpErrors(err, d.parts[0].dump(pl, 0))
+		} else {
+			var wg sync.WaitGroup
+			for i, p := range d.parts[:n] {
+				wg.Go(func() { p.err = p.dump(pl, i) })
+			}
+			wg.Wait()
+			for _, p := range d.parts[:n] {
+				err = joinDumpErrors(err, p.err)
+			}
 		}
-		d.seq++
-		err = d.c.dump(fam, d.seq, dumpStates, d.req, d.bytecode, dumpTimeout, d.fn)
 	}
 	if err == nil {
 		s.tr.endDump()
+	}
+	if err == nil || errors.Is(err, errDumpInterrupted) {
+		d.hist, d.next = d.next, d.hist
 	}
 	s.mu.Unlock()
 	d.batch = s.flush(d.batch)
@@ -322,6 +389,52 @@ func (d *dumper) run() error {
 	s.lastDumpNanos.Store(int64(time.Since(start)))
 	if errors.Is(err, errDumpInterrupted) {
 		return nil
+	}
+	return err
+}
+
+// joinDumpErrors keeps the first failure; an interruption is kept unless a failure follows.
+func joinDumpErrors(err, next error) error {
+	if err == nil || (errors.Is(err, errDumpInterrupted) && next != nil) {
+		return next
+	}
+	return err
+}
+
+// dump dumps partition i of pl on p's socket and accounts what it saw.
+func (p *part) dump(pl plan, i int) error {
+	bc := p.d.bytecode
+	if pl.partitions() > 1 {
+		lo, hi := pl.bounds(i)
+		p.bytecode = rangeBytecode(p.bytecode, pl.local, lo, hi, bc)
+		bc = p.bytecode
+	}
+	err := p.d.dumpOn(p, dumpStates, bc, p.fn)
+	p.account()
+	return err
+}
+
+// dumpOn dumps the TCP sockets in states that bytecode accepts on p's socket, both families in
+// one walk of the kernel's table (afUnspec) unless the kernel refused that once; then one dump
+// per family.
+func (d *dumper) dumpOn(p *part, states uint32, bytecode []byte, fn func([]byte)) error {
+	if !d.noUnspec.Load() {
+		p.seq++
+		err := p.c.dump(afUnspec, p.seq, states, p.req, bytecode, dumpTimeout, fn)
+		var errno unix.Errno
+		if !errors.As(err, &errno) || (errno != unix.EINVAL && errno != unix.ENOENT && errno != unix.EOPNOTSUPP) {
+			return err
+		}
+		if !d.noUnspec.Swap(true) {
+			d.s.log.Info("the kernel refused a TCPDIAG_GETSOCK dump of both families: dumping one family at a time", "error", err)
+		}
+	}
+	var err error
+	for _, fam := range []uint8{afInet, afInet6} {
+		p.seq++
+		if err = joinDumpErrors(err, p.c.dump(fam, p.seq, states, p.req, bytecode, dumpTimeout, fn)); err != nil && !errors.Is(err, errDumpInterrupted) {
+			return err
+		}
 	}
 	return err
 }
@@ -344,35 +457,53 @@ func (d *dumper) listeners() error {
 			d.cgPorts.add(sock.LocalPort)
 		}
 	}
-	var err error
-	for _, fam := range []uint8{afInet, afInet6} {
-		d.seq++
-		if err = d.c.dump(fam, d.seq, listenStates, d.req, d.bytecode, dumpTimeout, fn); err != nil && !errors.Is(err, errDumpInterrupted) {
-			return err
-		}
+	err := d.dumpOn(d.parts[0], listenStates, d.bytecode, fn)
+	if err != nil && !errors.Is(err, errDumpInterrupted) {
+		return err
 	}
 	d.cgPorts, d.s.tr.cgPorts = d.s.tr.cgPorts, d.cgPorts
 	return err
 }
 
-// handle accounts one dumped socket; s.mu is held.
-func (d *dumper) handle(msg []byte) {
-	if err := decodeSocket(msg, &d.sock); err != nil {
+// handle decodes one dumped socket; every partBatch of them are accounted together.
+func (p *part) handle(msg []byte) {
+	n := len(p.socks)
+	p.socks = p.socks[:n+1]
+	if err := decodeSocket(msg, &p.socks[n]); err != nil {
+		p.socks = p.socks[:n]
 		if err == errNoTCPInfo {
 			return // a TIME_WAIT minisocket reported in its FIN_WAIT2 substate: already destroyed
 		}
-		d.s.decodeErrors.Add(1)
-		d.s.logs.warn(d.s.log, "cannot decode sock_diag dump message", err)
+		p.d.s.decodeErrors.Add(1)
+		p.d.s.logs.warn(p.d.s.log, "cannot decode sock_diag dump message", err)
 		return
 	}
-	d.n++
-	d.batch = d.batch[:len(d.batch)+1]
-	if !d.s.tr.dumped(&d.sock, d.now, &d.batch[len(d.batch)-1]) {
-		d.batch = d.batch[:len(d.batch)-1]
+	if len(p.socks) == cap(p.socks) {
+		p.account()
 	}
-	if len(d.batch) == cap(d.batch) {
-		d.batch = d.s.flush(d.batch)
+}
+
+// account hands the partition's decoded sockets to the tracker (s.mu is held by run).
+func (p *part) account() {
+	if len(p.socks) == 0 {
+		return
 	}
+	d := p.d
+	d.mu.Lock()
+	for i := range p.socks {
+		sock := &p.socks[i]
+		d.n++
+		d.next.add(sock.LocalPort, sock.RemotePort)
+		d.batch = d.batch[:len(d.batch)+1]
+		if !d.s.tr.dumped(sock, d.now, &d.batch[len(d.batch)-1]) {
+			d.batch = d.batch[:len(d.batch)-1]
+		}
+		if len(d.batch) == cap(d.batch) {
+			d.batch = d.s.flush(d.batch)
+		}
+	}
+	d.mu.Unlock()
+	p.socks = p.socks[:0]
 }
 
 // rateLog logs a warning at most once per 10 seconds, counting what it suppressed.

@@ -16,7 +16,7 @@ type Stats struct {
 func (s *Source) Stats() Stats {
 	s.refreshLost()
 	s.mu.Lock()
-	filtered, vanished, tracked := s.tr.filtered, s.tr.vanished, len(s.tr.socks)
+	filtered, vanished, tracked := s.tr.filtered, s.tr.vanished, s.tr.socks.live
 	s.mu.Unlock()
 	return Stats{
 		Notifications: s.notifications.Load(),

@@ -23,11 +23,8 @@ type seen struct {
 // ConnsClosed is 1 in the destroy record; ConnsOpen is 1 in dump records.
 type tracker struct {
 	filter filter
-	// socks maps a cookie to its entry in slab: one map lookup per dumped socket instead of
-	// a lookup and an assignment.
-	socks map[uint64]int32
-	slab  []seen
-	free  []int32
+	// socks holds, by cookie, the sockets seen by a dump and not yet destroyed.
+	socks cookieTable
 	gen   uint64
 
 	// vanished counts sockets that disappeared from a dump without a destroy notification
@@ -40,7 +37,7 @@ type tracker struct {
 }
 
 func newTracker(f filter) *tracker {
-	return &tracker{filter: f, socks: make(map[uint64]int32)}
+	return &tracker{filter: f}
 }
 
 // fill sets the record's identity and gauges from s.
@@ -83,7 +80,7 @@ func (t *tracker) inCgroups(s *Socket) bool {
 	if s.HaveCgroup {
 		return t.filter.inCgroups(s.CgroupID)
 	}
-	if _, ok := t.socks[s.Cookie]; ok {
+	if trackable(s.Cookie) && t.socks.get(s.Cookie) >= 0 {
 		return true // a dump accepted it (its own cgroup id matched)
 	}
 	return t.cgPorts != nil && t.cgPorts.has(s.LocalPort)
@@ -97,10 +94,13 @@ func (t *tracker) destroy(s *Socket, now int64, r *record.Record) bool {
 	}
 	t.fill(r, s, now)
 	var prev seen
-	if i, ok := t.socks[s.Cookie]; ok {
-		prev = t.slab[i]
-		delete(t.socks, s.Cookie)
-		t.free = append(t.free, i)
+	i := -1
+	if trackable(s.Cookie) {
+		i = t.socks.get(s.Cookie)
+	}
+	if i >= 0 {
+		prev = t.socks.slots[i].seen
+		t.socks.del(i)
 	} else {
 		r.Requests = 1
 	}
@@ -113,20 +113,11 @@ func (t *tracker) destroy(s *Socket, now int64, r *record.Record) bool {
 // dumped accounts a socket seen in dump generation gen: the delta since its last sight. It
 // returns false when the socket is filtered out or nothing moved since its last sight.
 func (t *tracker) dumped(s *Socket, now int64, r *record.Record) bool {
-	if s.State == stateTimeWait || s.State == stateNewSynRecv || !t.accept(s) {
+	if s.State == stateTimeWait || s.State == stateNewSynRecv || !trackable(s.Cookie) || !t.accept(s) {
 		return false
 	}
-	i, ok := t.socks[s.Cookie]
-	if !ok {
-		if n := len(t.free); n > 0 {
-			i, t.free = t.free[n-1], t.free[:n-1]
-		} else {
-			i = int32(len(t.slab))
-			t.slab = append(t.slab, seen{})
-		}
-		t.socks[s.Cookie] = i
-	}
-	e := &t.slab[i]
+	i, ok := t.socks.put(s.Cookie)
+	e := &t.socks.slots[i].seen
 	var prev seen
 	if ok {
 		prev = *e
@@ -155,10 +146,9 @@ func (t *tracker) beginDump() { t.gen++ }
 // the dump, it accounts the remainder), and a dump can skip a live socket when an earlier one in
 // its hash bucket goes away between two reads (inet_diag resumes by position).
 func (t *tracker) endDump() {
-	for c, i := range t.socks {
-		if t.slab[i].gen+1 < t.gen {
-			delete(t.socks, c)
-			t.free = append(t.free, i)
+	for i := range t.socks.slots { // in memory order
+		if t.socks.isLive(i) && t.socks.slots[i].gen+1 < t.gen {
+			t.socks.del(i)
 			t.vanished++
 		}
 	}

@@ -117,8 +117,8 @@ func TestTrackerDeltas(t *testing.T) {
 			if got != tt.want {
 				t.Errorf("totals\n got %+v\nwant %+v", got, tt.want)
 			}
-			if len(tr.socks) != 0 {
-				t.Errorf("%d sockets still tracked", len(tr.socks))
+			if tr.socks.live != 0 {
+				t.Errorf("%d sockets still tracked", tr.socks.live)
 			}
 		})
 	}
