@@ -82,6 +82,7 @@ type pointKey struct {
 type point struct {
 	pointKey
 	res int64
+	row int32 // a row of the batch of this point's series (its view and dimensions)
 	m   record.Metrics
 }
 

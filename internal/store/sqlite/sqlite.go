@@ -47,15 +47,15 @@ type Store struct {
 	now       func() time.Time
 	metrics   *metrics
 
-	wmu        sync.Mutex // serialises writers in this process; guards the fields below
-	sids       map[seriesKey]int64
+	wmu        sync.Mutex          // serialises writers in this process; guards the fields below
+	sids       map[seriesKey]int64 // every stored series (syncSeries)
+	maxSid     int64               // the highest id in sids
 	acc        map[pointKey]int
 	points     []point
 	rowSids    []int64 // per row of the batch being written: its series id, 0 unknown
 	args       []any
 	upsert     [levels]*sql.Stmt // chunk points
-	series     *sql.Stmt
-	seriesMany *sql.Stmt // seriesChunk series
+	seriesMany *sql.Stmt         // seriesChunk series
 	savePos    *sql.Stmt
 
 	qmu   sync.Mutex
@@ -146,6 +146,12 @@ func dsn(cfg Config, readOnly bool) string {
 	} else {
 		// FULL: a committed position survives a power loss, so the spool behind it may go.
 		q.Add("_pragma", "synchronous(FULL)")
+		// A commit of a few hundred thousand rows dirties more pages than the default 2 MB
+		// cache holds: spilling them to the WAL mid-transaction writes them twice. The cache
+		// grows only as far as a transaction needs.
+		q.Add("_pragma", "cache_size(-131072)")
+		// Multi-row statements keep a statement journal: in memory, not a temporary file.
+		q.Add("_pragma", "temp_store(MEMORY)")
 		q.Set("_txlock", "immediate")
 	}
 	return "file:" + (&url.URL{Path: cfg.Path}).EscapedPath() + "?" + q.Encode()

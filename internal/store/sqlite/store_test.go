@@ -528,6 +528,17 @@ func TestMigrateOldDatabase(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].Key != "203.0.113.0/24" || got[0].Metrics.Bytes != 500 {
 		t.Fatalf("old row after migration: %+v %v", got, err)
 	}
+	// The series stored before the migration keeps its id: a new row of it adds to its points.
+	if err := s.Commit(ctx, store.Batch{Rows: []record.Row{{View: "prefix", Start: t0, Resolution: 24 * time.Hour,
+		Dims:    record.Dims{Router: "r1", Class: "web", Prefix: netip.MustParsePrefix("203.0.113.0/24"), Country: "DE"},
+		Metrics: record.Metrics{Requests: 1, Bytes: 7}}}}); err != nil {
+		t.Fatal(err)
+	}
+	var n, bytes int
+	s.r.QueryRow(`SELECT COUNT(*), SUM(bytes) FROM series CROSS JOIN points_day ON sid = series.id`).Scan(&n, &bytes)
+	if n != 1 || bytes != 507 {
+		t.Fatalf("after a commit to the migrated series: %d series with points, %d bytes, want 1, 507", n, bytes)
+	}
 	if err := s.Import(ctx, "x", []record.Row{row("prefix", t0, "203.0.113.0/24", 1)}); err != nil {
 		t.Fatal(err)
 	}
@@ -769,17 +780,14 @@ func TestSeriesInsertedInChunks(t *testing.T) {
 	if n != len(want) || n <= seriesChunk {
 		t.Fatalf("%d series stored, want %d", n, len(want))
 	}
-	// Fresh ids from a new process (no cache) agree with the stored points.
-	s.sids = map[seriesKey]int64{}
+	// The index a new process loads (syncSeries) agrees with the stored points.
+	s.sids, s.maxSid = map[seriesKey]int64{}, 0
 	got := map[seriesKey]uint64{}
 	err = s.write(ctx, func(tx *sql.Tx, pending map[seriesKey]int64) error {
-		if err := s.seriesIDs(ctx, tx, s.collector, rows, pending); err != nil {
-			return err
+		if len(s.sids) != len(want) {
+			return fmt.Errorf("%d ids loaded, want %d", len(s.sids), len(want))
 		}
-		if len(pending) != len(want) {
-			return fmt.Errorf("%d ids, want %d", len(pending), len(want))
-		}
-		for k, id := range pending {
+		for k, id := range s.sids {
 			var b uint64
 			if err := tx.QueryRowContext(ctx, `SELECT SUM(bytes) FROM points_base WHERE sid = ?`, id).Scan(&b); err != nil {
 				return err
@@ -794,6 +802,45 @@ func TestSeriesInsertedInChunks(t *testing.T) {
 	for k, b := range want {
 		if got[k] != b {
 			t.Fatalf("series %v: %d bytes, want %d", k, got[k], b)
+		}
+	}
+}
+
+// TestTwoWriters commits through two stores on one file (serve and `netledger import` in two
+// processes): each finds the series the other added, so every key is stored once.
+func TestTwoWriters(t *testing.T) {
+	ctx := context.Background()
+	a, cfg := openTest(t)
+	b, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	rows := []record.Row{row("prefix", t0, "203.0.113.0/24", 1), row("prefix", t0, "198.51.100.0/22", 2), row("prefix", t0, "10.0.0.0/8", 4)}
+	for i, c := range []struct {
+		s    *Store
+		rows []record.Row
+	}{{a, rows[:1]}, {b, rows[:2]}, {a, rows[1:]}, {b, rows}} {
+		if err := c.s.Commit(ctx, store.Batch{Rows: c.rows}); err != nil {
+			t.Fatalf("commit %d: %v", i, err)
+		}
+	}
+	var n int
+	a.r.QueryRow(`SELECT COUNT(*) FROM series`).Scan(&n)
+	if n != 3 {
+		t.Fatalf("%d series, want 3", n)
+	}
+	got, err := a.Top(ctx, store.Query{View: "prefix", By: "prefix", From: t0, To: t0.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{"203.0.113.0/24": 3, "198.51.100.0/22": 6, "10.0.0.0/8": 8}
+	if len(got) != len(want) {
+		t.Fatalf("%d groups, want %d: %+v", len(got), len(want), got)
+	}
+	for _, r := range got {
+		if r.Metrics.Bytes != want[r.Key] {
+			t.Errorf("%s: %d bytes, want %d", r.Key, r.Metrics.Bytes, want[r.Key])
 		}
 	}
 }

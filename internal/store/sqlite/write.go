@@ -30,13 +30,6 @@ const allZero = "requests = 0 AND bytes = 0 AND bytes_in = 0 AND packets = 0 AND
 
 func (s *Store) prepare(ctx context.Context) error {
 	var err error
-	s.series, err = s.w.PrepareContext(ctx, `INSERT INTO series (view, collector, router, class, prefix, path,
-		peer_as, origin_as, asn, country, region, proto, src_group, dst_group, port)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT DO UPDATE SET view = excluded.view RETURNING id`)
-	if err != nil {
-		return fmt.Errorf("cannot prepare series statement: %w", err)
-	}
 	if s.seriesMany, err = s.w.PrepareContext(ctx, seriesInsert(seriesChunk)); err != nil {
 		return fmt.Errorf("cannot prepare series statement: %w", err)
 	}
@@ -84,8 +77,8 @@ func (s *Store) finish(ctx context.Context, tx *sql.Tx, b store.Batch) error {
 	return err
 }
 
-// write runs fn in a write transaction; series ids fn creates join the cache only once the
-// transaction has committed.
+// write runs fn in a write transaction, with the series index synced to the database; series
+// ids fn creates (pending) join the index only once the transaction has committed.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx, pending map[seriesKey]int64) error) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -94,6 +87,10 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx, pending map[serie
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
+		return err
+	}
+	if err := s.syncSeries(ctx, tx); err != nil {
+		tx.Rollback()
 		return err
 	}
 	pending := map[seriesKey]int64{}
@@ -106,6 +103,7 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx, pending map[serie
 	}
 	for k, id := range pending {
 		s.sids[k] = id
+		s.maxSid = max(s.maxSid, id)
 	}
 	return nil
 }
@@ -133,11 +131,6 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 			return err
 		}
 		sid := s.rowSids[i]
-		if sid == 0 { // a new series (or one seriesIDs did not know)
-			if sid, err = s.seriesID(ctx, tx, seriesKey{r.View, collector, r.Dims}, pending); err != nil {
-				return err
-			}
-		}
 		start := r.Start.Unix()
 		res := int64(r.Resolution / time.Second)
 		end = max(end, start+res)
@@ -156,8 +149,14 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 				continue
 			}
 			s.acc[k] = len(s.points)
-			s.points = append(s.points, point{k, res, r.Metrics})
+			s.points = append(s.points, point{k, res, int32(i), r.Metrics})
 		}
+	}
+	// The intervals that hold no point before this write and are over: their packs are built
+	// from s.points.
+	fresh, err := s.freshIntervals(ctx, tx, touched, end)
+	if err != nil {
+		return err
 	}
 	// Key order: each table's B-tree is walked forward.
 	slices.SortFunc(s.points, func(a, b point) int {
@@ -186,7 +185,6 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 			}
 			args = appendMetrics(args, &p.m)
 		}
-		var err error
 		if j-i == chunk {
 			_, err = tx.StmtContext(ctx, s.upsert[l]).ExecContext(ctx, args...)
 		} else { // the rest of the run: one statement prepared for it
@@ -201,7 +199,13 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 	if err := s.invalidate(ctx, tx, touched); err != nil {
 		return fmt.Errorf("cannot invalidate packs: %w", err)
 	}
-	return s.pack(ctx, tx, end)
+	return s.pack(ctx, tx, end, func(b interval, views map[string]*packBuilder) bool {
+		if !fresh[b] {
+			return false
+		}
+		s.packPoints(b, rows, views)
+		return true
+	})
 }
 
 // chunk is the number of points per upsert statement: one statement per point costs more in
@@ -250,18 +254,90 @@ func metricTargets(dst []any, m *record.Metrics) []any {
 		&m.Duration, &m.RTTSum, &m.RTTCount, &m.Conns, &m.Open)
 }
 
-// seriesChunk is the number of series per insert statement of seriesIDs (15 parameters each).
+// seriesChunk is the number of series per insert statement of seriesIDs (16 parameters each).
 const seriesChunk = 128
 
-// seriesIDs inserts the series of rows that are neither cached nor pending, seriesChunk per
-// statement, and adds their ids to pending. RETURNING yields rows in no defined order, so each
-// returned row is matched to its key by its stored column values.
-//
-// s.rowSids[i] is set to row i's series id where it is known before the inserts (0: look it up).
+// syncSeries brings the in-memory series index up to date inside a write transaction: the
+// series stored with ids above the highest known (all of them at the first write; afterwards
+// only those another process added). Series are never deleted, and BEGIN IMMEDIATE holds the
+// database's write lock, so the index is complete until the transaction ends.
+func (s *Store) syncSeries(ctx context.Context, tx *sql.Tx) error {
+	var newest sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT MAX(id) FROM series`).Scan(&newest); err != nil {
+		return fmt.Errorf("cannot read series: %w", err)
+	}
+	if newest.Int64 <= s.maxSid {
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, `+seriesColumns+` FROM series WHERE id > ?`, s.maxSid)
+	if err != nil {
+		return fmt.Errorf("cannot read series: %w", err)
+	}
+	defer rows.Close()
+	strs := map[string]string{} // one copy of each name, path and code
+	intern := func(v string) string {
+		if w, ok := strs[v]; ok {
+			return w
+		}
+		strs[v] = v
+		return v
+	}
+	var (
+		id                                   int64
+		k                                    seriesKey
+		view, collector                      string
+		prefix, src, dst                     []byte
+		router, class, path, country, region string
+	)
+	d := &k.dims
+	for rows.Next() {
+		if err := rows.Scan(&id, &view, &collector, &router, &class, &prefix, &path, &d.PeerAS, &d.OriginAS,
+			&d.ASN, &country, &region, &d.Proto, &src, &dst, &d.Port); err != nil {
+			return fmt.Errorf("cannot read series: %w", err)
+		}
+		k.view, k.collector = intern(view), intern(collector)
+		d.Router, d.Class, d.Path, d.Country, d.Region = intern(router), intern(class), intern(path), intern(country), intern(region)
+		if d.Prefix, err = decodePrefix(prefix); err != nil {
+			return err
+		}
+		if d.SrcGroup, err = decodeAddr(src); err != nil {
+			return err
+		}
+		if d.DstGroup, err = decodeAddr(dst); err != nil {
+			return err
+		}
+		s.sids[k] = id
+		s.maxSid = max(s.maxSid, id)
+	}
+	return rows.Err()
+}
+
+// seriesIDs sets s.rowSids[i] to row i's series id, and inserts the series that are neither
+// known nor pending with the next free ids, seriesChunk per statement, adding them to pending.
+// The in-memory index (syncSeries) is the only guard of a key's uniqueness: the store is the
+// database's one writer while it holds the write lock.
 func (s *Store) seriesIDs(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row, pending map[seriesKey]int64) error {
 	s.rowSids = slices.Grow(s.rowSids[:0], len(rows))[:len(rows)]
 	clear(s.rowSids)
-	var missing []int32 // indices of rows, one per new series
+	next := s.maxSid + int64(len(pending)) + 1
+	args := s.args[:0]
+	n := 0
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		var err error
+		if n == seriesChunk {
+			_, err = tx.StmtContext(ctx, s.seriesMany).ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, seriesInsert(n), args...)
+		}
+		args, n = args[:0], 0
+		if err != nil {
+			return fmt.Errorf("cannot write series: %w", err)
+		}
+		return nil
+	}
 	for i := range rows {
 		r := &rows[i]
 		if r.Metrics.Zero() || r.View == "" {
@@ -273,131 +349,43 @@ func (s *Store) seriesIDs(ctx context.Context, tx *sql.Tx, collector string, row
 			continue
 		}
 		if id, ok := pending[k]; ok {
-			if id != -1 {
-				s.rowSids[i] = id
-			}
+			s.rowSids[i] = id
 			continue
 		}
-		if missing == nil {
-			missing = make([]int32, 0, len(rows)-i)
-		}
-		pending[k] = -1 // wanted; set below
-		missing = append(missing, int32(i))
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	enc := make(map[storedSeries]seriesKey, min(len(missing), seriesChunk))
-	args := make([]any, 0, seriesChunk*15)
-	matched := 0
-	for i := 0; i < len(missing); i += seriesChunk {
-		part := missing[i:min(i+seriesChunk, len(missing))]
-		args = args[:0]
-		clear(enc)
-		for _, ri := range part {
-			k := seriesKey{rows[ri].View, collector, rows[ri].Dims}
-			e := storedOf(&k)
-			enc[e] = k
-			args = append(args, e.view, e.collector, e.router, e.class, []byte(e.prefix), e.path, e.peerAS, e.originAS,
-				e.asn, e.country, e.region, e.proto, []byte(e.src), []byte(e.dst), e.port)
-		}
-		var res *sql.Rows
-		var err error
-		if len(part) == seriesChunk {
-			res, err = tx.StmtContext(ctx, s.seriesMany).QueryContext(ctx, args...)
-		} else {
-			res, err = tx.QueryContext(ctx, seriesInsert(len(part)), args...)
-		}
-		if err != nil {
-			return fmt.Errorf("cannot write series: %w", err)
-		}
-		var (
-			id            int64
-			e             storedSeries
-			pfx, src, dst []byte
-		)
-		for res.Next() {
-			if err := res.Scan(&id, &e.view, &e.collector, &e.router, &e.class, &pfx, &e.path, &e.peerAS, &e.originAS,
-				&e.asn, &e.country, &e.region, &e.proto, &src, &dst, &e.port); err != nil {
-				res.Close()
-				return fmt.Errorf("cannot read series ids: %w", err)
-			}
-			e.prefix, e.src, e.dst = string(pfx), string(src), string(dst)
-			if k, ok := enc[e]; ok {
-				pending[k] = id
-				matched++
+		id := next
+		next++
+		pending[k] = id
+		s.rowSids[i] = id
+		d := &r.Dims
+		args = append(args, id, r.View, collector, d.Router, d.Class, encodePrefix(d.Prefix), d.Path, int64(d.PeerAS),
+			int64(d.OriginAS), int64(d.ASN), d.Country, d.Region, int64(d.Proto), encodeAddr(d.SrcGroup),
+			encodeAddr(d.DstGroup), int64(d.Port))
+		if n++; n == seriesChunk {
+			if err := flush(); err != nil {
+				return err
 			}
 		}
-		res.Close()
-		if err := res.Err(); err != nil {
-			return fmt.Errorf("cannot read series ids: %w", err)
-		}
 	}
-	if matched == len(missing) {
-		return nil
-	}
-	// A key not matched (none is expected) is looked up one by one by seriesID.
-	for _, ri := range missing {
-		k := seriesKey{rows[ri].View, collector, rows[ri].Dims}
-		if pending[k] == -1 {
-			delete(pending, k)
-		}
-	}
-	return nil
+	err := flush()
+	s.args = args[:0]
+	return err
 }
 
-// seriesColumns are the series table's key columns, in the order of seriesInsert's parameters.
+// seriesColumns are the series table's key columns, in the order of seriesInsert's parameters
+// after the id.
 const seriesColumns = "view, collector, router, class, prefix, path, peer_as, origin_as, asn, country, region, proto, src_group, dst_group, port"
 
-// seriesInsert is the insert of n series returning their ids (existing ones too) and keys.
+// seriesInsert is the insert of n series with their ids.
 func seriesInsert(n int) string {
 	var b strings.Builder
-	b.WriteString("INSERT INTO series (" + seriesColumns + ") VALUES ")
+	b.WriteString("INSERT INTO series (id, " + seriesColumns + ") VALUES ")
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 	}
-	b.WriteString(" ON CONFLICT DO UPDATE SET view = excluded.view RETURNING id, " + seriesColumns)
 	return b.String()
-}
-
-// storedSeries is a series key as its column values are stored.
-type storedSeries struct {
-	view, collector, router, class, prefix, path string
-	peerAS, originAS, asn                        int64
-	country, region                              string
-	proto                                        int64
-	src, dst                                     string
-	port                                         int64
-}
-
-func storedOf(k *seriesKey) storedSeries {
-	d := &k.dims
-	return storedSeries{view: k.view, collector: k.collector, router: d.Router, class: d.Class,
-		prefix: string(encodePrefix(d.Prefix)), path: d.Path, peerAS: int64(d.PeerAS), originAS: int64(d.OriginAS),
-		asn: int64(d.ASN), country: d.Country, region: d.Region, proto: int64(d.Proto),
-		src: string(encodeAddr(d.SrcGroup)), dst: string(encodeAddr(d.DstGroup)), port: int64(d.Port)}
-}
-
-func (s *Store) seriesID(ctx context.Context, tx *sql.Tx, k seriesKey, pending map[seriesKey]int64) (int64, error) {
-	if id, ok := s.sids[k]; ok {
-		return id, nil
-	}
-	if id, ok := pending[k]; ok {
-		return id, nil
-	}
-	d := &k.dims
-	var id int64
-	err := tx.StmtContext(ctx, s.series).QueryRowContext(ctx, k.view, k.collector, d.Router, d.Class,
-		encodePrefix(d.Prefix), d.Path, int64(d.PeerAS), int64(d.OriginAS), int64(d.ASN), d.Country,
-		d.Region, int64(d.Proto), encodeAddr(d.SrcGroup), encodeAddr(d.DstGroup), int64(d.Port)).Scan(&id)
-	if err != nil {
-		return 0, fmt.Errorf("cannot write series: %w", err)
-	}
-	pending[k] = id
-	return id, nil
 }
 
 // Replace deletes this collector's rows with starts in [from, to) at every resolution — the
