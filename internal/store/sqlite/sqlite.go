@@ -47,16 +47,17 @@ type Store struct {
 	now       func() time.Time
 	metrics   *metrics
 
-	wmu        sync.Mutex          // serialises writers in this process; guards the fields below
-	sids       map[seriesKey]int64 // every stored series (syncSeries)
-	maxSid     int64               // the highest id in sids
-	acc        map[pointKey]int
-	points     []point
-	rowSids    []int64 // per row of the batch being written: its series id, 0 unknown
-	args       []any
-	upsert     [levels]*sql.Stmt // chunk points
-	seriesMany *sql.Stmt         // seriesChunk series
-	savePos    *sql.Stmt
+	wmu       sync.Mutex          // serialises writers in this process; guards the fields below
+	sids      map[seriesKey]int64 // every stored series (syncSeries)
+	maxSid    int64               // the highest id in sids, of committed series
+	added     []seriesKey         // series added to sids by the write under way
+	acc       map[pointKey]int
+	points    []point
+	rowSids   []int64  // per row of the batch being written: its series id, 0 unknown
+	wtx       *writeTx // the write transaction under way
+	pointsIns [levels]*inserter
+	seriesIns *inserter
+	savePos   *sql.Stmt
 
 	qmu   sync.Mutex
 	query map[string]*sql.Stmt
@@ -104,6 +105,10 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		sids:      map[seriesKey]int64{},
 		acc:       map[pointKey]int{},
 		query:     map[string]*sql.Stmt{},
+		seriesIns: seriesInserter(),
+	}
+	for l := range levels {
+		s.pointsIns[l] = pointInserter(l)
 	}
 	for _, o := range opts {
 		o(s)
@@ -160,11 +165,6 @@ func dsn(cfg Config, readOnly bool) string {
 // Close closes the database.
 func (s *Store) Close() error {
 	s.wmu.Lock()
-	for _, st := range s.upsert {
-		if st != nil {
-			st.Close()
-		}
-	}
 	s.wmu.Unlock()
 	s.qmu.Lock()
 	for _, st := range s.query {

@@ -783,7 +783,7 @@ func TestSeriesInsertedInChunks(t *testing.T) {
 	// The index a new process loads (syncSeries) agrees with the stored points.
 	s.sids, s.maxSid = map[seriesKey]int64{}, 0
 	got := map[seriesKey]uint64{}
-	err = s.write(ctx, func(tx *sql.Tx, pending map[seriesKey]int64) error {
+	err = s.write(ctx, func(tx *sql.Tx) error {
 		if len(s.sids) != len(want) {
 			return fmt.Errorf("%d ids loaded, want %d", len(s.sids), len(want))
 		}

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"slices"
@@ -30,14 +31,6 @@ const allZero = "requests = 0 AND bytes = 0 AND bytes_in = 0 AND packets = 0 AND
 
 func (s *Store) prepare(ctx context.Context) error {
 	var err error
-	if s.seriesMany, err = s.w.PrepareContext(ctx, seriesInsert(seriesChunk)); err != nil {
-		return fmt.Errorf("cannot prepare series statement: %w", err)
-	}
-	for l := range levels {
-		if s.upsert[l], err = s.w.PrepareContext(ctx, upsertSQL(l, chunk)); err != nil {
-			return fmt.Errorf("cannot prepare upsert: %w", err)
-		}
-	}
 	s.savePos, err = s.w.PrepareContext(ctx, `INSERT INTO positions (consumer, segment, offset) VALUES (?, ?, ?)
 		ON CONFLICT (consumer) DO UPDATE SET segment = excluded.segment, offset = excluded.offset`)
 	if err != nil {
@@ -50,8 +43,8 @@ func (s *Store) prepare(ctx context.Context) error {
 // daily roll-up, and saves the consumer's position, in one transaction.
 func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 	t0 := time.Now()
-	err := s.write(ctx, func(tx *sql.Tx, pending map[seriesKey]int64) error {
-		if err := s.writeRows(ctx, tx, s.collector, b.Rows, pending); err != nil {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if err := s.writeRows(ctx, tx, s.collector, b.Rows); err != nil {
 			return err
 		}
 		return s.finish(ctx, tx, b)
@@ -77,45 +70,62 @@ func (s *Store) finish(ctx context.Context, tx *sql.Tx, b store.Batch) error {
 	return err
 }
 
-// write runs fn in a write transaction, with the series index synced to the database; series
-// ids fn creates (pending) join the index only once the transaction has committed.
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx, pending map[seriesKey]int64) error) error {
+// write runs fn in a write transaction, with the series index synced to the database; the
+// series fn adds to the index (s.added) leave it again if the transaction fails.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.w == nil {
 		return errors.New("store closed")
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
+	conn, err := s.w.Conn(ctx)
 	if err != nil {
 		return err
+	}
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	s.wtx = &writeTx{Tx: tx, conn: conn, stmts: map[string]driver.Stmt{}}
+	defer s.wtx.closeStmts()
+	s.seriesIns.reset()
+	for _, w := range s.pointsIns {
+		w.reset()
 	}
 	if err := s.syncSeries(ctx, tx); err != nil {
 		tx.Rollback()
 		return err
 	}
-	pending := map[seriesKey]int64{}
-	if err := fn(tx, pending); err != nil {
+	s.added = s.added[:0]
+	err = fn(tx)
+	if err == nil {
+		err = tx.Commit()
+	} else {
 		tx.Rollback()
+	}
+	if err != nil {
+		for _, k := range s.added {
+			delete(s.sids, k)
+		}
 		return err
 	}
-	if err := tx.Commit(); err != nil {
-		return err
-	}
-	for k, id := range pending {
-		s.sids[k] = id
-		s.maxSid = max(s.maxSid, id)
-	}
+	s.maxSid += int64(len(s.added))
 	return nil
 }
 
 // writeRows adds rows (merged within the batch first) to their points and roll-ups, drops the
 // packs of the hours and days written to, and packs the hours and days that are over.
-func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row, pending map[seriesKey]int64) error {
+func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row) error {
 	clear(s.acc)
-	s.points = slices.Grow(s.points[:0], 3*len(rows)) // a base, hourly and daily point per row at most
+	if len(rows) > 0 { // a point per row and level from its own up, at most (rows are mostly of one resolution)
+		l, _ := levelOf(rows[0].Resolution)
+		s.points = slices.Grow(s.points[:0], (levels-l)*len(rows))
+	}
 	touched := map[bucket]struct{}{}
+	var last [levels]bucket // the bucket last added to touched per level (rows come in runs)
 	var end int64
-	if err := s.seriesIDs(ctx, tx, collector, rows, pending); err != nil {
+	if err := s.seriesIDs(ctx, tx, collector, rows); err != nil {
 		return err
 	}
 	for i := range rows {
@@ -138,9 +148,12 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 			st := start
 			if l > levelBase {
 				st = floorTo(start, levelSeconds[l])
-				touched[bucket{l, st, r.View}] = struct{}{}
-				if l == levelDay {
-					touched[bucket{levelWeek, floorTo(start, weekSeconds), r.View}] = struct{}{}
+				if b := (bucket{l, st, r.View}); b != last[l] {
+					touched[b] = struct{}{}
+					last[l] = b
+					if l == levelDay {
+						touched[bucket{levelWeek, floorTo(start, weekSeconds), r.View}] = struct{}{}
+					}
 				}
 			}
 			k := pointKey{l, st, sid}
@@ -168,34 +181,28 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 		}
 		return cmpInt(a.sid, b.sid)
 	})
-	// Runs of one level go out in statements of up to chunk rows.
-	args := s.args[:0]
-	for i := 0; i < len(s.points); {
-		l := s.points[i].level
-		j := i
-		for j < len(s.points) && j-i < chunk && s.points[j].level == l {
-			j++
-		}
-		args = args[:0]
-		for k := i; k < j; k++ {
-			p := &s.points[k]
-			args = append(args, p.start, p.sid)
-			if l == levelBase {
-				args = append(args, p.res)
-			}
-			args = appendMetrics(args, &p.m)
-		}
-		if j-i == chunk {
-			_, err = tx.StmtContext(ctx, s.upsert[l]).ExecContext(ctx, args...)
-		} else { // the rest of the run: one statement prepared for it
-			_, err = tx.ExecContext(ctx, upsertSQL(l, j-i), args...)
+	for i := range s.points {
+		p := &s.points[i]
+		w := s.pointsIns[p.level]
+		m := &p.m
+		if p.level == levelBase {
+			err = w.add(ctx, s.wtx, p.start, p.sid, p.res, int64(m.Requests), int64(m.Bytes), int64(m.BytesIn),
+				int64(m.Packets), int64(m.PacketsIn), int64(m.Retransmits), int64(m.Duration), int64(m.RTTSum),
+				int64(m.RTTCount), int64(m.Conns), int64(m.Open))
+		} else {
+			err = w.add(ctx, s.wtx, p.start, p.sid, int64(m.Requests), int64(m.Bytes), int64(m.BytesIn),
+				int64(m.Packets), int64(m.PacketsIn), int64(m.Retransmits), int64(m.Duration), int64(m.RTTSum),
+				int64(m.RTTCount), int64(m.Conns), int64(m.Open))
 		}
 		if err != nil {
-			return fmt.Errorf("cannot write %s: %w", levelTable[l], err)
+			return err
 		}
-		i = j
 	}
-	s.args = args[:0]
+	for _, w := range s.pointsIns {
+		if err := w.flush(ctx, s.wtx); err != nil {
+			return err
+		}
+	}
 	if err := s.invalidate(ctx, tx, touched); err != nil {
 		return fmt.Errorf("cannot invalidate packs: %w", err)
 	}
@@ -208,28 +215,32 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 	})
 }
 
-// chunk is the number of points per upsert statement: one statement per point costs more in
-// database/sql and the VDBE set-up than the point itself.
-const chunk = 64
+// chunk is the number of points per statement, seriesChunk the number of series.
+const (
+	chunk       = 256
+	seriesChunk = 256
+)
 
-// upsertSQL is the upsert of n points into level's table.
-func upsertSQL(level, n int) string {
-	cols, ph := "start, sid, "+metricColumns, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+// pointInserter writes points to level's table, adding to the points already stored.
+func pointInserter(level int) *inserter {
+	cols := append([]string{"start", "sid"}, strings.Split(metricColumns, ", ")...)
 	set := addMetrics
 	if level == levelBase {
-		cols, ph = "start, sid, res, "+metricColumns, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+		cols = slices.Insert(cols, 2, "res")
 		set = "res = excluded.res, " + addMetrics
 	}
-	var b strings.Builder
-	b.WriteString("INSERT INTO " + levelTable[level] + " (" + cols + ") VALUES ")
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(ph)
+	zero := make([]string, len(cols))
+	for c := range cols[len(cols)-nMetrics:] {
+		zero[len(cols)-nMetrics+c] = "0"
 	}
-	b.WriteString(" ON CONFLICT (start, sid) DO UPDATE SET " + set)
-	return b.String()
+	return newInserter(levelTable[level], cols, zero, " ON CONFLICT (start, sid) DO UPDATE SET "+set, chunk)
+}
+
+// seriesInserter writes new series with their ids.
+func seriesInserter() *inserter {
+	cols := append([]string{"id"}, strings.Split(seriesColumns, ", ")...)
+	zero := []string{"", "", "", "''", "''", "x''", "''", "0", "0", "0", "''", "''", "0", "x''", "x''", "0"}
+	return newInserter("series", cols, zero, "", seriesChunk)
 }
 
 func cmpInt(a, b int64) int {
@@ -253,9 +264,6 @@ func metricTargets(dst []any, m *record.Metrics) []any {
 	return append(dst, &m.Requests, &m.Bytes, &m.BytesIn, &m.Packets, &m.PacketsIn, &m.Retransmits,
 		&m.Duration, &m.RTTSum, &m.RTTCount, &m.Conns, &m.Open)
 }
-
-// seriesChunk is the number of series per insert statement of seriesIDs (16 parameters each).
-const seriesChunk = 128
 
 // syncSeries brings the in-memory series index up to date inside a write transaction: the
 // series stored with ids above the highest known (all of them at the first write; afterwards
@@ -312,32 +320,15 @@ func (s *Store) syncSeries(ctx context.Context, tx *sql.Tx) error {
 	return rows.Err()
 }
 
-// seriesIDs sets s.rowSids[i] to row i's series id, and inserts the series that are neither
-// known nor pending with the next free ids, seriesChunk per statement, adding them to pending.
+// seriesIDs sets s.rowSids[i] to row i's series id, and inserts the series not in the index
+// with the next free ids, seriesChunk per statement, adding them to the index and s.added.
 // The in-memory index (syncSeries) is the only guard of a key's uniqueness: the store is the
 // database's one writer while it holds the write lock.
-func (s *Store) seriesIDs(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row, pending map[seriesKey]int64) error {
+func (s *Store) seriesIDs(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row) error {
 	s.rowSids = slices.Grow(s.rowSids[:0], len(rows))[:len(rows)]
 	clear(s.rowSids)
-	next := s.maxSid + int64(len(pending)) + 1
-	args := s.args[:0]
-	n := 0
-	flush := func() error {
-		if n == 0 {
-			return nil
-		}
-		var err error
-		if n == seriesChunk {
-			_, err = tx.StmtContext(ctx, s.seriesMany).ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, seriesInsert(n), args...)
-		}
-		args, n = args[:0], 0
-		if err != nil {
-			return fmt.Errorf("cannot write series: %w", err)
-		}
-		return nil
-	}
+	next := s.maxSid + int64(len(s.added)) + 1
+	w := s.seriesIns
 	for i := range rows {
 		r := &rows[i]
 		if r.Metrics.Zero() || r.View == "" {
@@ -348,45 +339,24 @@ func (s *Store) seriesIDs(ctx context.Context, tx *sql.Tx, collector string, row
 			s.rowSids[i] = id
 			continue
 		}
-		if id, ok := pending[k]; ok {
-			s.rowSids[i] = id
-			continue
-		}
 		id := next
 		next++
-		pending[k] = id
+		s.sids[k] = id
+		s.added = append(s.added, k)
 		s.rowSids[i] = id
 		d := &r.Dims
-		args = append(args, id, r.View, collector, d.Router, d.Class, encodePrefix(d.Prefix), d.Path, int64(d.PeerAS),
-			int64(d.OriginAS), int64(d.ASN), d.Country, d.Region, int64(d.Proto), encodeAddr(d.SrcGroup),
-			encodeAddr(d.DstGroup), int64(d.Port))
-		if n++; n == seriesChunk {
-			if err := flush(); err != nil {
-				return err
-			}
+		if err := w.add(ctx, s.wtx, id, r.View, collector, d.Router, d.Class, encodePrefix(d.Prefix), d.Path,
+			int64(d.PeerAS), int64(d.OriginAS), int64(d.ASN), d.Country, d.Region, int64(d.Proto),
+			encodeAddr(d.SrcGroup), encodeAddr(d.DstGroup), int64(d.Port)); err != nil {
+			return err
 		}
 	}
-	err := flush()
-	s.args = args[:0]
-	return err
+	return w.flush(ctx, s.wtx)
 }
 
 // seriesColumns are the series table's key columns, in the order of seriesInsert's parameters
 // after the id.
 const seriesColumns = "view, collector, router, class, prefix, path, peer_as, origin_as, asn, country, region, proto, src_group, dst_group, port"
-
-// seriesInsert is the insert of n series with their ids.
-func seriesInsert(n int) string {
-	var b strings.Builder
-	b.WriteString("INSERT INTO series (id, " + seriesColumns + ") VALUES ")
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-	}
-	return b.String()
-}
 
 // Replace deletes this collector's rows with starts in [from, to) at every resolution — the
 // base rows in the range, the roll-ups of whole hours and days inside it, and the base rows'
@@ -394,11 +364,11 @@ func seriesInsert(n int) string {
 // transaction (netledger replay). Imported rows (collector "<collector>/import") stay.
 func (s *Store) Replace(ctx context.Context, from, to time.Time, b store.Batch) error {
 	t0 := time.Now()
-	err := s.write(ctx, func(tx *sql.Tx, pending map[seriesKey]int64) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
 		if err := s.deleteRange(ctx, tx, from.Unix(), to.Unix()); err != nil {
 			return err
 		}
-		if err := s.writeRows(ctx, tx, s.collector, b.Rows, pending); err != nil {
+		if err := s.writeRows(ctx, tx, s.collector, b.Rows); err != nil {
 			return err
 		}
 		return s.finish(ctx, tx, b)
@@ -497,7 +467,7 @@ func (s *Store) ImportCollector() string { return s.collector + "/import" }
 // nothing.
 func (s *Store) Import(ctx context.Context, id string, rows []record.Row) error {
 	t0 := time.Now()
-	err := s.write(ctx, func(tx *sql.Tx, pending map[seriesKey]int64) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM imports WHERE id = ?`, id).Scan(&n); err != nil {
 			return err
@@ -505,7 +475,7 @@ func (s *Store) Import(ctx context.Context, id string, rows []record.Row) error 
 		if n > 0 {
 			return nil
 		}
-		if err := s.writeRows(ctx, tx, s.ImportCollector(), rows, pending); err != nil {
+		if err := s.writeRows(ctx, tx, s.ImportCollector(), rows); err != nil {
 			return err
 		}
 		if err := s.finish(ctx, tx, store.Batch{Rows: rows}); err != nil {
@@ -526,7 +496,7 @@ func (s *Store) Import(ctx context.Context, id string, rows []record.Row) error 
 func (s *Store) Expire(ctx context.Context, now time.Time) error {
 	ret := [levels]time.Duration{s.cfg.Retention.Base, s.cfg.Retention.Hourly, s.cfg.Retention.Daily}
 	t0 := time.Now()
-	err := s.write(ctx, func(tx *sql.Tx, _ map[seriesKey]int64) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
 		for l := range levels {
 			if ret[l] <= 0 {
 				continue
