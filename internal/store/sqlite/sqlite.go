@@ -50,7 +50,7 @@ type Store struct {
 	wmu       sync.Mutex          // serialises writers in this process; guards the fields below
 	sids      map[seriesKey]int64 // every stored series (syncSeries)
 	maxSid    int64               // the highest id in sids, of committed series
-	added     []seriesKey         // series added to sids by the write under way
+	added     int                 // series added to sids by the write under way
 	acc       map[pointKey]int
 	points    []point
 	rowSids   []int64  // per row of the batch being written: its series id, 0 unknown

@@ -71,7 +71,7 @@ func (s *Store) finish(ctx context.Context, tx *sql.Tx, b store.Batch) error {
 }
 
 // write runs fn in a write transaction, with the series index synced to the database; the
-// series fn adds to the index (s.added) leave it again if the transaction fails.
+// series fn adds to the index (ids above s.maxSid) leave it again if the transaction fails.
 func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -97,7 +97,7 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		tx.Rollback()
 		return err
 	}
-	s.added = s.added[:0]
+	s.added = 0
 	err = fn(tx)
 	if err == nil {
 		err = tx.Commit()
@@ -105,12 +105,16 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		tx.Rollback()
 	}
 	if err != nil {
-		for _, k := range s.added {
-			delete(s.sids, k)
+		if s.added > 0 { // rare: a failed write forgets the series it added
+			for k, id := range s.sids {
+				if id > s.maxSid {
+					delete(s.sids, k)
+				}
+			}
 		}
 		return err
 	}
-	s.maxSid += int64(len(s.added))
+	s.maxSid += int64(s.added)
 	return nil
 }
 
@@ -321,13 +325,14 @@ func (s *Store) syncSeries(ctx context.Context, tx *sql.Tx) error {
 }
 
 // seriesIDs sets s.rowSids[i] to row i's series id, and inserts the series not in the index
-// with the next free ids, seriesChunk per statement, adding them to the index and s.added.
+// with the next free ids, seriesChunk per statement, adding them to the index (counted in
+// s.added).
 // The in-memory index (syncSeries) is the only guard of a key's uniqueness: the store is the
 // database's one writer while it holds the write lock.
 func (s *Store) seriesIDs(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row) error {
 	s.rowSids = slices.Grow(s.rowSids[:0], len(rows))[:len(rows)]
 	clear(s.rowSids)
-	next := s.maxSid + int64(len(s.added)) + 1
+	next := s.maxSid + int64(s.added) + 1
 	w := s.seriesIns
 	for i := range rows {
 		r := &rows[i]
@@ -342,7 +347,7 @@ func (s *Store) seriesIDs(ctx context.Context, tx *sql.Tx, collector string, row
 		id := next
 		next++
 		s.sids[k] = id
-		s.added = append(s.added, k)
+		s.added++
 		s.rowSids[i] = id
 		d := &r.Dims
 		if err := w.add(ctx, s.wtx, id, r.View, collector, d.Router, d.Class, encodePrefix(d.Prefix), d.Path,
