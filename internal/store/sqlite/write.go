@@ -19,6 +19,10 @@ const metricColumns = "requests, bytes, bytes_in, packets, packets_in, retransmi
 const metricSums = "SUM(p.requests), SUM(p.bytes), SUM(p.bytes_in), SUM(p.packets), SUM(p.packets_in), " +
 	"SUM(p.retransmits), SUM(p.duration), SUM(p.rtt_sum), SUM(p.rtt_count), SUM(p.conns), SUM(p.open_conns)"
 
+// columnSums sums the metric columns of one table.
+const columnSums = "SUM(requests), SUM(bytes), SUM(bytes_in), SUM(packets), SUM(packets_in), " +
+	"SUM(retransmits), SUM(duration), SUM(rtt_sum), SUM(rtt_count), SUM(conns), SUM(open_conns)"
+
 const addMetrics = "requests = requests + excluded.requests, bytes = bytes + excluded.bytes, " +
 	"bytes_in = bytes_in + excluded.bytes_in, packets = packets + excluded.packets, " +
 	"packets_in = packets_in + excluded.packets_in, retransmits = retransmits + excluded.retransmits, " +
