@@ -23,7 +23,6 @@ type inserter struct {
 	vals []driver.Value // n rows of len(cols) values
 	n    int
 	args []driver.NamedValue
-	sql  strings.Builder
 }
 
 func newInserter(table string, cols, zero []string, tail string, perStmt int) *inserter {
@@ -74,35 +73,52 @@ func (w *inserter) flush(ctx context.Context, tx *writeTx) error {
 			bound |= 1 << c
 		}
 	}
-	b := &w.sql
-	b.Reset()
-	b.WriteString("INSERT INTO " + w.table + " (" + strings.Join(w.cols, ", ") + ") VALUES ")
 	w.args = w.args[:0]
-	for r := range w.n {
-		if r > 0 {
-			b.WriteString(", ")
+	for i, v := range w.vals {
+		if bound&(1<<(i%nc)) != 0 {
+			w.args = append(w.args, driver.NamedValue{Ordinal: len(w.args) + 1, Value: v})
 		}
-		b.WriteByte('(')
-		for c := range nc {
-			if c > 0 {
-				b.WriteString(", ")
-			}
-			if bound&(1<<c) == 0 {
-				b.WriteString(w.zero[c])
-				continue
-			}
-			b.WriteByte('?')
-			w.args = append(w.args, driver.NamedValue{Ordinal: len(w.args) + 1, Value: w.vals[r*nc+c]})
-		}
-		b.WriteByte(')')
 	}
-	b.WriteString(w.tail)
+	k := stmtKey{w, w.n, bound}
 	w.vals, w.n = w.vals[:0], 0
-	if err := tx.exec(ctx, b.String(), w.args); err != nil {
+	if err := tx.exec(ctx, k, w.text, w.args); err != nil {
 		return fmt.Errorf("cannot write %s: %w", w.table, err)
 	}
 	clear(w.args) // drop references to the values
 	return nil
+}
+
+// stmtKey identifies the text of an inserter's statement: n rows, the columns of bound as
+// parameters and the others as their zero literals.
+type stmtKey struct {
+	w     *inserter
+	n     int
+	bound uint64
+}
+
+// text returns the statement of k.
+func (w *inserter) text(k stmtKey) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO " + w.table + " (" + strings.Join(w.cols, ", ") + ") VALUES ")
+	for r := range k.n {
+		if r > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteByte('(')
+		for c := range w.cols {
+			if c > 0 {
+				b.WriteString(", ")
+			}
+			if k.bound&(1<<c) == 0 {
+				b.WriteString(w.zero[c])
+			} else {
+				b.WriteByte('?')
+			}
+		}
+		b.WriteByte(')')
+	}
+	b.WriteString(w.tail)
+	return b.String()
 }
 
 // writeTx is a write transaction with its connection, for statements executed on the driver
@@ -110,24 +126,24 @@ func (w *inserter) flush(ctx context.Context, tx *writeTx) error {
 type writeTx struct {
 	*sql.Tx
 	conn  *sql.Conn
-	stmts map[string]driver.Stmt
+	stmts map[stmtKey]driver.Stmt
 }
 
-// exec runs query with args on the transaction's driver connection; the statement is prepared
-// once per transaction.
-func (t *writeTx) exec(ctx context.Context, query string, args []driver.NamedValue) error {
+// exec runs statement k (its text from text) with args on the transaction's driver
+// connection; each statement is prepared once per transaction.
+func (t *writeTx) exec(ctx context.Context, k stmtKey, text func(stmtKey) string, args []driver.NamedValue) error {
 	return t.conn.Raw(func(dc any) error {
-		st, ok := t.stmts[query]
+		st, ok := t.stmts[k]
 		if !ok {
 			p, ok := dc.(driver.ConnPrepareContext)
 			if !ok {
 				return fmt.Errorf("driver connection %T cannot prepare", dc)
 			}
 			var err error
-			if st, err = p.PrepareContext(ctx, query); err != nil {
+			if st, err = p.PrepareContext(ctx, text(k)); err != nil {
 				return err
 			}
-			t.stmts[query] = st
+			t.stmts[k] = st
 		}
 		ex, ok := st.(driver.StmtExecContext)
 		if !ok {

@@ -91,7 +91,7 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err != nil {
 		return err
 	}
-	s.wtx = &writeTx{Tx: tx, conn: conn, stmts: map[string]driver.Stmt{}}
+	s.wtx = &writeTx{Tx: tx, conn: conn, stmts: map[stmtKey]driver.Stmt{}}
 	defer s.wtx.closeStmts()
 	s.seriesIns.reset()
 	for _, w := range s.pointsIns {
@@ -336,6 +336,9 @@ func (s *Store) syncSeries(ctx context.Context, tx *sql.Tx) error {
 func (s *Store) seriesIDs(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row) error {
 	s.rowSids = slices.Grow(s.rowSids[:0], len(rows))[:len(rows)]
 	clear(s.rowSids)
+	if len(s.sids) == 0 { // the first series of a store: room for a batch of new ones
+		s.sids = make(map[seriesKey]int64, len(rows))
+	}
 	next := s.maxSid + int64(s.added) + 1
 	w := s.seriesIns
 	for i := range rows {
