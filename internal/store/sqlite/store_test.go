@@ -844,3 +844,65 @@ func TestTwoWriters(t *testing.T) {
 		}
 	}
 }
+
+// TestRandomSplitsOracle commits random one-minute rows (some keys repeated) in batches of
+// random sizes, reopening the store now and then (the series index is loaded again)
+// and replaying one batch after a failed commit, and checks Top and Series against the naive
+// in-memory sums of the rows.
+func TestRandomSplitsOracle(t *testing.T) {
+	ctx := context.Background()
+	const days = 9
+	rng := rand.New(rand.NewPCG(11, 12))
+	now := t0.Add(days * 24 * time.Hour)
+	fail := false
+	opts := []Option{WithClock(func() time.Time { return now }), WithCommitFault(func(store.Batch) error {
+		if fail {
+			return errors.New("injected")
+		}
+		return nil
+	})}
+	s, cfg := openTest(t, opts...)
+	rows := randRows(rng, 4000, days)
+	for i := 1; i < len(rows); i++ {
+		if rng.IntN(8) == 0 { // the same key again, in the same batch or the next: added
+			j := max(0, i-1-rng.IntN(50))
+			rows[i].View, rows[i].Start, rows[i].Dims = rows[j].View, rows[j].Start, rows[j].Dims
+		}
+	}
+	for i := 0; i < len(rows); {
+		j := min(len(rows), i+1+rng.IntN(600))
+		b := store.Batch{Consumer: "accounting", Position: store.Position{Segment: uint64(i)}, Rows: rows[i:j]}
+		if rng.IntN(5) == 0 { // a commit that fails after its rows: nothing of it stays
+			fail = true
+			if err := s.Commit(ctx, b); err == nil {
+				t.Fatal("commit with a fault succeeded")
+			}
+			fail = false
+		}
+		if err := s.Commit(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if rng.IntN(4) == 0 {
+			s.Close()
+			var err error
+			if s, err = Open(ctx, cfg, opts...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		i = j
+	}
+	defer s.Close()
+	for i := range 120 {
+		q := randQuery(rng, days)
+		got, err := s.Top(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameResults(t, fmt.Sprintf("top %d %+v", i, q), got, oracleTop(rows, q))
+		q.Step = pick(rng, []time.Duration{time.Hour, 24 * time.Hour})
+		if got, err = s.Series(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+		sameResults(t, fmt.Sprintf("series %d %+v", i, q), got, oracleSeries(rows, q))
+	}
+}
