@@ -906,3 +906,77 @@ func TestRandomSplitsOracle(t *testing.T) {
 		sameResults(t, fmt.Sprintf("series %d %+v", i, q), got, oracleSeries(rows, q))
 	}
 }
+
+// TestMigrateSeriesIndex opens a database of schema 3 (series with its 15-column UNIQUE
+// index) holding series and points: migration 4 keeps every series under its id, drops the
+// index, and the store adds to the old series instead of storing them again.
+func TestMigrateSeriesIndex(t *testing.T) {
+	ctx := context.Background()
+	cfg := DefaultConfig()
+	cfg.Path = t.TempDir() + "/v3.db"
+	cfg.Collector = "c1"
+	db, err := sql.Open("sqlite", dsn(cfg, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(ctx, db, 3); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO series VALUES (7, 'prefix', 'c1', 'r1', 'web', x'cb00710018', '', 0, 0, 64500, '', '', 0, x'', x'', 0)`,
+		`INSERT INTO series VALUES (9, 'prefix', 'c1', 'r1', 'web', x'c633640016', '', 0, 0, 64500, '', '', 0, x'', x'', 0)`,
+		`INSERT INTO points_base VALUES (?1, 7, 60, 1, 100, 0, 2, 0, 0, 0, 0, 0, 0, 0)`,
+		`INSERT INTO points_base VALUES (?1, 9, 60, 1, 200, 0, 2, 0, 0, 0, 0, 0, 0, 0)`,
+	} {
+		if _, err := db.Exec(q, t0.Unix()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var unique int
+	db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'series'`).Scan(&unique)
+	db.Close()
+	if unique != 1 {
+		t.Fatalf("schema 3 has %d indexes on series, want its UNIQUE one", unique)
+	}
+	s, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.r.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'series'`).Scan(&unique)
+	if unique != 0 {
+		t.Errorf("%d indexes on series after migration 4, want 0", unique)
+	}
+	// Commit the two old series and a new one: the new one takes the next id after 9.
+	if err := s.Commit(ctx, store.Batch{Rows: []record.Row{row("prefix", t0, "203.0.113.0/24", 1),
+		row("prefix", t0, "198.51.100.0/22", 2), row("prefix", t0, "10.0.0.0/8", 4)}}); err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	rows, err := s.r.Query(`SELECT id FROM series ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id int64
+		rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if !slices.Equal(ids, []int64{7, 9, 10}) {
+		t.Errorf("series ids %v, want [7 9 10]", ids)
+	}
+	got, err := s.Top(ctx, store.Query{View: "prefix", By: "prefix", From: t0, To: t0.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{"203.0.113.0/24": 101, "198.51.100.0/22": 202, "10.0.0.0/8": 4}
+	if len(got) != len(want) {
+		t.Fatalf("%+v, want %v", got, want)
+	}
+	for _, r := range got {
+		if r.Metrics.Bytes != want[r.Key] {
+			t.Errorf("%s: %d bytes, want %d", r.Key, r.Metrics.Bytes, want[r.Key])
+		}
+	}
+}
