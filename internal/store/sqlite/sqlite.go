@@ -6,7 +6,9 @@
 // own interval, points_hour and points_day for the roll-ups — keyed by (start, series id), so
 // that writes are upserts on a narrow key and a time range is one index range. Commit adds each
 // base row to its base, hourly and daily point in one transaction with the consumer's spool
-// position. Queries answer from the coarsest resolution whose interval boundaries cover the
+// position. The writer keeps the series' keys and ids in memory (loaded at its first write,
+// topped up from the database inside each write transaction), assigns new ids itself and
+// writes points and series with multi-row statements on the driver connection (insert.go). Queries answer from the coarsest resolution whose interval boundaries cover the
 // range exactly and fill the edges from finer ones.
 //
 // Migrations are embedded SQL files applied in order, each in its own transaction, recorded in
