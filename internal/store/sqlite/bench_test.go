@@ -155,6 +155,7 @@ func benchTop(b *testing.B, from, to time.Time) {
 	cfg.Path, cfg.Collector = path, "bench"
 	b.ReportAllocs()
 	b.ResetTimer()
+	c0 := cpuTime()
 	for b.Loop() {
 		s, err := Open(ctx, cfg)
 		if err != nil {
@@ -167,6 +168,7 @@ func benchTop(b *testing.B, from, to time.Time) {
 		s.Close()
 	}
 	b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/op")
+	b.ReportMetric(float64((cpuTime()-c0).Milliseconds())/float64(b.N), "cpu-ms/op")
 }
 
 // BenchmarkCommitFresh is the store's share of BenchmarkEndToEnd (internal/pipeline): one
