@@ -58,7 +58,11 @@ func (s *Store) top(ctx context.Context, tx *sql.Tx, q store.Query) ([]store.Res
 		return nil, err
 	}
 	acc := newAccumulator(q, 0, nil)
-	for _, p := range cover(q.From.Unix(), q.To.Unix(), []int{levelDay, levelHour, levelBase}) {
+	// Coarsest parts first: the series of the ragged ends are then mostly known from the day
+	// and week packs, so the ends' packs need not have their dimensions decoded.
+	parts := cover(q.From.Unix(), q.To.Unix(), []int{levelDay, levelHour, levelBase})
+	slices.SortStableFunc(parts, func(a, b part) int { return cmp.Compare(b.level, a.level) })
+	for _, p := range parts {
 		if err := s.read(ctx, tx, acc, p); err != nil {
 			return nil, err
 		}
