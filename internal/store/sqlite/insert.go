@@ -20,19 +20,24 @@ type inserter struct {
 	tail    string   // after the VALUES list (ON CONFLICT …)
 	perStmt int
 
-	vals []driver.Value // n rows of len(cols) values
-	n    int
-	args []driver.NamedValue
+	vals     []driver.Value // n rows of len(cols) values
+	n        int
+	variants int // statements prepared in this transaction
+	args     []driver.NamedValue
 }
 
 func newInserter(table string, cols, zero []string, tail string, perStmt int) *inserter {
 	return &inserter{table: table, cols: cols, zero: zero, tail: tail, perStmt: perStmt}
 }
 
-// reset drops the rows not written (of a transaction that failed).
+// maxVariants bounds the statements an inserter prepares per transaction for different sets
+// of zero columns; beyond it every column is bound.
+const maxVariants = 16
+
+// reset starts a transaction: it drops the rows not written (of a transaction that failed).
 func (w *inserter) reset() {
 	clear(w.vals)
-	w.vals, w.n = w.vals[:0], 0
+	w.vals, w.n, w.variants = w.vals[:0], 0, 0
 }
 
 // add appends a row (len(cols) values, in order); a full statement goes out.
@@ -73,13 +78,21 @@ func (w *inserter) flush(ctx context.Context, tx *writeTx) error {
 			bound |= 1 << c
 		}
 	}
+	k := stmtKey{w, w.n, bound}
+	if _, ok := tx.stmts[k]; !ok {
+		if w.variants >= maxVariants { // rows of ever new zero patterns: bind every column
+			k.bound = 1<<nc - 1
+			bound = k.bound
+		} else {
+			w.variants++
+		}
+	}
 	w.args = w.args[:0]
 	for i, v := range w.vals {
 		if bound&(1<<(i%nc)) != 0 {
 			w.args = append(w.args, driver.NamedValue{Ordinal: len(w.args) + 1, Value: v})
 		}
 	}
-	k := stmtKey{w, w.n, bound}
 	w.vals, w.n = w.vals[:0], 0
 	if err := tx.exec(ctx, k, w.text, w.args); err != nil {
 		return fmt.Errorf("cannot write %s: %w", w.table, err)

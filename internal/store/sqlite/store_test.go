@@ -980,3 +980,41 @@ func TestMigrateSeriesIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestInserterZeroPatterns commits rows whose metrics are mostly zero, each column non-zero in
+// a few rows only, so that the statements see many sets of all-zero columns (more than
+// maxVariants in one commit): every point must hold its rows' sums.
+func TestInserterZeroPatterns(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(5, 6))
+	s, _ := openTest(t)
+	rows := randRows(rng, 40*chunk, 2)
+	for i := range rows {
+		var m [nMetrics]uint64
+		for c := range m {
+			if rng.IntN(300) == 0 {
+				m[c] = 1 + rng.Uint64N(1e6)
+			}
+		}
+		if rng.IntN(2) == 0 {
+			m[1] = 1 + rng.Uint64N(1e6) // bytes: half the rows, so that few are all zero
+		}
+		rows[i].Metrics = metricsFrom(&m)
+	}
+	if err := s.Commit(ctx, store.Batch{Rows: rows}); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.pointsIns[levelBase].variants; n < maxVariants {
+		t.Fatalf("%d statement variants: the test should exceed %d", n, maxVariants)
+	}
+	for _, view := range views {
+		for _, by := range []string{"prefix", "router", "src-group"} {
+			q := store.Query{View: view, By: by, From: t0, To: t0.Add(48 * time.Hour)}
+			got, err := s.Top(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameResults(t, fmt.Sprintf("top %+v", q), got, oracleTop(rows, q))
+		}
+	}
+}
