@@ -166,8 +166,8 @@ func dsn(cfg Config, readOnly bool) string {
 
 // Close closes the database.
 func (s *Store) Close() error {
-	s.wmu.Lock()
-	s.wmu.Unlock()
+	s.wmu.Lock() // after the write under way
+	defer s.wmu.Unlock()
 	s.qmu.Lock()
 	for _, st := range s.query {
 		st.Close()
