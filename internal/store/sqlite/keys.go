@@ -113,6 +113,19 @@ func decodePrefix(b []byte) (netip.Prefix, error) {
 	return netip.Prefix{}, fmt.Errorf("bad stored prefix of %d bytes", len(b))
 }
 
+// decodeAddrs sets d's prefix, source and destination group from their stored bytes.
+func decodeAddrs(d *record.Dims, prefix, src, dst []byte) error {
+	var err error
+	if d.Prefix, err = decodePrefix(prefix); err != nil {
+		return err
+	}
+	if d.SrcGroup, err = decodeAddr(src); err != nil {
+		return err
+	}
+	d.DstGroup, err = decodeAddr(dst)
+	return err
+}
+
 func encodeAddr(a netip.Addr) []byte {
 	if !a.IsValid() {
 		return []byte{}

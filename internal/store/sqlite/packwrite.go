@@ -178,13 +178,7 @@ func (s *Store) packBucket(ctx context.Context, tx *sql.Tx, level int, start int
 		if b == nil {
 			continue
 		}
-		if d.Prefix, err = decodePrefix(prefix); err != nil {
-			return err
-		}
-		if d.SrcGroup, err = decodeAddr(src); err != nil {
-			return err
-		}
-		if d.DstGroup, err = decodeAddr(dst); err != nil {
+		if err := decodeAddrs(&d, prefix, src, dst); err != nil {
 			return err
 		}
 		b.add(sid, &d, &m)

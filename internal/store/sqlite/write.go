@@ -313,13 +313,7 @@ func (s *Store) syncSeries(ctx context.Context, tx *sql.Tx) error {
 		}
 		k.view, k.collector = intern(view), intern(collector)
 		d.Router, d.Class, d.Path, d.Country, d.Region = intern(router), intern(class), intern(path), intern(country), intern(region)
-		if d.Prefix, err = decodePrefix(prefix); err != nil {
-			return err
-		}
-		if d.SrcGroup, err = decodeAddr(src); err != nil {
-			return err
-		}
-		if d.DstGroup, err = decodeAddr(dst); err != nil {
+		if err := decodeAddrs(d, prefix, src, dst); err != nil {
 			return err
 		}
 		s.sids[k] = id
