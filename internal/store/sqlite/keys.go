@@ -82,6 +82,7 @@ type pointKey struct {
 type point struct {
 	pointKey
 	res int64
+	row int32 // a row of the batch of this point's series (its view and dimensions)
 	m   record.Metrics
 }
 
@@ -110,6 +111,19 @@ func decodePrefix(b []byte) (netip.Prefix, error) {
 		return netip.PrefixFrom(netip.AddrFrom16([16]byte(b[:16])), int(b[16])), nil
 	}
 	return netip.Prefix{}, fmt.Errorf("bad stored prefix of %d bytes", len(b))
+}
+
+// decodeAddrs sets d's prefix, source and destination group from their stored bytes.
+func decodeAddrs(d *record.Dims, prefix, src, dst []byte) error {
+	var err error
+	if d.Prefix, err = decodePrefix(prefix); err != nil {
+		return err
+	}
+	if d.SrcGroup, err = decodeAddr(src); err != nil {
+		return err
+	}
+	d.DstGroup, err = decodeAddr(dst)
+	return err
 }
 
 func encodeAddr(a netip.Addr) []byte {

@@ -58,7 +58,11 @@ func (s *Store) top(ctx context.Context, tx *sql.Tx, q store.Query) ([]store.Res
 		return nil, err
 	}
 	acc := newAccumulator(q, 0, nil)
-	for _, p := range cover(q.From.Unix(), q.To.Unix(), []int{levelDay, levelHour, levelBase}) {
+	// Coarsest parts first: the series of the ragged ends are then mostly known from the day
+	// and week packs, so the ends' packs need not have their dimensions decoded.
+	parts := cover(q.From.Unix(), q.To.Unix(), []int{levelDay, levelHour, levelBase})
+	slices.SortStableFunc(parts, func(a, b part) int { return cmp.Compare(b.level, a.level) })
+	for _, p := range parts {
 		if err := s.read(ctx, tx, acc, p); err != nil {
 			return nil, err
 		}
@@ -258,6 +262,9 @@ func (s *Store) readPacks(ctx context.Context, tx *sql.Tx, acc *accumulator, p p
 
 // scan runs the grouped SQL query of one part.
 func (s *Store) scan(ctx context.Context, tx *sql.Tx, acc *accumulator, p part) error {
+	if acc.step == 0 {
+		return s.scanSids(ctx, tx, acc, p)
+	}
 	q := acc.q
 	dim := dimensions[q.By]
 	st, err := s.queryStmt(ctx, p.level, dim.column, acc.step > 0)
@@ -319,4 +326,102 @@ func (s *Store) queryStmt(ctx context.Context, level int, column string, series 
 	}
 	s.query[key] = st
 	return st, nil
+}
+
+// sidSum is a series' sums over a part.
+type sidSum struct {
+	sid, res int64
+	m        record.Metrics
+}
+
+// scanSids adds one part of a top query from SQL: the points summed per series id (one index
+// range of the point table, no join), then each series resolved to its group as packs are
+// (accumulator.resolve): the series met in a pack already are known; the others' dimensions
+// are read in one query. A join with series and a GROUP BY over the group's column cost a
+// series lookup per point and a sort on the group value.
+func (s *Store) scanSids(ctx context.Context, tx *sql.Tx, acc *accumulator, p part) error {
+	res := "MAX(res)"
+	if p.level != levelBase {
+		res = strconv.FormatInt(levelSeconds[p.level], 10)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT sid, `+res+`, `+columnSums+` FROM `+levelTable[p.level]+`
+		WHERE start >= ? AND start < ? GROUP BY sid`, p.lo, p.hi)
+	if err != nil {
+		return fmt.Errorf("cannot query %s: %w", levelTable[p.level], err)
+	}
+	defer rows.Close()
+	var (
+		sums    []sidSum
+		unknown []byte // JSON array of the series ids not resolved yet
+		x       sidSum
+	)
+	targets := metricTargets([]any{&x.sid, &x.res}, &x.m)
+	for rows.Next() {
+		if err := rows.Scan(targets...); err != nil {
+			return fmt.Errorf("cannot read %s: %w", levelTable[p.level], err)
+		}
+		if acc.sidLookup(x.sid) == 0 {
+			unknown = strconv.AppendInt(append(unknown, ','), x.sid, 10)
+		}
+		sums = append(sums, x)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	rows.Close()
+	if len(unknown) > 0 {
+		unknown[0] = '['
+		if err := s.resolveSids(ctx, tx, acc, append(unknown, ']')); err != nil {
+			return err
+		}
+	}
+	for i := range sums {
+		x := &sums[i]
+		g := acc.sidLookup(x.sid)
+		if g <= 0 {
+			continue
+		}
+		si := acc.slot(0, g-1)
+		acc.slots[si].res = max(acc.slots[si].res, x.res)
+		for c, v := range metricArray(&x.m) {
+			acc.sums[si][c] += v
+		}
+	}
+	return nil
+}
+
+// resolveSids reads the series of ids (a JSON array) and stores each one's group (or -1 when
+// the query's view or filters exclude it) in acc.
+func (s *Store) resolveSids(ctx context.Context, tx *sql.Tx, acc *accumulator, ids []byte) error {
+	q := &acc.q
+	dim := dimensions[q.By]
+	// dim.column comes from the fixed dimensions table, never from the query.
+	rows, err := tx.QueryContext(ctx, `SELECT id, view, router, class, country, `+dim.column+` FROM series
+		WHERE id IN (SELECT value FROM json_each(?))`, string(ids))
+	if err != nil {
+		return fmt.Errorf("cannot read series: %w", err)
+	}
+	defer rows.Close()
+	var (
+		id   int64
+		view string
+		d    packDims
+		g    groupValue
+	)
+	for rows.Next() {
+		if err := rows.Scan(&id, &view, &d.router, &d.class, &d.country, g.target(dim.kind)); err != nil {
+			return fmt.Errorf("cannot read series: %w", err)
+		}
+		dims, err := g.dims(q.By)
+		if err != nil {
+			return err
+		}
+		d.key = groupKey(q.By, &dims)
+		grp := int32(-1)
+		if view == q.View {
+			grp = acc.resolve(&d)
+		}
+		acc.sidStore(id, grp)
+	}
+	return rows.Err()
 }

@@ -6,7 +6,9 @@
 // own interval, points_hour and points_day for the roll-ups — keyed by (start, series id), so
 // that writes are upserts on a narrow key and a time range is one index range. Commit adds each
 // base row to its base, hourly and daily point in one transaction with the consumer's spool
-// position. Queries answer from the coarsest resolution whose interval boundaries cover the
+// position. The writer keeps the series' keys and ids in memory (loaded at its first write,
+// topped up from the database inside each write transaction), assigns new ids itself and
+// writes points and series with multi-row statements on the driver connection (insert.go). Queries answer from the coarsest resolution whose interval boundaries cover the
 // range exactly and fill the edges from finer ones.
 //
 // Migrations are embedded SQL files applied in order, each in its own transaction, recorded in
@@ -47,16 +49,17 @@ type Store struct {
 	now       func() time.Time
 	metrics   *metrics
 
-	wmu        sync.Mutex // serialises writers in this process; guards the fields below
-	sids       map[seriesKey]int64
-	acc        map[pointKey]int
-	points     []point
-	rowSids    []int64 // per row of the batch being written: its series id, 0 unknown
-	args       []any
-	upsert     [levels]*sql.Stmt // chunk points
-	series     *sql.Stmt
-	seriesMany *sql.Stmt // seriesChunk series
-	savePos    *sql.Stmt
+	wmu       sync.Mutex          // serialises writers in this process; guards the fields below
+	sids      map[seriesKey]int64 // every stored series (syncSeries)
+	maxSid    int64               // the highest id in sids, of committed series
+	added     int                 // series added to sids by the write under way
+	acc       map[pointKey]int
+	points    []point
+	rowSids   []int64  // per row of the batch being written: its series id, 0 unknown
+	wtx       *writeTx // the write transaction under way
+	pointsIns [levels]*inserter
+	seriesIns *inserter
+	savePos   *sql.Stmt
 
 	qmu   sync.Mutex
 	query map[string]*sql.Stmt
@@ -104,6 +107,10 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		sids:      map[seriesKey]int64{},
 		acc:       map[pointKey]int{},
 		query:     map[string]*sql.Stmt{},
+		seriesIns: seriesInserter(),
+	}
+	for l := range levels {
+		s.pointsIns[l] = pointInserter(l)
 	}
 	for _, o := range opts {
 		o(s)
@@ -146,6 +153,12 @@ func dsn(cfg Config, readOnly bool) string {
 	} else {
 		// FULL: a committed position survives a power loss, so the spool behind it may go.
 		q.Add("_pragma", "synchronous(FULL)")
+		// A commit of a few hundred thousand rows dirties more pages than the default 2 MB
+		// cache holds: spilling them to the WAL mid-transaction writes them twice. The cache
+		// grows only as far as a transaction needs.
+		q.Add("_pragma", "cache_size(-131072)")
+		// Multi-row statements keep a statement journal: in memory, not a temporary file.
+		q.Add("_pragma", "temp_store(MEMORY)")
 		q.Set("_txlock", "immediate")
 	}
 	return "file:" + (&url.URL{Path: cfg.Path}).EscapedPath() + "?" + q.Encode()
@@ -153,13 +166,8 @@ func dsn(cfg Config, readOnly bool) string {
 
 // Close closes the database.
 func (s *Store) Close() error {
-	s.wmu.Lock()
-	for _, st := range s.upsert {
-		if st != nil {
-			st.Close()
-		}
-	}
-	s.wmu.Unlock()
+	s.wmu.Lock() // after the write under way
+	defer s.wmu.Unlock()
 	s.qmu.Lock()
 	for _, st := range s.query {
 		st.Close()

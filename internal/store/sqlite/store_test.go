@@ -528,6 +528,17 @@ func TestMigrateOldDatabase(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].Key != "203.0.113.0/24" || got[0].Metrics.Bytes != 500 {
 		t.Fatalf("old row after migration: %+v %v", got, err)
 	}
+	// The series stored before the migration keeps its id: a new row of it adds to its points.
+	if err := s.Commit(ctx, store.Batch{Rows: []record.Row{{View: "prefix", Start: t0, Resolution: 24 * time.Hour,
+		Dims:    record.Dims{Router: "r1", Class: "web", Prefix: netip.MustParsePrefix("203.0.113.0/24"), Country: "DE"},
+		Metrics: record.Metrics{Requests: 1, Bytes: 7}}}}); err != nil {
+		t.Fatal(err)
+	}
+	var n, bytes int
+	s.r.QueryRow(`SELECT COUNT(*), SUM(bytes) FROM series CROSS JOIN points_day ON sid = series.id`).Scan(&n, &bytes)
+	if n != 1 || bytes != 507 {
+		t.Fatalf("after a commit to the migrated series: %d series with points, %d bytes, want 1, 507", n, bytes)
+	}
 	if err := s.Import(ctx, "x", []record.Row{row("prefix", t0, "203.0.113.0/24", 1)}); err != nil {
 		t.Fatal(err)
 	}
@@ -769,17 +780,14 @@ func TestSeriesInsertedInChunks(t *testing.T) {
 	if n != len(want) || n <= seriesChunk {
 		t.Fatalf("%d series stored, want %d", n, len(want))
 	}
-	// Fresh ids from a new process (no cache) agree with the stored points.
-	s.sids = map[seriesKey]int64{}
+	// The index a new process loads (syncSeries) agrees with the stored points.
+	s.sids, s.maxSid = map[seriesKey]int64{}, 0
 	got := map[seriesKey]uint64{}
-	err = s.write(ctx, func(tx *sql.Tx, pending map[seriesKey]int64) error {
-		if err := s.seriesIDs(ctx, tx, s.collector, rows, pending); err != nil {
-			return err
+	err = s.write(ctx, func(tx *sql.Tx) error {
+		if len(s.sids) != len(want) {
+			return fmt.Errorf("%d ids loaded, want %d", len(s.sids), len(want))
 		}
-		if len(pending) != len(want) {
-			return fmt.Errorf("%d ids, want %d", len(pending), len(want))
-		}
-		for k, id := range pending {
+		for k, id := range s.sids {
 			var b uint64
 			if err := tx.QueryRowContext(ctx, `SELECT SUM(bytes) FROM points_base WHERE sid = ?`, id).Scan(&b); err != nil {
 				return err
@@ -794,6 +802,219 @@ func TestSeriesInsertedInChunks(t *testing.T) {
 	for k, b := range want {
 		if got[k] != b {
 			t.Fatalf("series %v: %d bytes, want %d", k, got[k], b)
+		}
+	}
+}
+
+// TestTwoWriters commits through two stores on one file (serve and `netledger import` in two
+// processes): each finds the series the other added, so every key is stored once.
+func TestTwoWriters(t *testing.T) {
+	ctx := context.Background()
+	a, cfg := openTest(t)
+	b, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	rows := []record.Row{row("prefix", t0, "203.0.113.0/24", 1), row("prefix", t0, "198.51.100.0/22", 2), row("prefix", t0, "10.0.0.0/8", 4)}
+	for i, c := range []struct {
+		s    *Store
+		rows []record.Row
+	}{{a, rows[:1]}, {b, rows[:2]}, {a, rows[1:]}, {b, rows}} {
+		if err := c.s.Commit(ctx, store.Batch{Rows: c.rows}); err != nil {
+			t.Fatalf("commit %d: %v", i, err)
+		}
+	}
+	var n int
+	a.r.QueryRow(`SELECT COUNT(*) FROM series`).Scan(&n)
+	if n != 3 {
+		t.Fatalf("%d series, want 3", n)
+	}
+	got, err := a.Top(ctx, store.Query{View: "prefix", By: "prefix", From: t0, To: t0.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{"203.0.113.0/24": 3, "198.51.100.0/22": 6, "10.0.0.0/8": 8}
+	if len(got) != len(want) {
+		t.Fatalf("%d groups, want %d: %+v", len(got), len(want), got)
+	}
+	for _, r := range got {
+		if r.Metrics.Bytes != want[r.Key] {
+			t.Errorf("%s: %d bytes, want %d", r.Key, r.Metrics.Bytes, want[r.Key])
+		}
+	}
+}
+
+// TestRandomSplitsOracle commits random one-minute rows (some keys repeated) in batches of
+// random sizes, reopening the store now and then (the series index is loaded again)
+// and replaying one batch after a failed commit, and checks Top and Series against the naive
+// in-memory sums of the rows.
+func TestRandomSplitsOracle(t *testing.T) {
+	ctx := context.Background()
+	const days = 9
+	rng := rand.New(rand.NewPCG(11, 12))
+	now := t0.Add(days * 24 * time.Hour)
+	fail := false
+	opts := []Option{WithClock(func() time.Time { return now }), WithCommitFault(func(store.Batch) error {
+		if fail {
+			return errors.New("injected")
+		}
+		return nil
+	})}
+	s, cfg := openTest(t, opts...)
+	rows := randRows(rng, 4000, days)
+	for i := 1; i < len(rows); i++ {
+		if rng.IntN(8) == 0 { // the same key again, in the same batch or the next: added
+			j := max(0, i-1-rng.IntN(50))
+			rows[i].View, rows[i].Start, rows[i].Dims = rows[j].View, rows[j].Start, rows[j].Dims
+		}
+	}
+	for i := 0; i < len(rows); {
+		j := min(len(rows), i+1+rng.IntN(600))
+		b := store.Batch{Consumer: "accounting", Position: store.Position{Segment: uint64(i)}, Rows: rows[i:j]}
+		if rng.IntN(5) == 0 { // a commit that fails after its rows: nothing of it stays
+			fail = true
+			if err := s.Commit(ctx, b); err == nil {
+				t.Fatal("commit with a fault succeeded")
+			}
+			fail = false
+		}
+		if err := s.Commit(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		if rng.IntN(4) == 0 {
+			s.Close()
+			var err error
+			if s, err = Open(ctx, cfg, opts...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		i = j
+	}
+	defer s.Close()
+	for i := range 120 {
+		q := randQuery(rng, days)
+		got, err := s.Top(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameResults(t, fmt.Sprintf("top %d %+v", i, q), got, oracleTop(rows, q))
+		q.Step = pick(rng, []time.Duration{time.Hour, 24 * time.Hour})
+		if got, err = s.Series(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+		sameResults(t, fmt.Sprintf("series %d %+v", i, q), got, oracleSeries(rows, q))
+	}
+}
+
+// TestMigrateSeriesIndex opens a database of schema 3 (series with its 15-column UNIQUE
+// index) holding series and points: migration 4 keeps every series under its id, drops the
+// index, and the store adds to the old series instead of storing them again.
+func TestMigrateSeriesIndex(t *testing.T) {
+	ctx := context.Background()
+	cfg := DefaultConfig()
+	cfg.Path = t.TempDir() + "/v3.db"
+	cfg.Collector = "c1"
+	db, err := sql.Open("sqlite", dsn(cfg, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(ctx, db, 3); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO series VALUES (7, 'prefix', 'c1', 'r1', 'web', x'cb00710018', '', 0, 0, 64500, '', '', 0, x'', x'', 0)`,
+		`INSERT INTO series VALUES (9, 'prefix', 'c1', 'r1', 'web', x'c633640016', '', 0, 0, 64500, '', '', 0, x'', x'', 0)`,
+		`INSERT INTO points_base VALUES (?1, 7, 60, 1, 100, 0, 2, 0, 0, 0, 0, 0, 0, 0)`,
+		`INSERT INTO points_base VALUES (?1, 9, 60, 1, 200, 0, 2, 0, 0, 0, 0, 0, 0, 0)`,
+	} {
+		if _, err := db.Exec(q, t0.Unix()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var unique int
+	db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'series'`).Scan(&unique)
+	db.Close()
+	if unique != 1 {
+		t.Fatalf("schema 3 has %d indexes on series, want its UNIQUE one", unique)
+	}
+	s, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.r.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'series'`).Scan(&unique)
+	if unique != 0 {
+		t.Errorf("%d indexes on series after migration 4, want 0", unique)
+	}
+	// Commit the two old series and a new one: the new one takes the next id after 9.
+	if err := s.Commit(ctx, store.Batch{Rows: []record.Row{row("prefix", t0, "203.0.113.0/24", 1),
+		row("prefix", t0, "198.51.100.0/22", 2), row("prefix", t0, "10.0.0.0/8", 4)}}); err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	rows, err := s.r.Query(`SELECT id FROM series ORDER BY id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id int64
+		rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if !slices.Equal(ids, []int64{7, 9, 10}) {
+		t.Errorf("series ids %v, want [7 9 10]", ids)
+	}
+	got, err := s.Top(ctx, store.Query{View: "prefix", By: "prefix", From: t0, To: t0.Add(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]uint64{"203.0.113.0/24": 101, "198.51.100.0/22": 202, "10.0.0.0/8": 4}
+	if len(got) != len(want) {
+		t.Fatalf("%+v, want %v", got, want)
+	}
+	for _, r := range got {
+		if r.Metrics.Bytes != want[r.Key] {
+			t.Errorf("%s: %d bytes, want %d", r.Key, r.Metrics.Bytes, want[r.Key])
+		}
+	}
+}
+
+// TestInserterZeroPatterns commits rows whose metrics are mostly zero, each column non-zero in
+// a few rows only, so that the statements see many sets of all-zero columns (more than
+// maxVariants in one commit): every point must hold its rows' sums.
+func TestInserterZeroPatterns(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(5, 6))
+	s, _ := openTest(t)
+	rows := randRows(rng, 40*chunk, 2)
+	for i := range rows {
+		var m [nMetrics]uint64
+		for c := range m {
+			if rng.IntN(300) == 0 {
+				m[c] = 1 + rng.Uint64N(1e6)
+			}
+		}
+		if rng.IntN(2) == 0 {
+			m[1] = 1 + rng.Uint64N(1e6) // bytes: half the rows, so that few are all zero
+		}
+		rows[i].Metrics = metricsFrom(&m)
+	}
+	if err := s.Commit(ctx, store.Batch{Rows: rows}); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.pointsIns[levelBase].variants; n < maxVariants {
+		t.Fatalf("%d statement variants: the test should exceed %d", n, maxVariants)
+	}
+	for _, view := range views {
+		for _, by := range []string{"prefix", "router", "src-group"} {
+			q := store.Query{View: view, By: by, From: t0, To: t0.Add(48 * time.Hour)}
+			got, err := s.Top(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameResults(t, fmt.Sprintf("top %+v", q), got, oracleTop(rows, q))
 		}
 	}
 }

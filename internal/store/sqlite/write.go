@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"slices"
@@ -18,6 +19,10 @@ const metricColumns = "requests, bytes, bytes_in, packets, packets_in, retransmi
 const metricSums = "SUM(p.requests), SUM(p.bytes), SUM(p.bytes_in), SUM(p.packets), SUM(p.packets_in), " +
 	"SUM(p.retransmits), SUM(p.duration), SUM(p.rtt_sum), SUM(p.rtt_count), SUM(p.conns), SUM(p.open_conns)"
 
+// columnSums sums the metric columns of one table.
+const columnSums = "SUM(requests), SUM(bytes), SUM(bytes_in), SUM(packets), SUM(packets_in), " +
+	"SUM(retransmits), SUM(duration), SUM(rtt_sum), SUM(rtt_count), SUM(conns), SUM(open_conns)"
+
 const addMetrics = "requests = requests + excluded.requests, bytes = bytes + excluded.bytes, " +
 	"bytes_in = bytes_in + excluded.bytes_in, packets = packets + excluded.packets, " +
 	"packets_in = packets_in + excluded.packets_in, retransmits = retransmits + excluded.retransmits, " +
@@ -30,21 +35,6 @@ const allZero = "requests = 0 AND bytes = 0 AND bytes_in = 0 AND packets = 0 AND
 
 func (s *Store) prepare(ctx context.Context) error {
 	var err error
-	s.series, err = s.w.PrepareContext(ctx, `INSERT INTO series (view, collector, router, class, prefix, path,
-		peer_as, origin_as, asn, country, region, proto, src_group, dst_group, port)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT DO UPDATE SET view = excluded.view RETURNING id`)
-	if err != nil {
-		return fmt.Errorf("cannot prepare series statement: %w", err)
-	}
-	if s.seriesMany, err = s.w.PrepareContext(ctx, seriesInsert(seriesChunk)); err != nil {
-		return fmt.Errorf("cannot prepare series statement: %w", err)
-	}
-	for l := range levels {
-		if s.upsert[l], err = s.w.PrepareContext(ctx, upsertSQL(l, chunk)); err != nil {
-			return fmt.Errorf("cannot prepare upsert: %w", err)
-		}
-	}
 	s.savePos, err = s.w.PrepareContext(ctx, `INSERT INTO positions (consumer, segment, offset) VALUES (?, ?, ?)
 		ON CONFLICT (consumer) DO UPDATE SET segment = excluded.segment, offset = excluded.offset`)
 	if err != nil {
@@ -57,8 +47,8 @@ func (s *Store) prepare(ctx context.Context) error {
 // daily roll-up, and saves the consumer's position, in one transaction.
 func (s *Store) Commit(ctx context.Context, b store.Batch) error {
 	t0 := time.Now()
-	err := s.write(ctx, func(tx *sql.Tx, pending map[seriesKey]int64) error {
-		if err := s.writeRows(ctx, tx, s.collector, b.Rows, pending); err != nil {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		if err := s.writeRows(ctx, tx, s.collector, b.Rows); err != nil {
 			return err
 		}
 		return s.finish(ctx, tx, b)
@@ -84,40 +74,66 @@ func (s *Store) finish(ctx context.Context, tx *sql.Tx, b store.Batch) error {
 	return err
 }
 
-// write runs fn in a write transaction; series ids fn creates join the cache only once the
-// transaction has committed.
-func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx, pending map[seriesKey]int64) error) error {
+// write runs fn in a write transaction, with the series index synced to the database; the
+// series fn adds to the index (ids above s.maxSid) leave it again if the transaction fails.
+func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if s.w == nil {
 		return errors.New("store closed")
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
+	conn, err := s.w.Conn(ctx)
 	if err != nil {
 		return err
 	}
-	pending := map[seriesKey]int64{}
-	if err := fn(tx, pending); err != nil {
+	defer conn.Close()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	s.wtx = &writeTx{Tx: tx, conn: conn, stmts: map[stmtKey]driver.Stmt{}}
+	defer s.wtx.closeStmts()
+	s.seriesIns.reset()
+	for _, w := range s.pointsIns {
+		w.reset()
+	}
+	if err := s.syncSeries(ctx, tx); err != nil {
 		tx.Rollback()
 		return err
 	}
-	if err := tx.Commit(); err != nil {
+	s.added = 0
+	err = fn(tx)
+	if err == nil {
+		err = tx.Commit()
+	} else {
+		tx.Rollback()
+	}
+	if err != nil {
+		if s.added > 0 { // rare: a failed write forgets the series it added
+			for k, id := range s.sids {
+				if id > s.maxSid {
+					delete(s.sids, k)
+				}
+			}
+		}
 		return err
 	}
-	for k, id := range pending {
-		s.sids[k] = id
-	}
+	s.maxSid += int64(s.added)
 	return nil
 }
 
 // writeRows adds rows (merged within the batch first) to their points and roll-ups, drops the
 // packs of the hours and days written to, and packs the hours and days that are over.
-func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row, pending map[seriesKey]int64) error {
+func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row) error {
 	clear(s.acc)
-	s.points = slices.Grow(s.points[:0], 3*len(rows)) // a base, hourly and daily point per row at most
+	if len(rows) > 0 { // a point per row and level from its own up, at most (rows are mostly of one resolution)
+		l, _ := levelOf(rows[0].Resolution)
+		s.points = slices.Grow(s.points[:0], (levels-l)*len(rows))
+	}
 	touched := map[bucket]struct{}{}
+	var last [levels]bucket // the bucket last added to touched per level (rows come in runs)
 	var end int64
-	if err := s.seriesIDs(ctx, tx, collector, rows, pending); err != nil {
+	if err := s.seriesIDs(ctx, tx, collector, rows); err != nil {
 		return err
 	}
 	for i := range rows {
@@ -133,11 +149,6 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 			return err
 		}
 		sid := s.rowSids[i]
-		if sid == 0 { // a new series (or one seriesIDs did not know)
-			if sid, err = s.seriesID(ctx, tx, seriesKey{r.View, collector, r.Dims}, pending); err != nil {
-				return err
-			}
-		}
 		start := r.Start.Unix()
 		res := int64(r.Resolution / time.Second)
 		end = max(end, start+res)
@@ -145,9 +156,12 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 			st := start
 			if l > levelBase {
 				st = floorTo(start, levelSeconds[l])
-				touched[bucket{l, st, r.View}] = struct{}{}
-				if l == levelDay {
-					touched[bucket{levelWeek, floorTo(start, weekSeconds), r.View}] = struct{}{}
+				if b := (bucket{l, st, r.View}); b != last[l] {
+					touched[b] = struct{}{}
+					last[l] = b
+					if l == levelDay {
+						touched[bucket{levelWeek, floorTo(start, weekSeconds), r.View}] = struct{}{}
+					}
 				}
 			}
 			k := pointKey{l, st, sid}
@@ -156,8 +170,14 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 				continue
 			}
 			s.acc[k] = len(s.points)
-			s.points = append(s.points, point{k, res, r.Metrics})
+			s.points = append(s.points, point{k, res, int32(i), r.Metrics})
 		}
+	}
+	// The intervals that hold no point before this write and are over: their packs are built
+	// from s.points.
+	fresh, err := s.freshIntervals(ctx, tx, touched, end)
+	if err != nil {
+		return err
 	}
 	// Key order: each table's B-tree is walked forward.
 	slices.SortFunc(s.points, func(a, b point) int {
@@ -169,63 +189,66 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 		}
 		return cmpInt(a.sid, b.sid)
 	})
-	// Runs of one level go out in statements of up to chunk rows.
-	args := s.args[:0]
-	for i := 0; i < len(s.points); {
-		l := s.points[i].level
-		j := i
-		for j < len(s.points) && j-i < chunk && s.points[j].level == l {
-			j++
-		}
-		args = args[:0]
-		for k := i; k < j; k++ {
-			p := &s.points[k]
-			args = append(args, p.start, p.sid)
-			if l == levelBase {
-				args = append(args, p.res)
-			}
-			args = appendMetrics(args, &p.m)
-		}
-		var err error
-		if j-i == chunk {
-			_, err = tx.StmtContext(ctx, s.upsert[l]).ExecContext(ctx, args...)
-		} else { // the rest of the run: one statement prepared for it
-			_, err = tx.ExecContext(ctx, upsertSQL(l, j-i), args...)
+	for i := range s.points {
+		p := &s.points[i]
+		w := s.pointsIns[p.level]
+		m := &p.m
+		if p.level == levelBase {
+			err = w.add(ctx, s.wtx, p.start, p.sid, p.res, int64(m.Requests), int64(m.Bytes), int64(m.BytesIn),
+				int64(m.Packets), int64(m.PacketsIn), int64(m.Retransmits), int64(m.Duration), int64(m.RTTSum),
+				int64(m.RTTCount), int64(m.Conns), int64(m.Open))
+		} else {
+			err = w.add(ctx, s.wtx, p.start, p.sid, int64(m.Requests), int64(m.Bytes), int64(m.BytesIn),
+				int64(m.Packets), int64(m.PacketsIn), int64(m.Retransmits), int64(m.Duration), int64(m.RTTSum),
+				int64(m.RTTCount), int64(m.Conns), int64(m.Open))
 		}
 		if err != nil {
-			return fmt.Errorf("cannot write %s: %w", levelTable[l], err)
+			return err
 		}
-		i = j
 	}
-	s.args = args[:0]
+	for _, w := range s.pointsIns {
+		if err := w.flush(ctx, s.wtx); err != nil {
+			return err
+		}
+	}
 	if err := s.invalidate(ctx, tx, touched); err != nil {
 		return fmt.Errorf("cannot invalidate packs: %w", err)
 	}
-	return s.pack(ctx, tx, end)
+	return s.pack(ctx, tx, end, func(b interval, views map[string]*packBuilder) bool {
+		if !fresh[b] {
+			return false
+		}
+		s.packPoints(b, rows, views)
+		return true
+	})
 }
 
-// chunk is the number of points per upsert statement: one statement per point costs more in
-// database/sql and the VDBE set-up than the point itself.
-const chunk = 64
+// chunk is the number of points per statement, seriesChunk the number of series.
+const (
+	chunk       = 256
+	seriesChunk = 256
+)
 
-// upsertSQL is the upsert of n points into level's table.
-func upsertSQL(level, n int) string {
-	cols, ph := "start, sid, "+metricColumns, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+// pointInserter writes points to level's table, adding to the points already stored.
+func pointInserter(level int) *inserter {
+	cols := append([]string{"start", "sid"}, strings.Split(metricColumns, ", ")...)
 	set := addMetrics
 	if level == levelBase {
-		cols, ph = "start, sid, res, "+metricColumns, "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+		cols = slices.Insert(cols, 2, "res")
 		set = "res = excluded.res, " + addMetrics
 	}
-	var b strings.Builder
-	b.WriteString("INSERT INTO " + levelTable[level] + " (" + cols + ") VALUES ")
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(ph)
+	zero := make([]string, len(cols))
+	for c := range cols[len(cols)-nMetrics:] {
+		zero[len(cols)-nMetrics+c] = "0"
 	}
-	b.WriteString(" ON CONFLICT (start, sid) DO UPDATE SET " + set)
-	return b.String()
+	return newInserter(levelTable[level], cols, zero, " ON CONFLICT (start, sid) DO UPDATE SET "+set, chunk)
+}
+
+// seriesInserter writes new series with their ids.
+func seriesInserter() *inserter {
+	cols := append([]string{"id"}, strings.Split(seriesColumns, ", ")...)
+	zero := []string{"", "", "", "''", "''", "x''", "''", "0", "0", "0", "''", "''", "0", "x''", "x''", "0"}
+	return newInserter("series", cols, zero, "", seriesChunk)
 }
 
 func cmpInt(a, b int64) int {
@@ -250,18 +273,68 @@ func metricTargets(dst []any, m *record.Metrics) []any {
 		&m.Duration, &m.RTTSum, &m.RTTCount, &m.Conns, &m.Open)
 }
 
-// seriesChunk is the number of series per insert statement of seriesIDs (15 parameters each).
-const seriesChunk = 128
+// syncSeries brings the in-memory series index up to date inside a write transaction: the
+// series stored with ids above the highest known (all of them at the first write; afterwards
+// only those another process added). Series are never deleted, and BEGIN IMMEDIATE holds the
+// database's write lock, so the index is complete until the transaction ends.
+func (s *Store) syncSeries(ctx context.Context, tx *sql.Tx) error {
+	var newest sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT MAX(id) FROM series`).Scan(&newest); err != nil {
+		return fmt.Errorf("cannot read series: %w", err)
+	}
+	if newest.Int64 <= s.maxSid {
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, `+seriesColumns+` FROM series WHERE id > ?`, s.maxSid)
+	if err != nil {
+		return fmt.Errorf("cannot read series: %w", err)
+	}
+	defer rows.Close()
+	strs := map[string]string{} // one copy of each name, path and code
+	intern := func(v string) string {
+		if w, ok := strs[v]; ok {
+			return w
+		}
+		strs[v] = v
+		return v
+	}
+	var (
+		id                                   int64
+		k                                    seriesKey
+		view, collector                      string
+		prefix, src, dst                     []byte
+		router, class, path, country, region string
+	)
+	d := &k.dims
+	for rows.Next() {
+		if err := rows.Scan(&id, &view, &collector, &router, &class, &prefix, &path, &d.PeerAS, &d.OriginAS,
+			&d.ASN, &country, &region, &d.Proto, &src, &dst, &d.Port); err != nil {
+			return fmt.Errorf("cannot read series: %w", err)
+		}
+		k.view, k.collector = intern(view), intern(collector)
+		d.Router, d.Class, d.Path, d.Country, d.Region = intern(router), intern(class), intern(path), intern(country), intern(region)
+		if err := decodeAddrs(d, prefix, src, dst); err != nil {
+			return err
+		}
+		s.sids[k] = id
+		s.maxSid = max(s.maxSid, id)
+	}
+	return rows.Err()
+}
 
-// seriesIDs inserts the series of rows that are neither cached nor pending, seriesChunk per
-// statement, and adds their ids to pending. RETURNING yields rows in no defined order, so each
-// returned row is matched to its key by its stored column values.
-//
-// s.rowSids[i] is set to row i's series id where it is known before the inserts (0: look it up).
-func (s *Store) seriesIDs(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row, pending map[seriesKey]int64) error {
+// seriesIDs sets s.rowSids[i] to row i's series id, and inserts the series not in the index
+// with the next free ids, seriesChunk per statement, adding them to the index (counted in
+// s.added).
+// The in-memory index (syncSeries) is the only guard of a key's uniqueness: the store is the
+// database's one writer while it holds the write lock.
+func (s *Store) seriesIDs(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row) error {
 	s.rowSids = slices.Grow(s.rowSids[:0], len(rows))[:len(rows)]
 	clear(s.rowSids)
-	var missing []int32 // indices of rows, one per new series
+	if len(s.sids) == 0 { // the first series of a store: room for a batch of new ones
+		s.sids = make(map[seriesKey]int64, len(rows))
+	}
+	next := s.maxSid + int64(s.added) + 1
+	w := s.seriesIns
 	for i := range rows {
 		r := &rows[i]
 		if r.Metrics.Zero() || r.View == "" {
@@ -272,133 +345,24 @@ func (s *Store) seriesIDs(ctx context.Context, tx *sql.Tx, collector string, row
 			s.rowSids[i] = id
 			continue
 		}
-		if id, ok := pending[k]; ok {
-			if id != -1 {
-				s.rowSids[i] = id
-			}
-			continue
-		}
-		if missing == nil {
-			missing = make([]int32, 0, len(rows)-i)
-		}
-		pending[k] = -1 // wanted; set below
-		missing = append(missing, int32(i))
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	enc := make(map[storedSeries]seriesKey, min(len(missing), seriesChunk))
-	args := make([]any, 0, seriesChunk*15)
-	matched := 0
-	for i := 0; i < len(missing); i += seriesChunk {
-		part := missing[i:min(i+seriesChunk, len(missing))]
-		args = args[:0]
-		clear(enc)
-		for _, ri := range part {
-			k := seriesKey{rows[ri].View, collector, rows[ri].Dims}
-			e := storedOf(&k)
-			enc[e] = k
-			args = append(args, e.view, e.collector, e.router, e.class, []byte(e.prefix), e.path, e.peerAS, e.originAS,
-				e.asn, e.country, e.region, e.proto, []byte(e.src), []byte(e.dst), e.port)
-		}
-		var res *sql.Rows
-		var err error
-		if len(part) == seriesChunk {
-			res, err = tx.StmtContext(ctx, s.seriesMany).QueryContext(ctx, args...)
-		} else {
-			res, err = tx.QueryContext(ctx, seriesInsert(len(part)), args...)
-		}
-		if err != nil {
-			return fmt.Errorf("cannot write series: %w", err)
-		}
-		var (
-			id            int64
-			e             storedSeries
-			pfx, src, dst []byte
-		)
-		for res.Next() {
-			if err := res.Scan(&id, &e.view, &e.collector, &e.router, &e.class, &pfx, &e.path, &e.peerAS, &e.originAS,
-				&e.asn, &e.country, &e.region, &e.proto, &src, &dst, &e.port); err != nil {
-				res.Close()
-				return fmt.Errorf("cannot read series ids: %w", err)
-			}
-			e.prefix, e.src, e.dst = string(pfx), string(src), string(dst)
-			if k, ok := enc[e]; ok {
-				pending[k] = id
-				matched++
-			}
-		}
-		res.Close()
-		if err := res.Err(); err != nil {
-			return fmt.Errorf("cannot read series ids: %w", err)
+		id := next
+		next++
+		s.sids[k] = id
+		s.added++
+		s.rowSids[i] = id
+		d := &r.Dims
+		if err := w.add(ctx, s.wtx, id, r.View, collector, d.Router, d.Class, encodePrefix(d.Prefix), d.Path,
+			int64(d.PeerAS), int64(d.OriginAS), int64(d.ASN), d.Country, d.Region, int64(d.Proto),
+			encodeAddr(d.SrcGroup), encodeAddr(d.DstGroup), int64(d.Port)); err != nil {
+			return err
 		}
 	}
-	if matched == len(missing) {
-		return nil
-	}
-	// A key not matched (none is expected) is looked up one by one by seriesID.
-	for _, ri := range missing {
-		k := seriesKey{rows[ri].View, collector, rows[ri].Dims}
-		if pending[k] == -1 {
-			delete(pending, k)
-		}
-	}
-	return nil
+	return w.flush(ctx, s.wtx)
 }
 
-// seriesColumns are the series table's key columns, in the order of seriesInsert's parameters.
+// seriesColumns are the series table's key columns, in the order of seriesInsert's parameters
+// after the id.
 const seriesColumns = "view, collector, router, class, prefix, path, peer_as, origin_as, asn, country, region, proto, src_group, dst_group, port"
-
-// seriesInsert is the insert of n series returning their ids (existing ones too) and keys.
-func seriesInsert(n int) string {
-	var b strings.Builder
-	b.WriteString("INSERT INTO series (" + seriesColumns + ") VALUES ")
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-	}
-	b.WriteString(" ON CONFLICT DO UPDATE SET view = excluded.view RETURNING id, " + seriesColumns)
-	return b.String()
-}
-
-// storedSeries is a series key as its column values are stored.
-type storedSeries struct {
-	view, collector, router, class, prefix, path string
-	peerAS, originAS, asn                        int64
-	country, region                              string
-	proto                                        int64
-	src, dst                                     string
-	port                                         int64
-}
-
-func storedOf(k *seriesKey) storedSeries {
-	d := &k.dims
-	return storedSeries{view: k.view, collector: k.collector, router: d.Router, class: d.Class,
-		prefix: string(encodePrefix(d.Prefix)), path: d.Path, peerAS: int64(d.PeerAS), originAS: int64(d.OriginAS),
-		asn: int64(d.ASN), country: d.Country, region: d.Region, proto: int64(d.Proto),
-		src: string(encodeAddr(d.SrcGroup)), dst: string(encodeAddr(d.DstGroup)), port: int64(d.Port)}
-}
-
-func (s *Store) seriesID(ctx context.Context, tx *sql.Tx, k seriesKey, pending map[seriesKey]int64) (int64, error) {
-	if id, ok := s.sids[k]; ok {
-		return id, nil
-	}
-	if id, ok := pending[k]; ok {
-		return id, nil
-	}
-	d := &k.dims
-	var id int64
-	err := tx.StmtContext(ctx, s.series).QueryRowContext(ctx, k.view, k.collector, d.Router, d.Class,
-		encodePrefix(d.Prefix), d.Path, int64(d.PeerAS), int64(d.OriginAS), int64(d.ASN), d.Country,
-		d.Region, int64(d.Proto), encodeAddr(d.SrcGroup), encodeAddr(d.DstGroup), int64(d.Port)).Scan(&id)
-	if err != nil {
-		return 0, fmt.Errorf("cannot write series: %w", err)
-	}
-	pending[k] = id
-	return id, nil
-}
 
 // Replace deletes this collector's rows with starts in [from, to) at every resolution — the
 // base rows in the range, the roll-ups of whole hours and days inside it, and the base rows'
@@ -406,11 +370,11 @@ func (s *Store) seriesID(ctx context.Context, tx *sql.Tx, k seriesKey, pending m
 // transaction (netledger replay). Imported rows (collector "<collector>/import") stay.
 func (s *Store) Replace(ctx context.Context, from, to time.Time, b store.Batch) error {
 	t0 := time.Now()
-	err := s.write(ctx, func(tx *sql.Tx, pending map[seriesKey]int64) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
 		if err := s.deleteRange(ctx, tx, from.Unix(), to.Unix()); err != nil {
 			return err
 		}
-		if err := s.writeRows(ctx, tx, s.collector, b.Rows, pending); err != nil {
+		if err := s.writeRows(ctx, tx, s.collector, b.Rows); err != nil {
 			return err
 		}
 		return s.finish(ctx, tx, b)
@@ -509,7 +473,7 @@ func (s *Store) ImportCollector() string { return s.collector + "/import" }
 // nothing.
 func (s *Store) Import(ctx context.Context, id string, rows []record.Row) error {
 	t0 := time.Now()
-	err := s.write(ctx, func(tx *sql.Tx, pending map[seriesKey]int64) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM imports WHERE id = ?`, id).Scan(&n); err != nil {
 			return err
@@ -517,7 +481,7 @@ func (s *Store) Import(ctx context.Context, id string, rows []record.Row) error 
 		if n > 0 {
 			return nil
 		}
-		if err := s.writeRows(ctx, tx, s.ImportCollector(), rows, pending); err != nil {
+		if err := s.writeRows(ctx, tx, s.ImportCollector(), rows); err != nil {
 			return err
 		}
 		if err := s.finish(ctx, tx, store.Batch{Rows: rows}); err != nil {
@@ -538,7 +502,7 @@ func (s *Store) Import(ctx context.Context, id string, rows []record.Row) error 
 func (s *Store) Expire(ctx context.Context, now time.Time) error {
 	ret := [levels]time.Duration{s.cfg.Retention.Base, s.cfg.Retention.Hourly, s.cfg.Retention.Daily}
 	t0 := time.Now()
-	err := s.write(ctx, func(tx *sql.Tx, _ map[seriesKey]int64) error {
+	err := s.write(ctx, func(tx *sql.Tx) error {
 		for l := range levels {
 			if ret[l] <= 0 {
 				continue
