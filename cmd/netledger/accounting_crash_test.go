@@ -69,20 +69,7 @@ func TestAccountingCrashExactlyOnce(t *testing.T) {
 	start2 := next.Load()
 	const more = 10_000
 	load(t, d.reportAddr, &next, nil, start2+more-1)
-	// UDP may drop a few datagrams: wait until every report sent is accepted or the count
-	// stops moving
-	accepted2, same := 0, 0
-	for deadline := time.Now().Add(30 * time.Second); accepted2 < more && same < 5 && time.Now().Before(deadline); {
-		time.Sleep(50 * time.Millisecond)
-		if n := d.accepted(t); n != accepted2 {
-			accepted2, same = n, 0
-		} else {
-			same++
-		}
-	}
-	if accepted2 < more/2 {
-		t.Fatalf("run 2 accepted only %d of %d reports", accepted2, more)
-	}
+	accepted2 := waitReports(t, d, more)
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	if err := d.cmd.Wait(); err != nil {
 		t.Fatalf("serve after SIGTERM: %v", err)
