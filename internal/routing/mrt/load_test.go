@@ -269,7 +269,7 @@ func TestLoaderSessionDrop(t *testing.T) {
 	}
 	file := cat(
 		msg(64501, "192.0.2.1", attrs(64501, 1), "10.1.0.0/16", "10.2.0.0/16"),
-		msg(64502, "192.0.2.2", attrs(64502, 7, 8, 1), "10.1.0.0/16"), // longer path: A is best
+		msg(64502, "192.0.2.2", attrs(64502, 7, 8, 1), "10.1.0.0/16"),                             // longer path: A is best
 		mrtRecord(TypeBGP4MP, SubStateChangeAS4, ts, stateChangeBody(64502, "192.0.2.2", 3, 2)),   // B: no-op
 		mrtRecord(TypeBGP4MP, SubStateChangeAS4, ts+1, stateChangeBody(64501, "192.0.2.1", 6, 1)), // A drops
 	)
