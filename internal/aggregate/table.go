@@ -3,6 +3,7 @@ package aggregate
 import (
 	"unsafe"
 
+	"github.com/netledger/netledger/internal/prefetch"
 	"github.com/netledger/netledger/internal/record"
 )
 
@@ -46,11 +47,21 @@ func hashKey(k *key) uint64 {
 }
 
 // at returns the metrics of k, adding k when it is new.
-func (s *sums) at(k *key) *record.Metrics {
+func (s *sums) at(k *key) *record.Metrics { return s.atHash(k, hashKey(k)) }
+
+// prefetch starts loading the slot where the key of hash h is (or would be).
+func (s *sums) prefetch(h uint64) {
+	if len(s.slots) > 0 {
+		prefetch.Slot(s.slots, h&s.mask)
+	}
+}
+
+// atHash is at for a key whose hash is h.
+func (s *sums) atHash(k *key, h uint64) *record.Metrics {
 	if uint64(len(s.used))*4 >= uint64(len(s.slots))*3 {
 		s.grow()
 	}
-	i := hashKey(k) & s.mask
+	i := h & s.mask
 	for {
 		sl := &s.slots[i]
 		if !sl.full {
