@@ -310,17 +310,22 @@ func (a *Aggregator) Add(r *record.Record, e *enrich.Enriched) {
 	if mask == 0 {
 		return
 	}
-	start := r.Time - ((r.Time%a.interval)+a.interval)%a.interval
-	iv := a.cur
-	if iv == nil || iv.start != start {
-		iv = a.intervalAt(start)
-	}
+	iv := a.intervalOf(r.Time)
 	for mask != 0 {
 		i := bits.TrailingZeros64(mask)
 		mask &= mask - 1
 		k := makeKey(r, e, a.groups[i].dims)
 		addRecord(iv.base[i].at(&k), r, e)
 	}
+}
+
+// intervalOf returns the interval holding time t.
+func (a *Aggregator) intervalOf(t int64) *interval {
+	start := t - ((t%a.interval)+a.interval)%a.interval
+	if iv := a.cur; iv != nil && iv.start == start {
+		return iv
+	}
+	return a.intervalAt(start)
 }
 
 // batchChunk is the number of records of a batch whose slots are prefetched before any is
@@ -352,11 +357,7 @@ func (a *Aggregator) AddBatch(recs []record.Record, ens []enrich.Enriched) {
 			if mask == 0 {
 				continue
 			}
-			start := r.Time - ((r.Time%a.interval)+a.interval)%a.interval
-			iv := a.cur
-			if iv == nil || iv.start != start {
-				iv = a.intervalAt(start)
-			}
+			iv := a.intervalOf(r.Time)
 			for mask != 0 {
 				i := bits.TrailingZeros64(mask)
 				mask &= mask - 1
