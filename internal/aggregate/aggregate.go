@@ -467,7 +467,11 @@ func (a *Aggregator) flushInterval(dst []record.Row, iv *interval) []record.Row 
 					a.view.at(&vk).Add(m)
 				}
 			}
-			dst = slices.Grow(dst, a.view.len())
+			if n := a.view.len(); cap(dst)-len(dst) < n {
+				// grow at least twofold: one row slice for every view of every interval,
+				// instead of a copy of every row so far for each view
+				dst = slices.Grow(dst, max(n, len(dst)))
+			}
 			for i := range a.view.len() {
 				vk, vm := a.view.entry(i)
 				if vm.Zero() {
