@@ -102,7 +102,9 @@ func (e *Enricher) NewCache(maxEntries int) *Cache {
 			c.usable = false
 		}
 	}
-	if _, ok := e.geo.(Versioned); e.geo != nil && !ok && c.geoDB() == nil {
+	switch e.geo.(type) {
+	case nil, Versioned, *geo.DB, geoVersion:
+	default:
 		c.usable = false
 	}
 	return c

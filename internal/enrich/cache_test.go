@@ -168,6 +168,35 @@ func TestCacheInvalidation(t *testing.T) {
 	check("route withdrawn", p8, 30, "FR")
 }
 
+// swappedGeo is a fake geo source that swaps whole databases, as geo.Reloader does.
+type swappedGeo struct {
+	db *geo.DB
+	m  map[netip.Addr]geo.Info
+}
+
+func (g *swappedGeo) Lookup(a netip.Addr) geo.Info { return g.m[a] }
+func (g *swappedGeo) DB() *geo.DB                  { return g.db }
+
+// TestCacheGeoSwap: a new *geo.DB (a geo.Reloader's reload) invalidates the cache.
+func TestCacheGeoSwap(t *testing.T) {
+	a := netip.MustParseAddr("1.2.3.4")
+	g := &swappedGeo{db: new(geo.DB), m: map[netip.Addr]geo.Info{a: {Country: [2]byte{'F', 'R'}}}}
+	c := New([]Router{{Name: "r1"}}, g).NewCache(0)
+	recs := []record.Record{{Client: a}}
+	out := make([]Enriched, 1)
+	c.EnrichBatch(recs, out)
+	g.m = map[netip.Addr]geo.Info{a: {Country: [2]byte{'D', 'E'}}}
+	c.EnrichBatch(recs, out)
+	if string(out[0].Country[:]) != "FR" || c.Stats().Hits != 1 {
+		t.Fatalf("country %q, %+v before the swap; want FR from the cache", out[0].Country[:], c.Stats())
+	}
+	g.db = new(geo.DB)
+	c.EnrichBatch(recs, out)
+	if string(out[0].Country[:]) != "DE" {
+		t.Errorf("country %q after the swap, want DE", out[0].Country[:])
+	}
+}
+
 // TestCacheUnversioned: with a geo database that cannot tell its changes, every record is
 // looked up.
 func TestCacheUnversioned(t *testing.T) {
