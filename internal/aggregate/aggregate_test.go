@@ -528,6 +528,53 @@ func TestSamePathMerges(t *testing.T) {
 	}
 }
 
+// TestAddBatchEqualsAdd: AddBatch in batches of random sizes gives exactly the rows of Add
+// record by record, in the same order, over random loads and views, through several flushes.
+func TestAddBatchEqualsAdd(t *testing.T) {
+	views := append(DefaultViews(),
+		ViewConfig{Name: "everything", Dimensions: Dimensions()},
+		ViewConfig{Name: "peer_origin", Dimensions: []string{DimPeerAS, DimOriginAS}, Sources: []string{"report-v1", "tcpinfo"}},
+	)
+	for seed := range uint64(6) {
+		w := newWorld(200 + seed)
+		rng := rand.New(rand.NewPCG(seed, 3))
+		one, err := New(Config{Views: views, Routers: w.names, Interval: 30 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		batch, err := New(Config{Views: views, Routers: w.names, Interval: 30 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for round := range 3 {
+			recs := w.records(1000+rng.IntN(3000), int64(1_700_000_000+round*100)*1e9)
+			ens := make([]enrich.Enriched, len(recs))
+			for i := range recs {
+				w.e.Enrich(&recs[i], &ens[i])
+				one.Add(&recs[i], &ens[i])
+			}
+			for i := 0; i < len(recs); {
+				n := min(len(recs)-i, rng.IntN(200))
+				batch.AddBatch(recs[i:i+n], ens[i:i+n])
+				i += n
+			}
+			if one.Records() != batch.Records() {
+				t.Fatalf("seed %d: %d records added one by one, %d in batches", seed, one.Records(), batch.Records())
+			}
+			before := int64(1_700_000_000+round*100+60) * 1e9
+			want := one.Flush(nil, before)
+			got := batch.Flush(nil, before)
+			if !slices.Equal(got, want) {
+				t.Fatalf("seed %d, round %d: batches and Add differ (-batches +Add):\n%s", seed, round,
+					lineDiff(strings.Join(rowLines(got), "\n"), strings.Join(rowLines(want), "\n")))
+			}
+		}
+		if got, want := batch.FlushAll(nil), one.FlushAll(nil); len(want) == 0 || !slices.Equal(got, want) {
+			t.Fatalf("seed %d: last flush: %d rows in batches, %d with Add", seed, len(got), len(want))
+		}
+	}
+}
+
 func TestAddAllocatesNothing(t *testing.T) {
 	w := newWorld(7)
 	a, err := New(Config{Routers: w.names})
@@ -553,6 +600,12 @@ func TestAddAllocatesNothing(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("Add allocates %v times per record", allocs)
+	}
+	allocs = testing.AllocsPerRun(20, func() {
+		a.AddBatch(recs, ens)
+	})
+	if allocs != 0 {
+		t.Errorf("AddBatch allocates %v times per batch of %d", allocs, len(recs))
 	}
 }
 

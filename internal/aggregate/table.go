@@ -3,6 +3,7 @@ package aggregate
 import (
 	"unsafe"
 
+	"github.com/netledger/netledger/internal/prefetch"
 	"github.com/netledger/netledger/internal/record"
 )
 
@@ -17,9 +18,9 @@ type sums struct {
 }
 
 type slot struct {
-	k    key
-	m    record.Metrics
-	full bool
+	k key
+	m record.Metrics
+	h uint64 // the key's hash, with the low bit set; 0: empty slot
 }
 
 const minSlots = 1 << 10
@@ -46,19 +47,30 @@ func hashKey(k *key) uint64 {
 }
 
 // at returns the metrics of k, adding k when it is new.
-func (s *sums) at(k *key) *record.Metrics {
+func (s *sums) at(k *key) *record.Metrics { return s.atHash(k, hashKey(k)) }
+
+// prefetch starts loading the slot where the key of hash h is (or would be).
+func (s *sums) prefetch(h uint64) {
+	if len(s.slots) > 0 {
+		prefetch.Slot(s.slots, (h|1)&s.mask)
+	}
+}
+
+// atHash is at for a key whose hash is h.
+func (s *sums) atHash(k *key, h uint64) *record.Metrics {
 	if uint64(len(s.used))*4 >= uint64(len(s.slots))*3 {
 		s.grow()
 	}
-	i := hashKey(k) & s.mask
+	tag := h | 1 // also the probe start, as grow places it
+	i := tag & s.mask
 	for {
 		sl := &s.slots[i]
-		if !sl.full {
-			sl.k, sl.full = *k, true
+		if sl.h == 0 {
+			sl.k, sl.h = *k, tag
 			s.used = append(s.used, int32(i))
 			return &sl.m
 		}
-		if sl.k == *k {
+		if sl.h == tag && sl.k == *k {
 			return &sl.m
 		}
 		i = (i + 1) & s.mask
@@ -74,8 +86,8 @@ func (s *sums) grow() {
 	s.used = make([]int32, 0, n*3/4)
 	for _, j := range oldUsed {
 		sl := &old[j]
-		i := hashKey(&sl.k) & s.mask
-		for s.slots[i].full {
+		i := sl.h & s.mask
+		for s.slots[i].h != 0 {
 			i = (i + 1) & s.mask
 		}
 		s.slots[i] = *sl

@@ -100,21 +100,31 @@ func (e *Enricher) Enrich(r *record.Record, out *Enriched) {
 		info := e.geo.Lookup(r.Client)
 		out.Country, out.Continent = info.Country, info.Continent
 	}
-	idx := uint16(NoRouter)
+	out.Router = e.router(r.Server)
+	e.route(r.Client, out)
+}
+
+// router returns the index of the router of a record with server address server.
+func (e *Enricher) router(server netip.Addr) uint16 {
 	if len(e.routers) == 1 {
-		idx = 0
-	} else if i, ok := e.servers.Lookup(r.Server); ok {
-		idx = i
+		return 0
 	}
-	out.Router = idx
-	if idx == NoRouter {
+	if i, ok := e.servers.Lookup(server); ok {
+		return i
+	}
+	return NoRouter
+}
+
+// route fills the route fields of out (router out.Router) for client.
+func (e *Enricher) route(client netip.Addr, out *Enriched) {
+	if out.Router == NoRouter {
 		return
 	}
-	rt := &e.routers[idx]
+	rt := &e.routers[out.Router]
 	if rt.Table == nil {
 		return
 	}
-	p, a, ok := rt.Table.Lookup(r.Client)
+	p, a, ok := rt.Table.Lookup(client)
 	if !ok {
 		return
 	}

@@ -2,6 +2,7 @@ package enrich
 
 import (
 	"net/netip"
+	"time"
 
 	"github.com/gaissmai/bart"
 
@@ -11,11 +12,19 @@ import (
 // StaticTable is a fixed routing table built once (demo data, tests, benchmarks, `replay` with
 // a table loaded from a file). It is not safe for writes concurrent with lookups.
 type StaticTable struct {
-	t bart.Table[*routing.Attrs]
+	t       bart.Table[*routing.Attrs]
+	inserts int64
 }
 
 // Insert adds or replaces the route of p. a must not change afterwards.
-func (s *StaticTable) Insert(p netip.Prefix, a *routing.Attrs) { s.t.Insert(p.Masked(), a) }
+func (s *StaticTable) Insert(p netip.Prefix, a *routing.Attrs) {
+	s.t.Insert(p.Masked(), a)
+	s.inserts++
+}
+
+// Updated returns a value that changes at every Insert (the number of inserts as a time, not
+// a wall time): it makes the table Versioned, so that a Cache forgets what it looked up before.
+func (s *StaticTable) Updated() time.Time { return time.Unix(0, s.inserts) }
 
 // Lookup returns the longest-match route of a.
 func (s *StaticTable) Lookup(a netip.Addr) (netip.Prefix, *routing.Attrs, bool) {

@@ -56,9 +56,10 @@ type Pipeline struct {
 	log  *slog.Logger
 	agg  *aggregate.Aggregator
 
-	buf  []record.Record
-	rows []record.Row
-	enr  enrich.Enriched
+	buf   []record.Record
+	enr   []enrich.Enriched
+	cache *enrich.Cache
+	rows  []record.Row
 
 	committed atomic.Pointer[spool.Position]
 	m         metrics
@@ -98,7 +99,8 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pipeline{cfg: cfg, deps: deps, log: deps.Logger, agg: agg, buf: make([]record.Record, readBatch)}
+	p := &Pipeline{cfg: cfg, deps: deps, log: deps.Logger, agg: agg, buf: make([]record.Record, readBatch),
+		enr: make([]enrich.Enriched, readBatch), cache: deps.Enricher.NewCache(0)}
 	p.m = metrics{
 		records: prometheus.NewCounter(prometheus.CounterOpts{Name: "netledger_accounting_records_total",
 			Help: "Records accounted and committed to the store."}),
@@ -118,8 +120,12 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 	if deps.Registerer != nil {
 		lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "netledger_accounting_lag_bytes",
 			Help: "Synced spool bytes after the committed accounting position."}, p.lag)
+		hits := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "netledger_accounting_enrich_cache_hits_total",
+			Help: "Records enriched from the client cache (read, committed or not)."}, func() float64 { return float64(p.cache.Stats().Hits) })
+		misses := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "netledger_accounting_enrich_cache_misses_total",
+			Help: "Records whose client was looked up in the routing and geo tables (read, committed or not)."}, func() float64 { return float64(p.cache.Stats().Misses) })
 		for _, c := range []prometheus.Collector{p.m.records, p.m.rows, p.m.commits, p.m.commitErrors,
-			p.m.unrouted, p.m.noRouter, p.m.commitSeconds, lag} {
+			p.m.unrouted, p.m.noRouter, p.m.commitSeconds, lag, hits, misses} {
 			if err := deps.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("cannot register accounting metrics: %w", err)
 			}
@@ -261,16 +267,15 @@ func (p *Pipeline) drain(ctx context.Context, r *spool.Reader) error {
 // read reads one batch of records and accounts them.
 func (p *Pipeline) read(r *spool.Reader) (int, error) {
 	n, _, err := r.Read(p.buf)
+	p.cache.EnrichBatch(p.buf[:n], p.enr)
 	for i := range n {
-		rec := &p.buf[i]
-		p.deps.Enricher.Enrich(rec, &p.enr)
-		if p.enr.Router == enrich.NoRouter {
+		if e := &p.enr[i]; e.Router == enrich.NoRouter {
 			p.noRouter++
-		} else if !p.enr.Prefix.IsValid() {
+		} else if !e.Prefix.IsValid() {
 			p.unrouted++
 		}
-		p.agg.Add(rec, &p.enr)
 	}
+	p.agg.AddBatch(p.buf[:n], p.enr)
 	if err != nil {
 		// the records before the damage are accounted; what follows cannot be read
 		return n, fmt.Errorf("cannot read the spool: %w", err)
