@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -124,13 +123,13 @@ func BenchmarkEndToEnd(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				c0 := cpuTime()
+				c0 := time.Duration(cpuTime())
 				b.StartTimer()
 				if err := p.Drain(ctx); err != nil {
 					b.Fatal(err)
 				}
 				b.StopTimer()
-				cpu += cpuTime() - c0
+				cpu += time.Duration(cpuTime()) - c0
 				rows = testutil.ToFloat64(p.m.rows)
 				st.Close()
 			}
@@ -143,8 +142,3 @@ func BenchmarkEndToEnd(b *testing.B) {
 	}
 }
 
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
