@@ -141,4 +141,3 @@ func BenchmarkEndToEnd(b *testing.B) {
 		})
 	}
 }
-
