@@ -2,14 +2,13 @@ package hugepage
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
-	"runtime"
 	"testing"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/netledger/netledger/internal/testenv"
 )
 
 // BenchmarkPointerChase measures the memory latency floor of this machine: each step loads
@@ -70,26 +69,13 @@ func BenchmarkPointerChase(b *testing.B) {
 				for range n { // warm the caches as far as they go
 					p = *next(int(p))
 				}
-				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
 				b.ResetTimer()
-				const batch = 4096
-				best := time.Duration(math.MaxInt64)
-				i := 0
-				cpu0 := threadCPU()
-				last := time.Now()
+				clock := testenv.StartBenchClock(4096)
 				for b.Loop() {
 					p = *next(int(p))
-					if i++; i%batch == 0 {
-						now := time.Now()
-						best = min(best, now.Sub(last))
-						last = now
-					}
+					clock.Tick()
 				}
-				b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op")
-				if i >= batch {
-					b.ReportMetric(float64(best.Nanoseconds())/batch, "best-ns/op")
-				}
+				clock.Report(b)
 				b.ReportMetric(float64(huge>>20), "huge-MiB")
 				sink = p
 			})
@@ -98,16 +84,6 @@ func BenchmarkPointerChase(b *testing.B) {
 }
 
 var sink uint64
-
-// threadCPU returns the CPU time of the calling OS thread in nanoseconds: time spent waiting
-// for a CPU on a shared machine does not count.
-func threadCPU() int64 {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
-}
 
 // smapsHuge returns the AnonHugePages of the mapping holding addr (/proc/self/smaps).
 func smapsHuge(addr uintptr) int64 {

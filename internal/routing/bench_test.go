@@ -2,19 +2,13 @@ package routing
 
 import (
 	"hash/fnv"
-	"math"
 	"math/rand/v2"
 	"net/netip"
-	"os"
 	"runtime"
-	"strconv"
-	"strings"
 	"testing"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/netledger/netledger/internal/hugepage"
+	"github.com/netledger/netledger/internal/testenv"
 )
 
 // fullTablePaths gives every prefix of the table a path derived from the prefix the way
@@ -183,16 +177,11 @@ func BenchmarkLookup(b *testing.B) {
 var sinkASN uint32
 
 func benchLookup(b *testing.B, r *RIB, addrs []netip.Addr, read bool) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	b.ReportAllocs()
-	const batch = 4096
 	mask := len(addrs) - 1
 	i, miss := 0, 0
 	var asn uint32
-	best := time.Duration(math.MaxInt64)
-	cpu0 := threadCPU()
-	last := time.Now()
+	clock := testenv.StartBenchClock(4096)
 	for b.Loop() {
 		_, a, ok := r.Lookup(addrs[i&mask])
 		if !ok || a == nil {
@@ -201,42 +190,13 @@ func benchLookup(b *testing.B, r *RIB, addrs []netip.Addr, read bool) {
 			o, _ := a.OriginAS()
 			asn += o
 		}
-		if i++; i%batch == 0 {
-			now := time.Now()
-			best = min(best, now.Sub(last))
-			last = now
-		}
+		i++
+		clock.Tick()
 	}
-	b.ReportMetric(float64(threadCPU()-cpu0)/float64(b.N), "cpu-ns/op")
-	if i >= batch {
-		b.ReportMetric(float64(best.Nanoseconds())/batch, "best-ns/op")
-	}
-	b.ReportMetric(loadAvg(), "load1")
+	clock.Report(b)
+	b.ReportMetric(testenv.LoadAvg(), "load1")
 	sinkASN = asn
 	if miss > 0 {
 		b.Fatalf("%d lookups missed", miss)
 	}
-}
-
-// loadAvg returns the machine's one-minute load average (0 when unknown).
-func loadAvg() float64 {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return 0
-	}
-	v, _ := strconv.ParseFloat(f[0], 64)
-	return v
-}
-
-// threadCPU returns the CPU time of the calling OS thread in nanoseconds.
-func threadCPU() int64 {
-	var ru unix.Rusage
-	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
-		return 0
-	}
-	return ru.Utime.Nano() + ru.Stime.Nano()
 }
