@@ -256,10 +256,18 @@ func (a *accumulator) addPack(level int, start int64, data []byte, dimsOf func()
 				if len(a.groups) == 0 {
 					a.grow(r.n)
 				} else {
-					a.groups = slices.Grow(a.groups, r.n)
+					// Room for the pack's unknown series only: growing by the whole pack
+					// copied the slices at every pack that brought a few new series.
+					n := 0
+					for _, sid := range r.sids[k:] {
+						if a.sidLookup(sid) == 0 {
+							n++
+						}
+					}
+					a.groups = slices.Grow(a.groups, n)
 					if a.step == 0 {
-						a.slots = slices.Grow(a.slots, r.n)
-						a.sums = slices.Grow(a.sums, r.n)
+						a.slots = slices.Grow(a.slots, n)
+						a.sums = slices.Grow(a.sums, n)
 					}
 				}
 			}
@@ -306,8 +314,9 @@ func (a *accumulator) top() []store.Result {
 	vals := make([]float64, len(a.slots))
 	idx := make([]int32, 0, len(a.slots))
 	var res int64
+	var m record.Metrics // one for all slots: value's argument escapes
 	for i := range a.slots {
-		m := metricsFrom(&a.sums[i])
+		m = metricsFrom(&a.sums[i])
 		if m.Zero() {
 			continue
 		}
