@@ -254,21 +254,9 @@ func (a *accumulator) addPack(level int, start int64, data []byte, dimsOf func()
 					return err
 				}
 				if len(a.groups) == 0 {
+					// Later packs' unknown series are mostly of groups met already
+					// (another series of the same prefix): append's growth serves them.
 					a.grow(r.n)
-				} else {
-					// Room for the pack's unknown series only: growing by the whole pack
-					// copied the slices at every pack that brought a few new series.
-					n := 0
-					for _, sid := range r.sids[k:] {
-						if a.sidLookup(sid) == 0 {
-							n++
-						}
-					}
-					a.groups = slices.Grow(a.groups, n)
-					if a.step == 0 {
-						a.slots = slices.Grow(a.slots, n)
-						a.sums = slices.Grow(a.sums, n)
-					}
 				}
 			}
 			g = a.resolve(&dims[k])
