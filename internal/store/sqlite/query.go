@@ -406,7 +406,10 @@ func (s *Store) fetchSids(ctx context.Context, tx *sql.Tx, p part, sums []sidSum
 	}
 	defer rows.Close()
 	var x sidSum
-	targets := metricTargets([]any{&x.sid, &x.res}, &x.m)
+	targets := []any{intTarget{&x.sid}, intTarget{&x.res}}
+	for _, m := range metricTargets(nil, &x.m) {
+		targets = append(targets, uintTarget{m.(*uint64)})
+	}
 	for rows.Next() {
 		if err := rows.Scan(targets...); err != nil {
 			return sums, fmt.Errorf("cannot read %s: %w", levelTable[p.level], err)
@@ -479,4 +482,29 @@ func (s *Store) resolveSids(ctx context.Context, tx *sql.Tx, acc *accumulator, i
 		acc.sidStore(id, grp)
 	}
 	return rows.Err()
+}
+
+// intTarget and uintTarget scan an integer column without database/sql's conversion through
+// a string (an allocation a column and row).
+type (
+	intTarget  struct{ p *int64 }
+	uintTarget struct{ p *uint64 }
+)
+
+func (t intTarget) Scan(v any) error {
+	n, ok := v.(int64)
+	if !ok {
+		return fmt.Errorf("integer column holds %T", v)
+	}
+	*t.p = n
+	return nil
+}
+
+func (t uintTarget) Scan(v any) error {
+	n, ok := v.(int64)
+	if !ok || n < 0 {
+		return fmt.Errorf("unsigned column holds %T %v", v, v)
+	}
+	*t.p = uint64(n)
+	return nil
 }
