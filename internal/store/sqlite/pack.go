@@ -152,6 +152,9 @@ func (r *packReader) reset(data []byte) error {
 	if err != nil {
 		return err
 	}
+	if cap(r.sids) < r.n {
+		r.sids = make([]int64, 0, r.n)
+	}
 	r.sids = r.sids[:0]
 	var sid int64
 	for range r.n {

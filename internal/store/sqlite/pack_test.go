@@ -1,7 +1,9 @@
 package sqlite
 
 import (
+	"cmp"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/netledger/netledger/internal/record"
@@ -66,4 +68,34 @@ func FuzzPack(f *testing.F) {
 		r.decodeDims(dims, needRouter|needClass|needCountry, needPrefix)
 		r.addMetrics(make([]int32, r.n), make([][nMetrics]uint64, 1))
 	})
+}
+
+// TestSelectFirst checks top's bounded selection against a full sort, on values with many ties
+// broken by a second key.
+func TestSelectFirst(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	for range 200 {
+		m := 1 + rng.IntN(50)
+		vals := make([]int, m)
+		for i := range vals {
+			vals[i] = rng.IntN(5)
+		}
+		order := func(x, y int32) int {
+			if c := cmp.Compare(vals[y], vals[x]); c != 0 {
+				return c
+			}
+			return cmp.Compare(x, y)
+		}
+		all := make([]int32, m)
+		for i := range all {
+			all[i] = int32(m - 1 - i)
+		}
+		n := 1 + rng.IntN(m)
+		got := selectFirst(slices.Clone(all), n, order)
+		slices.SortFunc(got, order)
+		slices.SortFunc(all, order)
+		if !slices.Equal(got, all[:n]) {
+			t.Fatalf("vals %v, n %d: %v, want %v", vals, n, got, all[:n])
+		}
+	}
 }

@@ -62,13 +62,58 @@ func (s *Store) top(ctx context.Context, tx *sql.Tx, q store.Query) ([]store.Res
 	// and week packs, so the ends' packs need not have their dimensions decoded.
 	parts := cover(q.From.Unix(), q.To.Unix(), []int{levelDay, levelHour, levelBase})
 	slices.SortStableFunc(parts, func(a, b part) int { return cmp.Compare(b.level, a.level) })
-	for _, p := range parts {
-		if err := s.read(ctx, tx, acc, p); err != nil {
-			return nil, err
+	// The base parts come last; their grouped SQL (a sort of the minutes' points by series)
+	// runs while the packs are decoded, on the same transaction (database/sql serializes the
+	// connection's calls), and is added after them.
+	i := slices.IndexFunc(parts, func(p part) bool { return p.level == levelBase })
+	if i < 0 || !concurrentBase {
+		i = len(parts)
+	}
+	base := parts[i:]
+	type fetched struct {
+		sums []sidSum
+		err  error
+	}
+	fetch := make(chan fetched, 1)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if len(base) > 0 {
+		go func() {
+			var f fetched
+			for _, p := range base {
+				if f.sums, f.err = s.fetchSids(ctx, tx, p, f.sums); f.err != nil {
+					break
+				}
+			}
+			fetch <- f
+		}()
+	}
+	var err error
+	for _, p := range parts[:i] {
+		if err = s.read(ctx, tx, acc, p); err != nil {
+			break
 		}
+	}
+	if len(base) > 0 {
+		if err != nil {
+			cancel()
+		}
+		f := <-fetch // before the transaction ends
+		if err == nil {
+			err = f.err
+		}
+		if err == nil {
+			err = s.addSids(ctx, tx, acc, f.sums)
+		}
+	}
+	if err != nil {
+		return nil, err
 	}
 	return acc.top(), nil
 }
+
+// concurrentBase: top fetches its base parts concurrently with the packs (off in a test only).
+var concurrentBase = true
 
 // Series returns q.By's groups per bucket of q.Step (aligned to multiples of Step since the
 // epoch, UTC), in bucket order and by key within a bucket. With a Limit, only the Limit largest
@@ -340,6 +385,16 @@ type sidSum struct {
 // are read in one query. A join with series and a GROUP BY over the group's column cost a
 // series lookup per point and a sort on the group value.
 func (s *Store) scanSids(ctx context.Context, tx *sql.Tx, acc *accumulator, p part) error {
+	sums, err := s.fetchSids(ctx, tx, p, nil)
+	if err != nil {
+		return err
+	}
+	return s.addSids(ctx, tx, acc, sums)
+}
+
+// fetchSids appends the sums per series id of one part to sums; it does not touch an
+// accumulator, so that it may run concurrently with one.
+func (s *Store) fetchSids(ctx context.Context, tx *sql.Tx, p part, sums []sidSum) ([]sidSum, error) {
 	res := "MAX(res)"
 	if p.level != levelBase {
 		res = strconv.FormatInt(levelSeconds[p.level], 10)
@@ -347,28 +402,31 @@ func (s *Store) scanSids(ctx context.Context, tx *sql.Tx, acc *accumulator, p pa
 	rows, err := tx.QueryContext(ctx, `SELECT sid, `+res+`, `+columnSums+` FROM `+levelTable[p.level]+`
 		WHERE start >= ? AND start < ? GROUP BY sid`, p.lo, p.hi)
 	if err != nil {
-		return fmt.Errorf("cannot query %s: %w", levelTable[p.level], err)
+		return sums, fmt.Errorf("cannot query %s: %w", levelTable[p.level], err)
 	}
 	defer rows.Close()
-	var (
-		sums    []sidSum
-		unknown []byte // JSON array of the series ids not resolved yet
-		x       sidSum
-	)
-	targets := metricTargets([]any{&x.sid, &x.res}, &x.m)
+	var x sidSum
+	targets := []any{intTarget{&x.sid}, intTarget{&x.res}}
+	for _, m := range metricTargets(nil, &x.m) {
+		targets = append(targets, uintTarget{m.(*uint64)})
+	}
 	for rows.Next() {
 		if err := rows.Scan(targets...); err != nil {
-			return fmt.Errorf("cannot read %s: %w", levelTable[p.level], err)
-		}
-		if acc.sidLookup(x.sid) == 0 {
-			unknown = strconv.AppendInt(append(unknown, ','), x.sid, 10)
+			return sums, fmt.Errorf("cannot read %s: %w", levelTable[p.level], err)
 		}
 		sums = append(sums, x)
 	}
-	if err := rows.Err(); err != nil {
-		return err
+	return sums, rows.Err()
+}
+
+// addSids adds the sums of fetchSids to acc, resolving the series not met yet.
+func (s *Store) addSids(ctx context.Context, tx *sql.Tx, acc *accumulator, sums []sidSum) error {
+	var unknown []byte // JSON array of the series ids not resolved yet
+	for i := range sums {
+		if sid := sums[i].sid; acc.sidLookup(sid) == 0 {
+			unknown = strconv.AppendInt(append(unknown, ','), sid, 10)
+		}
 	}
-	rows.Close()
 	if len(unknown) > 0 {
 		unknown[0] = '['
 		if err := s.resolveSids(ctx, tx, acc, append(unknown, ']')); err != nil {
@@ -424,4 +482,29 @@ func (s *Store) resolveSids(ctx context.Context, tx *sql.Tx, acc *accumulator, i
 		acc.sidStore(id, grp)
 	}
 	return rows.Err()
+}
+
+// intTarget and uintTarget scan an integer column without database/sql's conversion through
+// a string (an allocation a column and row).
+type (
+	intTarget  struct{ p *int64 }
+	uintTarget struct{ p *uint64 }
+)
+
+func (t intTarget) Scan(v any) error {
+	n, ok := v.(int64)
+	if !ok {
+		return fmt.Errorf("integer column holds %T", v)
+	}
+	*t.p = n
+	return nil
+}
+
+func (t uintTarget) Scan(v any) error {
+	n, ok := v.(int64)
+	if !ok || n < 0 {
+		return fmt.Errorf("unsigned column holds %T %v", v, v)
+	}
+	*t.p = uint64(n)
+	return nil
 }
