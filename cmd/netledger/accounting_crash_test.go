@@ -4,7 +4,6 @@ import (
 	"database/sql"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -65,18 +64,8 @@ func TestAccountingCrashExactlyOnce(t *testing.T) {
 	}
 
 	// Run 2: the backlog is accounted from the saved position; more reports; clean stop.
-	d = startServe(t, bin, config)
-	start2 := next.Load()
 	const more = 10_000
-	load(t, d.reportAddr, &next, nil, start2+more-1)
-	accepted2 := waitReports(t, d, more)
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	if err := d.cmd.Wait(); err != nil {
-		t.Fatalf("serve after SIGTERM: %v", err)
-	}
-
-	all, _ := readSpool(t, spoolDir, spool.Position{}, 1<<30)
-	checkUnique(t, "spool", all)
+	_, accepted2, all := runMore(t, bin, config, spoolDir, &next, more)
 	if len(all) != len(survivors)+accepted2 {
 		t.Fatalf("spool holds %d reports, want %d from run 1 + %d accepted in run 2", len(all), len(survivors), accepted2)
 	}

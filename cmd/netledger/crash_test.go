@@ -217,6 +217,24 @@ func loadAndKill(t *testing.T, d *daemonProc, next *atomic.Uint64, timeout time.
 	<-loaded
 }
 
+// runMore starts serve again on config, sends it more reports numbered from next, stops it
+// cleanly, and returns the first id it sent, how many it accepted, and the ids the spool then
+// holds (checked unique).
+func runMore(t *testing.T, bin, config, spoolDir string, next *atomic.Uint64, more int) (start uint64, accepted int, ids []uint64) {
+	t.Helper()
+	d := startServe(t, bin, config)
+	start = next.Load()
+	load(t, d.reportAddr, next, nil, start+uint64(more)-1)
+	accepted = waitReports(t, d, more)
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if err := d.cmd.Wait(); err != nil {
+		t.Fatalf("serve after SIGTERM: %v", err)
+	}
+	ids, _ = readSpool(t, spoolDir, spool.Position{}, 1<<30)
+	checkUnique(t, "spool after run 2", ids)
+	return start, accepted, ids
+}
+
 // waitReports waits until d has accepted want reports or its count stops moving (UDP may drop
 // a datagram on a loaded machine), and returns the count; fewer than half is a failure.
 func waitReports(t *testing.T, d *daemonProc, want int) int {
@@ -278,20 +296,11 @@ func TestCrashRecovery(t *testing.T) {
 	}
 
 	// Run 2 on the same spool: more reports, then a clean stop.
-	d = startServe(t, bin, config)
-	start2 := next.Load()
 	const more = 10_000
-	load(t, d.reportAddr, &next, nil, start2+more-1)
-	accepted2 := waitReports(t, d, more)
-	d.cmd.Process.Signal(syscall.SIGTERM)
-	if err := d.cmd.Wait(); err != nil {
-		t.Fatalf("serve after SIGTERM: %v", err)
-	}
+	start2, accepted2, all2 := runMore(t, bin, config, spoolDir, &next, more)
 
 	// Everything committed before the crash is still there, once, followed by the reports run 2
 	// accepted (UDP on a loaded machine may drop a datagram: those are not in its count).
-	all2, _ := readSpool(t, spoolDir, spool.Position{}, 1<<30)
-	checkUnique(t, "after restart", all2)
 	if len(all2) != len(all1)+accepted2 {
 		t.Fatalf("spool holds %d reports, want %d committed before the crash + %d accepted by run 2", len(all2), len(all1), accepted2)
 	}
