@@ -133,27 +133,6 @@ func expectedTotals(t *testing.T, recs []record.Record) map[string]record.Metric
 	return out
 }
 
-func spoolRecords(t *testing.T, sp *spool.Spool) []record.Record {
-	t.Helper()
-	r, err := sp.NewReader(spool.Position{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	var out []record.Record
-	buf := make([]record.Record, 1024)
-	for {
-		n, _, err := r.Read(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			return out
-		}
-		out = append(out, buf[:n]...)
-	}
-}
-
 // TestExactlyOnceCrashInCommit: the process dies inside a commit after the rows are written
 // and before the position is; after a restart on the same spool and SQLite file, every
 // resolution holds exactly the rows of one pass over the records: nothing lost, nothing
@@ -187,7 +166,7 @@ func TestExactlyOnceCrashInCommit(t *testing.T) {
 	}
 	sp = openSpool(t, spoolDir)
 	defer sp.Close()
-	recs := spoolRecords(t, sp)
+	recs := readSpool(t, sp)
 	if len(recs) != 20000 {
 		t.Fatalf("spool holds %d records, want 20000", len(recs))
 	}
