@@ -83,22 +83,8 @@ func BenchmarkDump100k(b *testing.B) {
 	for h := 0; h < helpers; h++ {
 		port := 100 + h // below the widened ephemeral range, which starts at 1024
 		ports = append(ports, uint16(port))
-		cmd := exec.Command(ip, "netns", "exec", ns, os.Args[0], "-test.run=^TestLoadHelper$")
-		cmd.Env = append(os.Environ(), fmt.Sprintf("NETLEDGER_TCPINFO_LOAD=%d:%d:%s", port, perHelper, cli))
-		stdin, err := cmd.StdinPipe()
-		if err != nil {
-			b.Fatal(err)
-		}
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			b.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { stdin.Close(); cmd.Wait() })
-		outs = append(outs, bufio.NewReader(stdout))
+		_, out := startNetnsHelper(b, ip, ns, "TestLoadHelper", fmt.Sprintf("NETLEDGER_TCPINFO_LOAD=%d:%d:%s", port, perHelper, cli), nil)
+		outs = append(outs, out)
 	}
 	for h, out := range outs {
 		line, err := out.ReadString('\n')

@@ -39,30 +39,41 @@ func cgroup2Root(t *testing.T) string {
 type cgHelper struct {
 	in  io.WriteCloser
 	out *bufio.Reader
-	cmd *exec.Cmd
+}
+
+// startNetnsHelper runs this test binary's test (a helper process) in network namespace ns
+// with env added and attr as its process attributes (nil: none), and returns its stdin and
+// stdout; it is stopped by closing its stdin when the test ends.
+func startNetnsHelper(tb testing.TB, ip, ns, test, env string, attr *syscall.SysProcAttr) (io.WriteCloser, *bufio.Reader) {
+	tb.Helper()
+	cmd := exec.Command(ip, "netns", "exec", ns, os.Args[0], "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), env)
+	cmd.SysProcAttr = attr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { in.Close(); cmd.Wait() })
+	return in, bufio.NewReader(out)
 }
 
 func startCgHelper(t *testing.T, ns string, port int, cg int) *cgHelper {
 	t.Helper()
-	cmd := exec.Command(testenv.Command(t, "ip"), "netns", "exec", ns, os.Args[0], "-test.run=^TestCgroupHelper$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("NETLEDGER_TCPINFO_CGHELPER=%d", port))
+	var attr *syscall.SysProcAttr
 	if cg >= 0 {
-		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cg}
+		attr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: cg}
 	}
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	h := &cgHelper{in: in, out: bufio.NewReader(out), cmd: cmd}
-	t.Cleanup(func() { in.Close(); cmd.Wait() })
+	in, out := startNetnsHelper(t, testenv.Command(t, "ip"), ns, "TestCgroupHelper",
+		fmt.Sprintf("NETLEDGER_TCPINFO_CGHELPER=%d", port), attr)
+	h := &cgHelper{in: in, out: out}
 	h.expect(t)
 	return h
 }
