@@ -192,39 +192,20 @@ func (g *groupValue) target(kind byte) any {
 	return &g.bytes
 }
 
-// dims returns the group's value as Dims with only the By dimension set.
+// dims returns the group's value as Dims with only the By dimension set (through its group key,
+// as packs' groups are).
 func (g *groupValue) dims(by string) (record.Dims, error) {
-	var d record.Dims
+	k := gkey{s: g.text, n: g.num}
 	var err error
 	switch dimensions[by].column {
-	case "asn":
-		d.ASN = uint32(g.num)
-	case "origin_as":
-		d.OriginAS = uint32(g.num)
-	case "peer_as":
-		d.PeerAS = uint32(g.num)
-	case "country":
-		d.Country = g.text
-	case "region":
-		d.Region = g.text
 	case "prefix":
-		d.Prefix, err = decodePrefix(g.bytes)
-	case "router":
-		d.Router = g.text
-	case "class":
-		d.Class = g.text
-	case "path":
-		d.Path = g.text
-	case "proto":
-		d.Proto = uint8(g.num)
-	case "port":
-		d.Port = int32(g.num)
-	case "src_group":
-		d.SrcGroup, err = decodeAddr(g.bytes)
-	case "dst_group":
-		d.DstGroup, err = decodeAddr(g.bytes)
+		var p netip.Prefix
+		p, err = decodePrefix(g.bytes)
+		k.a, k.bits = p.Addr(), p.Bits()
+	case "src_group", "dst_group":
+		k.a, err = decodeAddr(g.bytes)
 	}
-	return d, err
+	return dimsFromKey(by, k), err
 }
 
 // keyText prints a group's value: "203.0.113.0/24" or "unrouted", "AS64500", "DE" ("unknown"
