@@ -128,7 +128,7 @@ func (l *Loader) Apply(r *Reader, u routing.Updater) error {
 	err := r.Routes(func(rt *Route) error {
 		if rt.Kind == State {
 			if rt.OldState == stateEstablished && rt.NewState != stateEstablished && l.Peer.match(&rt.Peer) {
-				l.sessionDrop(rt.Peer.Addr, u)
+				return l.sessionDrop(rt.Peer.Addr, u)
 			}
 			return nil
 		}
@@ -157,18 +157,20 @@ func (l *Loader) Apply(r *Reader, u routing.Updater) error {
 // stateEstablished is the BGP FSM's Established state in BGP4MP state changes (RFC 6396).
 const stateEstablished = 6
 
-// sessionDrop withdraws every route of peer (each of its paths) from u.
-func (l *Loader) sessionDrop(peer netip.Addr, u routing.Updater) {
-	l.stats.SessionDrops++
+// sessionDrop withdraws every route of peer (each of its paths) from u, which must be a
+// routing.PathWithdrawer (a RIB is): keeping the routes would credit traffic to a dead session.
+func (l *Loader) sessionDrop(peer netip.Addr, u routing.Updater) error {
 	pw, ok := u.(routing.PathWithdrawer)
 	if !ok {
-		return
+		return fmt.Errorf("session of peer %s dropped, but the table cannot withdraw a peer's routes", peer)
 	}
+	l.stats.SessionDrops++
 	for k, id := range l.ids {
 		if k.peer == peer {
 			l.stats.Withdrawn += int64(pw.WithdrawPath(id))
 		}
 	}
+	return nil
 }
 
 // ApplyFile opens one file (plain, gzip or bzip2) and applies it.
