@@ -24,7 +24,8 @@ import (
 )
 
 // readSeedLog parses the original's collector log (shared/tools/seed-pipeline/gen.py: "time
-// client bytes secs type retransmits mss server") into records, as trafstat v1 reports.
+// client bytes secs type retransmits mss server") into records, as trafstat v1 reports, with the
+// first record at the start of an hour.
 func readSeedLog(b *testing.B, path string) []record.Record {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -48,6 +49,15 @@ func readSeedLog(b *testing.B, path string) []record.Record {
 			Source: record.SourceReportV1, Requests: 1, BytesOut: num(2), Duration: num(3) * 1e6,
 			Class: uint16(num(4)), Retransmits: uint32(num(5)), MSS: uint32(num(6)),
 		})
+	}
+	// gen.py starts its hour when it runs, so the hour would straddle two hourly intervals and
+	// the row count would depend on the minute it ran. Shift the times so that the hour is one
+	// hourly interval, as the original accounts it (one row per router, class and prefix).
+	if len(recs) > 0 {
+		shift := recs[0].Time % int64(time.Hour)
+		for i := range recs {
+			recs[i].Time -= shift
+		}
 	}
 	return recs
 }
