@@ -2,6 +2,7 @@ package tcpinfo
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -234,7 +235,12 @@ func TestLoadHelper(t *testing.T) {
 	}
 	fmt.Sscan(f[0], &port)
 	fmt.Sscan(f[1], &n)
-	l, err := net.Listen("tcp", fmt.Sprintf("10.99.0.1:%d", port))
+	// No keep-alive probes (Go enables them every 15 s by default): 200,002 idle sockets would
+	// send tens of thousands of probes and ACKs a second, softirq work charged to whatever runs,
+	// the dump included. A real server's clients are on other hosts.
+	lc := net.ListenConfig{KeepAlive: -1}
+	dialer := net.Dialer{KeepAlive: -1}
+	l, err := lc.Listen(context.Background(), "tcp", fmt.Sprintf("10.99.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +260,7 @@ func TestLoadHelper(t *testing.T) {
 	})
 	inNetNS(t, f[2], func() { // the client sockets live in the client namespace
 		for i := 0; i < n; i++ {
-			c, err := net.Dial("tcp", l.Addr().String())
+			c, err := dialer.Dial("tcp", l.Addr().String())
 			if err != nil {
 				t.Errorf("connection %d: %v", i, err)
 				return
