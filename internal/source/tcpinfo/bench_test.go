@@ -146,7 +146,7 @@ func benchDump(b *testing.B, ns string, ports []uint16, conns, parts int) {
 			}
 			wg.Go(func() {
 				p.seq++
-				if err := p.c.dump(afUnspec, p.seq, dumpStates, p.req, bc, dumpTimeout, func([]byte) {}); err != nil {
+				if err := p.c.dump(afUnspec, p.seq, dumpStates, p.req, bc, false, func([]byte) {}); err != nil {
 					b.Error(err)
 				}
 			})
@@ -163,7 +163,7 @@ func benchDump(b *testing.B, ns string, ports []uint16, conns, parts int) {
 	floor, floorCPU = bestOf3(func() {
 		for _, fam := range []uint8{afInet, afInet6} {
 			p.seq++
-			if err := p.c.dump(fam, p.seq, dumpStates, p.req, d.bytecode, dumpTimeout, func([]byte) {}); err != nil {
+			if err := p.c.dump(fam, p.seq, dumpStates, p.req, d.bytecode, false, func([]byte) {}); err != nil {
 				b.Fatal(err)
 			}
 		}
