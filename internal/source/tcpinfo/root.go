@@ -299,7 +299,8 @@ type dumper struct {
 	noUnspec atomic.Bool
 	// overlap receives each partition's datagrams in a goroutine of their own while the
 	// partition decodes (see conn.dump): set by runPlan when a core is spare.
-	overlap bool
+	overlap  bool
+	prefetch uint64 // what cookieTable.prefetch read, kept
 
 	// During a dump s.mu is held by run; mu serialises the partitions' accounting.
 	mu      sync.Mutex
@@ -494,6 +495,7 @@ func (p *part) account() {
 	}
 	d := p.d
 	d.mu.Lock()
+	d.prefetch += d.s.tr.socks.prefetch(p.socks)
 	for i := range p.socks {
 		sock := &p.socks[i]
 		d.n++
