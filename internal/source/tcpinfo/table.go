@@ -47,7 +47,7 @@ func (t *cookieTable) get(cookie uint64) int {
 	}
 }
 
-// prefetch reads the home slot of every trackable cookie of socks, and returns a value that
+// prefetch reads the home slot of every cookie of socks, and returns a value that
 // depends on them all (the caller keeps it, so that the reads are not optimised away). The
 // reads are independent, so their cache misses overlap: the lookups of a batch of dumped
 // sockets that follow find their slots in the cache instead of waiting for memory one socket
@@ -58,7 +58,9 @@ func (t *cookieTable) prefetch(socks []Socket) uint64 {
 	}
 	var x uint64
 	for i := range socks {
-		x += t.slots[t.home(socks[i].Cookie)].cookie
+		// A slot is 56 bytes: its first and last words may lie in two cache lines.
+		sl := &t.slots[t.home(socks[i].Cookie)]
+		x += sl.cookie + sl.gen
 	}
 	return x
 }
