@@ -113,10 +113,13 @@ func benchDump(b *testing.B, ns string, ports []uint16, conns, parts int) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	unix.Getrusage(unix.RUSAGE_SELF, &ru0)
+	best := time.Duration(1 << 62)
 	for i := 0; i < b.N; i++ {
+		start := time.Now()
 		if err := d.run(); err != nil {
 			b.Fatal(err)
 		}
+		best = min(best, time.Since(start))
 		if d.n != uint64(conns) {
 			b.Fatalf("dump saw %d sockets, want the %d server sockets", d.n, conns)
 		}
@@ -128,6 +131,9 @@ func benchDump(b *testing.B, ns string, ports []uint16, conns, parts int) {
 	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
 	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/dump")
 	b.ReportMetric(float64(ru1.Stime.Nano()-ru0.Stime.Nano())/1e6/float64(b.N), "sys-ms/dump")
+	// The fastest dump of the run: what a dump takes while the other processes leave the cores
+	// alone, the closest a shared machine comes to a quiet one.
+	b.ReportMetric(float64(best.Microseconds())/1000, "best-ms/dump")
 	if records < conns {
 		b.Errorf("%d records, want ≥ %d (the first dump accounts every server socket)", records, conns)
 	}
