@@ -379,9 +379,7 @@ func (d *dumper) runPlan(pl plan) error {
 				err = joinDumpErrors(err, p.err)
 			}
 		}
-	}
-	if err == nil {
-		s.tr.endDump()
+		s.tr.endDump(time.Now().UnixNano(), err == nil)
 	}
 	if err == nil || errors.Is(err, errDumpInterrupted) {
 		d.hist, d.next = d.next, d.hist

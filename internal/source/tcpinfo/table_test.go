@@ -76,7 +76,7 @@ func BenchmarkTrackerDump100k(b *testing.B) {
 	for i := range socks {
 		tr.dumped(&socks[i], 1, &r)
 	}
-	tr.endDump()
+	tr.endDump(1, true)
 	rng.Shuffle(len(socks), func(i, j int) { socks[i], socks[j] = socks[j], socks[i] })
 	for _, prefetch := range []bool{false, true} {
 		b.Run(fmt.Sprintf("prefetch=%v", prefetch), func(b *testing.B) {
@@ -94,7 +94,7 @@ func BenchmarkTrackerDump100k(b *testing.B) {
 						}
 					}
 				}
-				tr.endDump()
+				tr.endDump(1, true)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ms/dump")
 		})
