@@ -220,3 +220,32 @@ func TestTrackerSlotReuse(t *testing.T) {
 		t.Errorf("new socket's first record %+v, want its full counters", r)
 	}
 }
+
+// TestTrackerForgetAfter: a socket missing from the dumps (every 100 ms, the shortest interval)
+// is forgotten at the first dump that ends forgetAfter or more after the end of the first dump
+// that missed it, not before — also across the end times' ring (genRing dumps).
+func TestTrackerForgetAfter(t *testing.T) {
+	for _, step := range []time.Duration{100 * time.Millisecond, time.Second} {
+		tr := newTracker(newFilter(Config{}))
+		var r record.Record
+		a := sock(1, 50_000, 10, 40, 20, 2, 900)
+		tr.beginDump()
+		tr.dumped(&a, 1, &r)
+		tr.endDump(int64(step), true)
+		missed := 2 * step // the end of the first dump without the socket
+		for at := missed; at < missed+forgetAfter+2*step; at += step {
+			tr.beginDump()
+			tr.endDump(int64(at), true)
+			want := 1
+			if at >= missed+forgetAfter {
+				want = 0
+			}
+			if tr.socks.live != want {
+				t.Fatalf("dumps every %v: %d sockets tracked at %v (dump %d), want %d", step, tr.socks.live, at, tr.gen, want)
+			}
+		}
+		if tr.vanished != 1 {
+			t.Errorf("dumps every %v: vanished %d, want 1", step, tr.vanished)
+		}
+	}
+}
