@@ -2,6 +2,7 @@ package tcpinfo
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -112,10 +113,13 @@ func benchDump(b *testing.B, ns string, ports []uint16, conns, parts int) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	unix.Getrusage(unix.RUSAGE_SELF, &ru0)
+	best := time.Duration(1 << 62)
 	for i := 0; i < b.N; i++ {
+		start := time.Now()
 		if err := d.run(); err != nil {
 			b.Fatal(err)
 		}
+		best = min(best, time.Since(start))
 		if d.n != uint64(conns) {
 			b.Fatalf("dump saw %d sockets, want the %d server sockets", d.n, conns)
 		}
@@ -127,6 +131,9 @@ func benchDump(b *testing.B, ns string, ports []uint16, conns, parts int) {
 	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
 	b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N), "cpu-ms/dump")
 	b.ReportMetric(float64(ru1.Stime.Nano()-ru0.Stime.Nano())/1e6/float64(b.N), "sys-ms/dump")
+	// The fastest dump of the run: what a dump takes while the other processes leave the cores
+	// alone, the closest a shared machine comes to a quiet one.
+	b.ReportMetric(float64(best.Microseconds())/1000, "best-ms/dump")
 	if records < conns {
 		b.Errorf("%d records, want ≥ %d (the first dump accounts every server socket)", records, conns)
 	}
@@ -145,7 +152,7 @@ func benchDump(b *testing.B, ns string, ports []uint16, conns, parts int) {
 			}
 			wg.Go(func() {
 				p.seq++
-				if err := p.c.dump(afUnspec, p.seq, dumpStates, p.req, bc, dumpTimeout, func([]byte) {}); err != nil {
+				if err := p.c.dump(afUnspec, p.seq, dumpStates, p.req, bc, false, func([]byte) {}); err != nil {
 					b.Error(err)
 				}
 			})
@@ -162,7 +169,7 @@ func benchDump(b *testing.B, ns string, ports []uint16, conns, parts int) {
 	floor, floorCPU = bestOf3(func() {
 		for _, fam := range []uint8{afInet, afInet6} {
 			p.seq++
-			if err := p.c.dump(fam, p.seq, dumpStates, p.req, d.bytecode, dumpTimeout, func([]byte) {}); err != nil {
+			if err := p.c.dump(fam, p.seq, dumpStates, p.req, d.bytecode, false, func([]byte) {}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -234,7 +241,12 @@ func TestLoadHelper(t *testing.T) {
 	}
 	fmt.Sscan(f[0], &port)
 	fmt.Sscan(f[1], &n)
-	l, err := net.Listen("tcp", fmt.Sprintf("10.99.0.1:%d", port))
+	// No keep-alive probes (Go enables them every 15 s by default): 200,002 idle sockets would
+	// send tens of thousands of probes and ACKs a second, softirq work charged to whatever runs,
+	// the dump included. A real server's clients are on other hosts.
+	lc := net.ListenConfig{KeepAlive: -1}
+	dialer := net.Dialer{KeepAlive: -1}
+	l, err := lc.Listen(context.Background(), "tcp", fmt.Sprintf("10.99.0.1:%d", port))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +266,7 @@ func TestLoadHelper(t *testing.T) {
 	})
 	inNetNS(t, f[2], func() { // the client sockets live in the client namespace
 		for i := 0; i < n; i++ {
-			c, err := net.Dial("tcp", l.Addr().String())
+			c, err := dialer.Dial("tcp", l.Addr().String())
 			if err != nil {
 				t.Errorf("connection %d: %v", i, err)
 				return

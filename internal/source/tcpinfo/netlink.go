@@ -347,7 +347,12 @@ func (c *conn) readDump(p *dumpPipe, seq uint32) {
 }
 
 // dump sends a dump request and calls fn with every SOCK_DIAG_BY_FAMILY message of the reply.
-func (c *conn) dump(family uint8, seq, states uint32, req, bytecode []byte, timeout time.Duration, fn func(msg []byte)) error {
+// The kernel fills the next datagram inside the recvmsg that returns the previous one. With
+// overlap, a reader goroutine receives the datagrams into the pipeline's buffers while the
+// caller handles the previous ones, so that the kernel's work and ours run on two cores; when
+// no core is spare (every core dumps a partition), overlap only adds two goroutine handoffs a
+// datagram, and the caller receives and handles in turn.
+func (c *conn) dump(family uint8, seq, states uint32, req, bytecode []byte, overlap bool, fn func(msg []byte)) error {
 	req = dumpRequest(req, family, seq, states, bytecode)
 	var werr error
 	if err := c.rc.Write(func(fd uintptr) bool {
@@ -359,25 +364,36 @@ func (c *conn) dump(family uint8, seq, states uint32, req, bytecode []byte, time
 	if werr != nil {
 		return fmt.Errorf("cannot send sock_diag dump request: %w", werr)
 	}
-	if err := c.nl.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+	if err := c.nl.SetReadDeadline(time.Now().Add(dumpTimeout)); err != nil {
 		return err
 	}
 	defer c.nl.SetReadDeadline(time.Time{})
-	p := c.pipeline()
-	go c.readDump(p, seq)
 	var result error
 	done, interrupted := false, false
-	for {
-		f := <-p.full
-		if f.err != nil && result == nil && !done {
-			result = fmt.Errorf("cannot read sock_diag dump: %w", f.err)
+	if overlap {
+		p := c.pipeline()
+		go c.readDump(p, seq)
+		for {
+			f := <-p.full
+			if f.err != nil && result == nil && !done {
+				result = fmt.Errorf("cannot read sock_diag dump: %w", f.err)
+			}
+			if result == nil && !done {
+				done, result = handleDump(p.bufs[f.i][:f.n], seq, &interrupted, fn)
+			}
+			p.free <- f.i
+			if f.last {
+				break
+			}
 		}
-		if result == nil && !done {
-			done, result = handleDump(p.bufs[f.i][:f.n], seq, &interrupted, fn)
-		}
-		p.free <- f.i
-		if f.last {
-			break
+	} else {
+		for result == nil && !done {
+			n, err := c.read(true)
+			if err != nil {
+				result = fmt.Errorf("cannot read sock_diag dump: %w", err)
+				break
+			}
+			done, result = handleDump(c.buf[:n], seq, &interrupted, fn)
 		}
 	}
 	if result == nil && !done {

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -92,6 +93,13 @@ func TestPartitionsExactlyOnce(t *testing.T) {
 		if err := d.runPlan(pl); err != nil {
 			t.Fatal(err)
 		}
+		for i, p := range d.parts {
+			// The pipeline's buffers exist once a dump was received in a goroutine of its own.
+			if piped, spare := p.c.pipe != nil, pl.partitions() < runtime.GOMAXPROCS(0); piped != spare {
+				t.Errorf("GOMAXPROCS %d, %d partitions: partition %d overlapped %v, want %v",
+					runtime.GOMAXPROCS(0), pl.partitions(), i, piped, spare)
+			}
+		}
 		got := map[tuple]int{}
 		for _, r := range col.snapshot() {
 			got[tuple{netip.AddrPortFrom(r.Server, r.ServerPort), netip.AddrPortFrom(r.Client, r.ClientPort)}]++
@@ -138,8 +146,15 @@ func TestPartitionsExactlyOnce(t *testing.T) {
 			for _, onPorts := range []bool{false, true} {
 				pl := plan{local: local, cuts: randomCuts(n, onPorts)}
 				t.Run(fmt.Sprintf("%d partitions, local %v, cuts %v", n, local, pl.cuts), func(t *testing.T) {
-					check(t, pl, dump(t, pl, false))
-					check(t, pl, dump(t, pl, true))
+					// GOMAXPROCS 1: every partition receives and decodes in turn on its own
+					// goroutine; 8: a core to spare, the datagrams are received in a goroutine
+					// of their own while the partition decodes (conn.dump's overlap).
+					for _, procs := range []int{1, 8} {
+						old := runtime.GOMAXPROCS(procs)
+						check(t, pl, dump(t, pl, false))
+						check(t, pl, dump(t, pl, true))
+						runtime.GOMAXPROCS(old)
+					}
 				})
 			}
 		}

@@ -297,6 +297,10 @@ type dumper struct {
 	parts    []*part // one per netlink socket
 	bytecode []byte  // kernel-side local port filter
 	noUnspec atomic.Bool
+	// overlap receives each partition's datagrams in a goroutine of their own while the
+	// partition decodes (see conn.dump): set by runPlan when a core is spare.
+	overlap  bool
+	prefetch uint64 // what cookieTable.prefetch read, kept
 
 	// During a dump s.mu is held by run; mu serialises the partitions' accounting.
 	mu      sync.Mutex
@@ -350,6 +354,7 @@ func (d *dumper) runPlan(pl plan) error {
 	d.now = start.UnixNano()
 	d.n = 0
 	d.lastPl = pl
+	d.overlap = pl.partitions() < runtime.GOMAXPROCS(0)
 	clear(d.next.local[:])
 	clear(d.next.remote[:])
 	d.next.total = 0
@@ -374,9 +379,7 @@ func (d *dumper) runPlan(pl plan) error {
 				err = joinDumpErrors(err, p.err)
 			}
 		}
-	}
-	if err == nil {
-		s.tr.endDump()
+		s.tr.endDump(time.Now().UnixNano(), err == nil)
 	}
 	if err == nil || errors.Is(err, errDumpInterrupted) {
 		d.hist, d.next = d.next, d.hist
@@ -420,7 +423,7 @@ func (p *part) dump(pl plan, i int) error {
 func (d *dumper) dumpOn(p *part, states uint32, bytecode []byte, fn func([]byte)) error {
 	if !d.noUnspec.Load() {
 		p.seq++
-		err := p.c.dump(afUnspec, p.seq, states, p.req, bytecode, dumpTimeout, fn)
+		err := p.c.dump(afUnspec, p.seq, states, p.req, bytecode, d.overlap, fn)
 		var errno unix.Errno
 		if !errors.As(err, &errno) || (errno != unix.EINVAL && errno != unix.ENOENT && errno != unix.EOPNOTSUPP) {
 			return err
@@ -432,7 +435,7 @@ func (d *dumper) dumpOn(p *part, states uint32, bytecode []byte, fn func([]byte)
 	var err error
 	for _, fam := range []uint8{afInet, afInet6} {
 		p.seq++
-		if err = joinDumpErrors(err, p.c.dump(fam, p.seq, states, p.req, bytecode, dumpTimeout, fn)); err != nil && !errors.Is(err, errDumpInterrupted) {
+		if err = joinDumpErrors(err, p.c.dump(fam, p.seq, states, p.req, bytecode, d.overlap, fn)); err != nil && !errors.Is(err, errDumpInterrupted) {
 			return err
 		}
 	}
@@ -490,6 +493,7 @@ func (p *part) account() {
 	}
 	d := p.d
 	d.mu.Lock()
+	d.prefetch += d.s.tr.socks.prefetch(p.socks)
 	for i := range p.socks {
 		sock := &p.socks[i]
 		d.n++

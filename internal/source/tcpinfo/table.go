@@ -47,6 +47,24 @@ func (t *cookieTable) get(cookie uint64) int {
 	}
 }
 
+// prefetch reads the home slot of every cookie of socks, and returns a value that
+// depends on them all (the caller keeps it, so that the reads are not optimised away). The
+// reads are independent, so their cache misses overlap: the lookups of a batch of dumped
+// sockets that follow find their slots in the cache instead of waiting for memory one socket
+// at a time (a cache miss each: the table is about 15 MB at 100,000 sockets).
+func (t *cookieTable) prefetch(socks []Socket) uint64 {
+	if len(t.slots) == 0 {
+		return 0
+	}
+	var x uint64
+	for i := range socks {
+		// A slot is 56 bytes: its first and last words may lie in two cache lines.
+		sl := &t.slots[t.home(socks[i].Cookie)]
+		x += sl.cookie + sl.gen
+	}
+	return x
+}
+
 // put returns the slot of cookie, inserting a zero entry when absent (found false). cookie must
 // be trackable. Slot indexes returned earlier are invalid afterwards.
 func (t *cookieTable) put(cookie uint64) (i int, found bool) {

@@ -1,6 +1,7 @@
 package tcpinfo
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
@@ -58,6 +59,9 @@ func TestCookieTable(t *testing.T) {
 	}
 }
 
+// sinkPrefetch keeps the benchmark's prefetch reads alive.
+var sinkPrefetch uint64
+
 // BenchmarkTrackerDump100k is the tracker's share of an interval dump: 100,000 idle sockets
 // seen again, in an order unrelated to their cookies (the kernel's hash order).
 func BenchmarkTrackerDump100k(b *testing.B) {
@@ -72,18 +76,27 @@ func BenchmarkTrackerDump100k(b *testing.B) {
 	for i := range socks {
 		tr.dumped(&socks[i], 1, &r)
 	}
-	tr.endDump()
+	tr.endDump(1, true)
 	rng.Shuffle(len(socks), func(i, j int) { socks[i], socks[j] = socks[j], socks[i] })
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		tr.beginDump()
-		for j := range socks {
-			if tr.dumped(&socks[j], 1, &r) {
-				b.Fatal("an idle socket gave a record")
+	for _, prefetch := range []bool{false, true} {
+		b.Run(fmt.Sprintf("prefetch=%v", prefetch), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				tr.beginDump()
+				for j := 0; j < len(socks); j += partBatch {
+					batch := socks[j:min(j+partBatch, len(socks))]
+					if prefetch {
+						sinkPrefetch += tr.socks.prefetch(batch)
+					}
+					for k := range batch {
+						if tr.dumped(&batch[k], 1, &r) {
+							b.Fatal("an idle socket gave a record")
+						}
+					}
+				}
+				tr.endDump(1, true)
 			}
-		}
-		tr.endDump()
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ms/dump")
+		})
 	}
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1e6, "ms/dump")
 }

@@ -1,6 +1,8 @@
 package tcpinfo
 
 import (
+	"time"
+
 	"github.com/netledger/netledger/internal/record"
 )
 
@@ -26,6 +28,7 @@ type tracker struct {
 	// socks holds, by cookie, the sockets seen by a dump and not yet destroyed.
 	socks cookieTable
 	gen   uint64
+	ends  [genRing]int64 // when each recent dump generation ended, by gen % genRing
 
 	// vanished counts sockets that disappeared from a dump without a destroy notification
 	// (lost in an overrun): what they did since their last dump is not accounted.
@@ -138,16 +141,49 @@ func (t *tracker) dumped(s *Socket, now int64, r *record.Record) bool {
 }
 
 // beginDump starts a new dump generation.
-func (t *tracker) beginDump() { t.gen++ }
+func (t *tracker) beginDump() {
+	t.gen++
+	t.ends[t.gen%genRing] = 1<<63 - 1 // not ended yet
+}
 
-// endDump forgets sockets that the last two dumps did not see: they closed and their destroy
-// notification was lost. One dump is not enough: a socket closing during a dump is missing from
-// it while its destroy notification still waits in the socket's receive queue (processed after
-// the dump, it accounts the remainder), and a dump can skip a live socket when an earlier one in
-// its hash bucket goes away between two reads (inet_diag resumes by position).
-func (t *tracker) endDump() {
+// forgetAfter is how long a socket must have been gone from the kernel's table before the
+// tracker forgets it. Its destroy notification is not sent as it leaves the table: the kernel
+// builds it on a work queue once the last reference is dropped, and the source reads it only
+// between dumps (a dump holds the lock). On a loaded host (load 10 on two cores) that took longer
+// than two 300 ms intervals: the sockets were forgotten, and their notifications then counted
+// them a second time, from zero (TestKernelLoopback, 2 runs in 12, before this rule).
+const forgetAfter = 5 * time.Second
+
+// genRing is how many dump generations' end times the tracker remembers: at the shortest
+// interval (100 ms), more than forgetAfter.
+const genRing = 64
+
+// endDump ends the dump generation at now (Unix nanoseconds). When sweep is true (the dump saw
+// every socket: no partition failed), it forgets the sockets that the last two dumps did not
+// see and that were gone from the table forgetAfter ago: they closed and their destroy
+// notification was lost (an overrun). Two dumps, not one: a dump can skip a live socket when an
+// earlier one in its hash bucket goes away between two reads (inet_diag resumes by position).
+// A socket last seen by dump g left the table before dump g+1 ended, so it is forgotten once
+// g+1 < gen and dump g+1 ended forgetAfter ago.
+func (t *tracker) endDump(now int64, sweep bool) {
+	t.ends[t.gen%genRing] = now
+	if !sweep || t.gen < 2 {
+		return
+	}
+	cut := uint64(0) // forget what was last seen by a dump ≤ cut
+	for k := t.gen - 1; k >= 1; k-- {
+		// Dump k ended long enough ago, or so long ago that the ring no longer holds its end
+		// (more than genRing intervals).
+		if k+genRing <= t.gen || now-t.ends[k%genRing] >= int64(forgetAfter) {
+			cut = k - 1
+			break
+		}
+	}
+	if cut == 0 {
+		return
+	}
 	for i := range t.socks.slots { // in memory order
-		if t.socks.isLive(i) && t.socks.slots[i].gen+1 < t.gen {
+		if t.socks.isLive(i) && t.socks.slots[i].gen <= cut {
 			t.socks.del(i)
 			t.vanished++
 		}

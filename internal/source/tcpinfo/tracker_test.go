@@ -3,6 +3,7 @@ package tcpinfo
 import (
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/netledger/netledger/internal/record"
 )
@@ -47,7 +48,8 @@ func TestTrackerDeltas(t *testing.T) {
 	type step struct {
 		dump    []Socket // a whole dump (nil: no dump at this step)
 		destroy *Socket
-		records int // records this step emits
+		records int           // records this step emits
+		at      time.Duration // when the step's dump ends (0: 10 s × the step's index)
 	}
 	final := sock(1, 90_000, 700, 80, 30, 4, 50_000)
 	mid := sock(1, 30_000, 700, 25, 12, 1, 10_000)
@@ -78,6 +80,18 @@ func TestTrackerDeltas(t *testing.T) {
 			{dump: []Socket{}, records: 0},
 			{dump: []Socket{}, records: 0},
 		}, counters{requests: 1, open: 1, out: 30_000, in: 700, pout: 25, pin: 12, retrans: 1, dur: 10_000}},
+		{"late destroy: two dumps without it, but less than forgetAfter after it left", []step{
+			{dump: []Socket{mid}, records: 1, at: time.Second},
+			{dump: []Socket{}, records: 0, at: 2 * time.Second},
+			{dump: []Socket{}, records: 0, at: 6900 * time.Millisecond}, // forgetAfter is 5 s
+			{destroy: &fin, records: 1},
+		}, func() counters { c := want; c.open = 1; return c }()},
+		{"lost destroy: kept until forgetAfter after the first dump without it", []step{
+			{dump: []Socket{mid}, records: 1, at: time.Second},
+			{dump: []Socket{}, records: 0, at: 2 * time.Second},
+			{dump: []Socket{}, records: 0, at: 3 * time.Second},
+			{dump: []Socket{}, records: 0, at: 7 * time.Second},
+		}, counters{requests: 1, open: 1, out: 30_000, in: 700, pout: 25, pin: 12, retrans: 1, dur: 10_000}},
 		{"closed during a dump, notification read after it", []step{
 			{dump: []Socket{mid}, records: 1},
 			{dump: []Socket{}, destroy: &fin, records: 1},
@@ -104,7 +118,11 @@ func TestTrackerDeltas(t *testing.T) {
 							got.add(r)
 						}
 					}
-					tr.endDump()
+					at := st.at
+					if at == 0 {
+						at = time.Duration(i) * 10 * time.Second
+					}
+					tr.endDump(int64(at), true)
 				}
 				if st.destroy != nil && tr.destroy(st.destroy, 2, &r) {
 					n++
@@ -189,7 +207,7 @@ func TestTrackerSlotReuse(t *testing.T) {
 	a := sock(1, 50_000, 10, 40, 20, 2, 900)
 	tr.beginDump()
 	tr.dumped(&a, 1, &r)
-	tr.endDump()
+	tr.endDump(1, true)
 	fa := closedSock(a)
 	tr.destroy(&fa, 2, &r)
 	b := sock(2, 7_000, 5, 6, 4, 0, 100)
@@ -197,8 +215,37 @@ func TestTrackerSlotReuse(t *testing.T) {
 	if !tr.dumped(&b, 3, &r) {
 		t.Fatal("new socket not accounted")
 	}
-	tr.endDump()
+	tr.endDump(3, true)
 	if r.BytesOut != 7_000 || r.PacketsOut != 6 || r.Requests != 1 || r.Duration != 100 {
 		t.Errorf("new socket's first record %+v, want its full counters", r)
+	}
+}
+
+// TestTrackerForgetAfter: a socket missing from the dumps (every 100 ms, the shortest interval)
+// is forgotten at the first dump that ends forgetAfter or more after the end of the first dump
+// that missed it, not before — also across the end times' ring (genRing dumps).
+func TestTrackerForgetAfter(t *testing.T) {
+	for _, step := range []time.Duration{100 * time.Millisecond, time.Second} {
+		tr := newTracker(newFilter(Config{}))
+		var r record.Record
+		a := sock(1, 50_000, 10, 40, 20, 2, 900)
+		tr.beginDump()
+		tr.dumped(&a, 1, &r)
+		tr.endDump(int64(step), true)
+		missed := 2 * step // the end of the first dump without the socket
+		for at := missed; at < missed+forgetAfter+2*step; at += step {
+			tr.beginDump()
+			tr.endDump(int64(at), true)
+			want := 1
+			if at >= missed+forgetAfter {
+				want = 0
+			}
+			if tr.socks.live != want {
+				t.Fatalf("dumps every %v: %d sockets tracked at %v (dump %d), want %d", step, tr.socks.live, at, tr.gen, want)
+			}
+		}
+		if tr.vanished != 1 {
+			t.Errorf("dumps every %v: vanished %d, want 1", step, tr.vanished)
+		}
 	}
 }
