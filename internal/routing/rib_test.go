@@ -28,6 +28,38 @@ func lookupPath(t *testing.T, r *RIB, addr string) (string, string) {
 	return MatchedPrefix(ip, bits).String(), a.String()
 }
 
+// TestMatchedPrefix: the prefix of a Lookup result is rebuilt from the address and the length,
+// IPv4 for an IPv4-mapped address, without a zone, host bits cleared; a length out of range for
+// the family gives the zero Prefix.
+func TestMatchedPrefix(t *testing.T) {
+	cases := []struct {
+		addr string
+		bits int
+		want string // "" for the zero Prefix
+	}{
+		{"192.0.2.77", 24, "192.0.2.0/24"},
+		{"192.0.2.77", 32, "192.0.2.77/32"},
+		{"192.0.2.77", 0, "0.0.0.0/0"},
+		{"192.0.2.77", 33, ""},
+		{"::ffff:192.0.2.77", 20, "192.0.0.0/20"},
+		{"::ffff:192.0.2.77", 120, ""},
+		{"2001:db8:1:2::77", 48, "2001:db8:1::/48"},
+		{"2001:db8:1:2::77%eth0", 64, "2001:db8:1:2::/64"},
+		{"2001:db8:1:2::77", 128, "2001:db8:1:2::77/128"},
+		{"2001:db8:1:2::77", 129, ""},
+		{"2001:db8:1:2::77", -1, ""},
+	}
+	for _, c := range cases {
+		got := MatchedPrefix(netip.MustParseAddr(c.addr), c.bits)
+		if (c.want == "" && got.IsValid()) || (c.want != "" && got.String() != c.want) {
+			t.Errorf("MatchedPrefix(%s, %d) = %v, want %q", c.addr, c.bits, got, c.want)
+		}
+	}
+	if got := MatchedPrefix(netip.Addr{}, 0); got.IsValid() {
+		t.Errorf("MatchedPrefix(zero Addr, 0) = %v, want the zero Prefix", got)
+	}
+}
+
 func TestRIBUpdates(t *testing.T) {
 	type op struct {
 		withdraw bool
