@@ -235,7 +235,7 @@ func (c *Cache) lookup(r *record.Record, h uint64, router uint16, out *Enriched)
 		if en.hi == hi && en.lo == lo && en.router == router && en.flags&entryIs4 == flags {
 			*out = Enriched{Router: router, Packets: r.Packets(), Country: en.country, Continent: en.continent}
 			if en.flags&entryRouted != 0 {
-				out.Prefix, _ = a.Prefix(int(en.bits))
+				out.Prefix = routing.MatchedPrefix(a, int(en.bits))
 				out.Attrs, out.PeerAS, out.OriginAS = en.attrs, en.peer, en.origin
 			}
 			return true
@@ -253,11 +253,7 @@ func (c *Cache) lookup(r *record.Record, h uint64, router uint16, out *Enriched)
 	}
 	en := cacheEntry{hi: hi, lo: lo, gen: c.gen, router: router, flags: flags, country: out.Country, continent: out.Continent}
 	if out.Prefix.IsValid() {
-		// the prefix is rebuilt from the client address on a hit: keep only what rebuilds
-		// exactly (a table returning a prefix of another form is looked up every time)
-		if p, err := a.Prefix(out.Prefix.Bits()); err != nil || p != out.Prefix {
-			return false
-		}
+		// the prefix is rebuilt from the client address on a hit, as route built it
 		en.flags |= entryRouted
 		en.bits = uint8(out.Prefix.Bits())
 		en.attrs, en.peer, en.origin = out.Attrs, out.PeerAS, out.OriginAS

@@ -19,10 +19,11 @@ import (
 // several routers configured).
 const NoRouter = 0xffff
 
-// Table is a router's routing table: the longest-match route of an address, with interned
-// attributes (routing.RIB implements it).
+// Table is a router's routing table: the longest-match route of an address (the length of its
+// prefix, which is routing.MatchedPrefix(a, bits)), with interned attributes (routing.RIB
+// implements it).
 type Table interface {
-	Lookup(a netip.Addr) (netip.Prefix, *routing.Attrs, bool)
+	Lookup(a netip.Addr) (bits int, attrs *routing.Attrs, ok bool)
 }
 
 // Geo maps an address to its country, continent and AS (geo.DB and geo.Reloader implement it).
@@ -124,11 +125,11 @@ func (e *Enricher) route(client netip.Addr, out *Enriched) {
 	if rt.Table == nil {
 		return
 	}
-	p, a, ok := rt.Table.Lookup(client)
+	bits, a, ok := rt.Table.Lookup(client)
 	if !ok {
 		return
 	}
-	out.Prefix, out.Attrs = p, a
+	out.Prefix, out.Attrs = routing.MatchedPrefix(client, bits), a
 	peer, ok := PeerAS(a)
 	if !ok {
 		peer = rt.ASN

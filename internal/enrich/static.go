@@ -26,10 +26,12 @@ func (s *StaticTable) Insert(p netip.Prefix, a *routing.Attrs) {
 // a wall time): it makes the table Versioned, so that a Cache forgets what it looked up before.
 func (s *StaticTable) Updated() time.Time { return time.Unix(0, s.inserts) }
 
-// Lookup returns the longest-match route of a.
-func (s *StaticTable) Lookup(a netip.Addr) (netip.Prefix, *routing.Attrs, bool) {
+// Lookup returns the longest-match route of a (Table): the length of its prefix and its
+// attributes. IPv4-mapped IPv6 addresses are looked up as IPv4, as routing.RIB does.
+func (s *StaticTable) Lookup(a netip.Addr) (bits int, attrs *routing.Attrs, ok bool) {
+	a = a.Unmap()
 	p, v, ok := s.t.LookupPrefixLPM(netip.PrefixFrom(a, a.BitLen()))
-	return p, v, ok
+	return p.Bits(), v, ok
 }
 
 // Len returns the number of prefixes.

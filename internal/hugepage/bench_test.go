@@ -18,10 +18,31 @@ import (
 // lookup that misses the caches pays it once per level. cpu-ns/op is the thread's CPU time per
 // load, best-ns/op the wall time per load of the fastest batch of 4,096 (see
 // routing.BenchmarkLookup).
+//
+// "-xK" walks K chains in lockstep (K places of the same cycle, n/K lines apart), still one
+// load per op: each chain's loads depend on each other, the chains' do not, so up to K misses
+// are in flight at once. It is the floor of a batched lookup that walks K independent
+// addresses level by level: what overlapping misses can bring on this machine.
 func BenchmarkPointerChase(b *testing.B) {
+	type variant struct {
+		size   int
+		chains int
+	}
+	var variants []variant
 	for _, size := range []int{256 << 20, 32 << 20, 4 << 20} {
+		variants = append(variants, variant{size, 1})
+	}
+	for _, k := range []int{4, 8, 16, 32} {
+		variants = append(variants, variant{256 << 20, k})
+	}
+	for _, v := range variants {
+		size, chains := v.size, v.chains
 		for _, pages := range []string{"4k", "2m"} {
-			b.Run(fmt.Sprintf("%dMiB-%s", size>>20, pages), func(b *testing.B) {
+			name := fmt.Sprintf("%dMiB-%s", size>>20, pages)
+			if chains > 1 {
+				name += fmt.Sprintf("-x%d", chains)
+			}
+			b.Run(name, func(b *testing.B) {
 				if pages == "2m" && Mode() == "never" {
 					b.Skip("transparent huge pages are disabled")
 				}
@@ -66,14 +87,27 @@ func BenchmarkPointerChase(b *testing.B) {
 					b.Logf("only %d MiB of %d on huge pages", huge>>20, size>>20)
 				}
 				p := uint64(0)
-				for range n { // warm the caches as far as they go
+				ps := make([]uint64, chains)
+				for i := range n { // warm the caches as far as they go
+					if i%(n/chains) == 0 && i/(n/chains) < chains {
+						ps[i/(n/chains)] = p
+					}
 					p = *next(int(p))
 				}
 				b.ResetTimer()
 				clock := testenv.StartBenchClock(4096)
-				for b.Loop() {
-					p = *next(int(p))
-					clock.Tick()
+				if chains == 1 {
+					for b.Loop() {
+						p = *next(int(p))
+						clock.Tick()
+					}
+				} else {
+					for i := 0; b.Loop(); i++ {
+						j := i % chains
+						ps[j] = *next(int(ps[j]))
+						clock.Tick()
+					}
+					p = ps[0]
 				}
 				clock.Report(b)
 				b.ReportMetric(float64(huge>>20), "huge-MiB")

@@ -85,30 +85,36 @@ func newWriter() writer {
 	return writer{in: newInterner(), multi: make(map[netip.Prefix][]pathRoute)}
 }
 
-// Lookup returns the longest prefix containing a, with the attributes of its best path.
+// Lookup returns the length of the longest prefix containing a, with the attributes of its
+// best path; the prefix itself is MatchedPrefix(a, bits), built only by the callers that need
+// it (for an IPv6 address that costs about as much as the rest of Lookup's own work).
 // IPv4-mapped IPv6 addresses are looked up as IPv4. It never blocks and allocates nothing;
 // the returned *Attrs is shared and must not be modified.
 //
 // Lookup does not read the attribute set it returns (only the trie and the slot table): a
 // caller that reads it pays that memory access itself, one that only keeps or compares the
 // pointer does not.
-func (r *RIB) Lookup(a netip.Addr) (netip.Prefix, *Attrs, bool) {
+func (r *RIB) Lookup(a netip.Addr) (bits int, at *Attrs, ok bool) {
 	s := r.snap.Load()
 	var v uint32
-	var ok bool
 	if a.Is4() {
 		v, ok = s.trie.v4.Lookup(a)
 	} else if a.Is4In6() {
-		a = a.Unmap()
-		v, ok = s.trie.v4.Lookup(a)
+		v, ok = s.trie.v4.Lookup(a.Unmap())
 	} else {
 		v, ok = s.trie.v6.Lookup(a)
 	}
 	if !ok {
-		return netip.Prefix{}, nil, false
+		return 0, nil, false
 	}
-	p, _ := a.Prefix(int(v & 0xff)) // Prefix drops a zone
-	return p, s.slots.attrs(v >> 8), true
+	return int(v & 0xff), s.slots.attrs(v >> 8), true
+}
+
+// MatchedPrefix returns the prefix of length bits containing a, as Lookup matches it: IPv4
+// for an IPv4-mapped IPv6 address, without a zone; the zero Prefix if bits is out of range.
+func MatchedPrefix(a netip.Addr, bits int) netip.Prefix {
+	p, _ := a.Unmap().Prefix(bits) // Prefix drops a zone
+	return p
 }
 
 // Get returns the best path of exactly prefix p, without longest-prefix match.

@@ -20,11 +20,44 @@ func attrs(asns ...uint32) Attrs { return Attrs{Path: seq(asns...)} }
 
 func lookupPath(t *testing.T, r *RIB, addr string) (string, string) {
 	t.Helper()
-	p, a, ok := r.Lookup(netip.MustParseAddr(addr))
+	ip := netip.MustParseAddr(addr)
+	bits, a, ok := r.Lookup(ip)
 	if !ok {
 		return "", "-"
 	}
-	return p.String(), a.String()
+	return MatchedPrefix(ip, bits).String(), a.String()
+}
+
+// TestMatchedPrefix: the prefix of a Lookup result is rebuilt from the address and the length,
+// IPv4 for an IPv4-mapped address, without a zone, host bits cleared; a length out of range for
+// the family gives the zero Prefix.
+func TestMatchedPrefix(t *testing.T) {
+	cases := []struct {
+		addr string
+		bits int
+		want string // "" for the zero Prefix
+	}{
+		{"192.0.2.77", 24, "192.0.2.0/24"},
+		{"192.0.2.77", 32, "192.0.2.77/32"},
+		{"192.0.2.77", 0, "0.0.0.0/0"},
+		{"192.0.2.77", 33, ""},
+		{"::ffff:192.0.2.77", 20, "192.0.0.0/20"},
+		{"::ffff:192.0.2.77", 120, ""},
+		{"2001:db8:1:2::77", 48, "2001:db8:1::/48"},
+		{"2001:db8:1:2::77%eth0", 64, "2001:db8:1:2::/64"},
+		{"2001:db8:1:2::77", 128, "2001:db8:1:2::77/128"},
+		{"2001:db8:1:2::77", 129, ""},
+		{"2001:db8:1:2::77", -1, ""},
+	}
+	for _, c := range cases {
+		got := MatchedPrefix(netip.MustParseAddr(c.addr), c.bits)
+		if (c.want == "" && got.IsValid()) || (c.want != "" && got.String() != c.want) {
+			t.Errorf("MatchedPrefix(%s, %d) = %v, want %q", c.addr, c.bits, got, c.want)
+		}
+	}
+	if got := MatchedPrefix(netip.Addr{}, 0); got.IsValid() {
+		t.Errorf("MatchedPrefix(zero Addr, 0) = %v, want the zero Prefix", got)
+	}
 }
 
 func TestRIBUpdates(t *testing.T) {
@@ -56,11 +89,12 @@ func TestRIBUpdates(t *testing.T) {
 				ann("2001:db8::/32", 0, attrs(5)),
 			},
 			lookup: map[string][2]string{
-				"10.1.2.3":        {"10.1.0.0/16", "3 4"},
-				"10.2.0.1":        {"10.0.0.0/8", "1 2"},
-				"::ffff:10.1.0.1": {"10.1.0.0/16", "3 4"},
-				"2001:db8::1":     {"2001:db8::/32", "5"},
-				"11.0.0.1":        {"", "-"},
+				"10.1.2.3":         {"10.1.0.0/16", "3 4"},
+				"10.2.0.1":         {"10.0.0.0/8", "1 2"},
+				"::ffff:10.1.0.1":  {"10.1.0.0/16", "3 4"},
+				"2001:db8::1":      {"2001:db8::/32", "5"},
+				"2001:db8::1%eth0": {"2001:db8::/32", "5"},
+				"11.0.0.1":         {"", "-"},
 			},
 			v4: 2, v6: 1,
 		},
@@ -407,7 +441,11 @@ func TestLPMOracle(t *testing.T) {
 			a, _ = netip.AddrFromSlice(b)
 		}
 		wantP, wantOK := naive(a)
-		gotP, got, gotOK := r.Lookup(a)
+		bits, got, gotOK := r.Lookup(a)
+		gotP := MatchedPrefix(a, bits)
+		if !gotOK {
+			gotP = netip.Prefix{}
+		}
 		if gotOK != wantOK || gotP != wantP || (gotOK && got == nil) {
 			t.Fatalf("Lookup(%s) = %s %v, want %s %v", a, gotP, gotOK, wantP, wantOK)
 		}
@@ -442,8 +480,8 @@ func TestRIBConcurrent(t *testing.T) {
 			rnd := rand.New(rand.NewPCG(uint64(g), 9))
 			for !stop.Load() {
 				a := netip.AddrFrom4([4]byte{10, byte(rnd.IntN(4)), byte(rnd.Uint32()), 1})
-				if p, at, ok := r.Lookup(a); ok && (!p.Contains(a) || at.PathLen() == 0) {
-					t.Errorf("Lookup(%s) = %s %v", a, p, at)
+				if bits, at, ok := r.Lookup(a); ok && (!MatchedPrefix(a, bits).Contains(a) || at.PathLen() == 0) {
+					t.Errorf("Lookup(%s) = /%d %v", a, bits, at)
 				}
 				r.Len()
 			}
@@ -506,7 +544,8 @@ func TestRIBCompact(t *testing.T) {
 		if got, ok := r.Get(p); !ok || got.String() != a {
 			t.Errorf("Get(%s) after Compact: %v %v", p, got, ok)
 		}
-		if lp, got, ok := r.Lookup(p.Addr()); !ok || !lp.Contains(p.Addr()) || lp.Bits() < p.Bits() || got.String() != before[lp] {
+		bits, got, ok := r.Lookup(p.Addr())
+		if lp := MatchedPrefix(p.Addr(), bits); !ok || lp.Bits() < p.Bits() || got.String() != before[lp] {
 			t.Errorf("Lookup(%s) after Compact: %s %v %v", p.Addr(), lp, got, ok)
 		}
 	}

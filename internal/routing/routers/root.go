@@ -329,11 +329,11 @@ func (c *Component) Lookup(name string, addrs ...netip.Addr) ([]Route, error) {
 // LookupRoute looks a up in rib; asn is the router's own AS (for routes with an empty path).
 func LookupRoute(rib *routing.RIB, asn uint32, a netip.Addr) Route {
 	rt := Route{Address: a}
-	p, at, ok := rib.Lookup(a)
+	bits, at, ok := rib.Lookup(a)
 	if !ok {
 		return rt
 	}
-	rt.Found, rt.Prefix, rt.Path, rt.NextHop = true, p, at.String(), at.NextHop
+	rt.Found, rt.Prefix, rt.Path, rt.NextHop = true, routing.MatchedPrefix(a, bits), at.String(), at.NextHop
 	var has bool
 	if rt.PeerAS, has = at.PeerAS(); !has && at.PathLen() == 0 {
 		rt.PeerAS = asn

@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/netledger/netledger/internal/hugepage"
 	"github.com/netledger/netledger/internal/routing"
 	"github.com/netledger/netledger/internal/routing/bgp"
 )
@@ -53,6 +54,7 @@ type sample struct {
 	V6        int     `json:"v6"`
 	RSS       int64   `json:"rss_bytes"`
 	HeapInuse uint64  `json:"heap_inuse_bytes"`
+	HugeBytes int64   `json:"anon_huge_bytes"`
 	Final     bool    `json:"final,omitempty"`
 }
 
@@ -63,6 +65,7 @@ func drive() error {
 	port := flag.Int("port", 17900, "collector port on 127.0.0.1")
 	ribKind := flag.String("rib", "routing", "collector RIB: routing (routing.NewRIB) or null (counts only)")
 	cpuProfile := flag.String("cpuprofile", "", "collector CPU profile file")
+	huge := flag.Bool("hugepages", false, "collector: put the heap on huge pages once the table is complete (hugepage.Collapse, as routers does after End-of-RIB)")
 	flag.Parse()
 
 	v4, v6, err := loadPrefixes(*prefixes, *n4, *n6)
@@ -86,7 +89,7 @@ func drive() error {
 		return err
 	}
 	col := exec.Command(self, "collect", "-port", strconv.Itoa(*port), "-v4", strconv.Itoa(len(v4)),
-		"-v6", strconv.Itoa(len(v6)), "-rib", *ribKind, "-cpuprofile", *cpuProfile)
+		"-v6", strconv.Itoa(len(v6)), "-rib", *ribKind, "-cpuprofile", *cpuProfile, "-hugepages="+strconv.FormatBool(*huge))
 	col.Stderr = os.Stderr
 	out, err := col.StdoutPipe()
 	if err != nil {
@@ -122,8 +125,8 @@ func drive() error {
 	total := last.V4 + last.V6
 	fmt.Printf("bird started %s before the table settled\n", time.Since(birdStart).Round(time.Millisecond))
 	if total > 0 {
-		fmt.Printf("collector: %d routes, RSS %.1f MB = %.0f bytes/route, Go heap in use %.0f bytes/route\n",
-			total, float64(last.RSS)/1e6, float64(last.RSS)/float64(total), float64(last.HeapInuse)/float64(total))
+		fmt.Printf("collector: %d routes, RSS %.1f MB = %.0f bytes/route, Go heap in use %.0f bytes/route, %.1f MB on huge pages\n",
+			total, float64(last.RSS)/1e6, float64(last.RSS)/float64(total), float64(last.HeapInuse)/float64(total), float64(last.HugeBytes)/1e6)
 		fmt.Printf("bird: RSS %.1f MB = %.0f bytes/route\n", float64(birdRSS)/1e6, float64(birdRSS)/float64(total))
 	}
 	return nil
@@ -254,6 +257,7 @@ func collect(args []string) error {
 	ribKind := fs.String("rib", "routing", "routing or null")
 	settle := fs.Duration("settle", 10*time.Second, "wait after the last route before measuring")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the table transfer")
+	huge := fs.Bool("hugepages", false, "collapse the heap onto huge pages once the table is complete")
 	fs.Parse(args)
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -293,6 +297,7 @@ func collect(args []string) error {
 	start := time.Now()
 	var first time.Time
 	lastChange, last := time.Now(), -1
+	collapsed := false
 	for range time.Tick(time.Second) {
 		v4, v6 := count()
 		if v4+v6 > 0 && first.IsZero() {
@@ -305,11 +310,16 @@ func collect(args []string) error {
 		runtime.ReadMemStats(&ms)
 		s := sample{Elapsed: time.Since(start).Seconds(), V4: v4, V6: v6, RSS: procRSS(os.Getpid()), HeapInuse: ms.HeapInuse}
 		complete := v4 >= *want4 && v6 >= *want6
+		if complete && *huge && !collapsed {
+			res, err := hugepage.Collapse(-1)
+			fmt.Fprintf(os.Stderr, "hugepage.Collapse: %v %v\n", res, err)
+			collapsed = true
+		}
 		if complete && !first.IsZero() && time.Since(lastChange) >= *settle {
 			fmt.Fprintf(os.Stderr, "table received in %s (first route to last)\n", lastChange.Sub(first).Round(time.Millisecond))
 			debug.FreeOSMemory()
 			runtime.ReadMemStats(&ms)
-			s.RSS, s.HeapInuse, s.Final = procRSS(os.Getpid()), ms.HeapInuse, true
+			s.RSS, s.HeapInuse, s.HugeBytes, s.Final = procRSS(os.Getpid()), ms.HeapInuse, hugepage.AnonHugeBytes(), true
 			return enc.Encode(s)
 		}
 		enc.Encode(s)
