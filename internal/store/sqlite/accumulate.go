@@ -216,7 +216,7 @@ func (a *accumulator) resolve(d *packDims) int32 {
 }
 
 // addPack adds the points of a pack.
-func (a *accumulator) addPack(level int, start int64, data []byte, dimsOf func() ([]byte, error)) error {
+func (a *accumulator) addPack(level int, start, res int64, data []byte, dimsOf func() ([]byte, error)) error {
 	r := &a.reader
 	if err := r.reset(data); err != nil {
 		return err
@@ -231,7 +231,6 @@ func (a *accumulator) addPack(level int, start int64, data []byte, dimsOf func()
 	}
 	var dims []packDims
 	a.sidx = slices.Grow(a.sidx[:0], r.n)
-	res := levelSeconds[min(level, levelDay)]
 	for k, sid := range r.sids {
 		g := a.sidLookup(sid)
 		if g == 0 {

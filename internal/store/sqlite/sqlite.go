@@ -49,20 +49,15 @@ type Store struct {
 	now       func() time.Time
 	metrics   *metrics
 
-	wmu       sync.Mutex          // serialises writers in this process; guards the fields below
-	sids      map[seriesKey]int64 // every stored series (syncSeries)
-	maxSid    int64               // the highest id in sids, of committed series
-	added     int                 // series added to sids by the write under way
-	acc       map[pointKey]int
-	points    []point
-	rowSids   []int64  // per row of the batch being written: its series id, 0 unknown
-	wtx       *writeTx // the write transaction under way
-	pointsIns [levels]*inserter
-	seriesIns *inserter
-	savePos   *sql.Stmt
-
-	qmu   sync.Mutex
-	query map[string]*sql.Stmt
+	wmu     sync.Mutex          // serialises writers in this process; guards the fields below
+	sids    map[seriesKey]int64 // every stored series (syncSeries)
+	keys    keyIndex            // by id (0 unused): committed series, then those of the write under way
+	maxSid  int64               // the highest id of committed series
+	acc     map[pointKey]int
+	points  []point
+	spare   []point // rollUp's other buffer
+	rowSids []int64 // per row of the batch being written: its series id, 0 unknown
+	savePos *sql.Stmt
 }
 
 var (
@@ -106,12 +101,8 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		metrics:   newMetrics(),
 		sids:      map[seriesKey]int64{},
 		acc:       map[pointKey]int{},
-		query:     map[string]*sql.Stmt{},
-		seriesIns: seriesInserter(),
 	}
-	for l := range levels {
-		s.pointsIns[l] = pointInserter(l)
-	}
+	s.keys.add(seriesKey{}) // id 0
 	for _, o := range opts {
 		o(s)
 	}
@@ -168,12 +159,6 @@ func dsn(cfg Config, readOnly bool) string {
 func (s *Store) Close() error {
 	s.wmu.Lock() // after the write under way
 	defer s.wmu.Unlock()
-	s.qmu.Lock()
-	for _, st := range s.query {
-		st.Close()
-	}
-	s.query = map[string]*sql.Stmt{}
-	s.qmu.Unlock()
 	var errs []error
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
@@ -265,6 +250,11 @@ func applyMigration(ctx context.Context, db *sql.DB, m migration) error {
 	}
 	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 		return err
+	}
+	if fn := goMigrations[m.version]; fn != nil {
+		if err := fn(ctx, tx); err != nil {
+			return err
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 		m.version, m.name, time.Now().Unix()); err != nil {

@@ -1,0 +1,33 @@
+-- Delta packs (packwrite.go): every level — the views' base interval, hourly, daily and weekly —
+-- is stored as packs only. A write appends, per view, level and interval start it touches, one
+-- pack holding that write's sums per series; queries add up all the packs of an interval.
+-- An interval's packs are merged into one (compacted) by the write that finds them over
+-- (ended before the newest interval it writes) or holding maxDeltas packs; dirty lists the
+-- intervals holding several packs, with their end (until). res: the points' resolution in
+-- seconds (the base interval; 3600 and 86400 for hours, and days and weeks).
+DROP TABLE dirty;
+DROP TABLE packs;
+CREATE TABLE packs (
+	level INTEGER NOT NULL,
+	start INTEGER NOT NULL,
+	view  TEXT    NOT NULL,
+	res   INTEGER NOT NULL,
+	data  BLOB    NOT NULL,
+	dims  BLOB    NOT NULL
+);
+CREATE INDEX packs_interval ON packs (level, view, start);
+CREATE TABLE dirty (
+	level INTEGER NOT NULL,
+	start INTEGER NOT NULL,
+	view  TEXT    NOT NULL,
+	until INTEGER NOT NULL,
+	PRIMARY KEY (level, start, view)
+) WITHOUT ROWID;
+-- Series packs (series.go): the keys of the series a write created, ids first to first + n - 1.
+CREATE TABLE series_packs (
+	first INTEGER PRIMARY KEY,
+	n     INTEGER NOT NULL,
+	data  BLOB    NOT NULL
+);
+-- Then (migrate.go) the series and the points of the old tables are converted into packs and
+-- the tables dropped.
