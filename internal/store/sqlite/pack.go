@@ -3,6 +3,7 @@ package sqlite
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
 
 	"github.com/netledger/netledger/internal/record"
 )
@@ -13,12 +14,13 @@ import (
 //	uvarint length, then n series ids as uvarint deltas (ascending)
 //	the eleven metrics in Metrics' order, each a byte 0 (all zero) or 1 followed by n uvarints
 //
-// dims, the points' dimensions, read only for series the reader has not met in an earlier pack:
+// dims, the points' dimensions, read only for series the reader has not met in an earlier pack
+// (the same encoding holds the keys of a series pack, series.go):
 //
 //	version byte (1), uvarint n
 //	for router, class, path, country and region a dictionary (uvarint count, strings as uvarint
 //	  length + bytes) and n uvarint indices; the prefix, src_group and dst_group as n (length
-//	  byte + bytes) as stored in series; peer_as, origin_as, asn, proto as n uvarints, port as n
+//	  byte + bytes: encodePrefix, encodeAddr); peer_as, origin_as, asn, proto as n uvarints, port as n
 //	  zig-zag varints
 const packVersion = 1
 
@@ -38,19 +40,43 @@ const nMetrics = 11
 type packBuilder struct {
 	res int64 // the longest resolution of the points (the pack's res column)
 	ids []int64
-	ms  [][nMetrics]uint64
+	ms  []*record.Metrics
 }
 
 func newPackBuilder() *packBuilder { return &packBuilder{} }
 
-// add appends a point; points come in ascending series id.
+// add appends a point (m is read by data); points come in ascending series id.
 func (b *packBuilder) add(sid int64, m *record.Metrics) {
-	b.addArray(sid, metricArray(m))
+	b.ids = append(b.ids, sid)
+	b.ms = append(b.ms, m)
 }
 
-func (b *packBuilder) addArray(sid int64, a [nMetrics]uint64) {
-	b.ids = append(b.ids, sid)
-	b.ms = append(b.ms, a)
+// sameAs reports whether b holds the same points as o.
+func (b *packBuilder) sameAs(o *packBuilder) bool {
+	if o == nil || !slices.Equal(b.ids, o.ids) {
+		return false
+	}
+	for k, m := range b.ms {
+		if *m != *o.ms[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// metricField reads the metrics of a pack's columns, in their order.
+var metricField = [nMetrics]func(*record.Metrics) uint64{
+	func(m *record.Metrics) uint64 { return m.Requests },
+	func(m *record.Metrics) uint64 { return m.Bytes },
+	func(m *record.Metrics) uint64 { return m.BytesIn },
+	func(m *record.Metrics) uint64 { return m.Packets },
+	func(m *record.Metrics) uint64 { return m.PacketsIn },
+	func(m *record.Metrics) uint64 { return m.Retransmits },
+	func(m *record.Metrics) uint64 { return m.Duration },
+	func(m *record.Metrics) uint64 { return m.RTTSum },
+	func(m *record.Metrics) uint64 { return m.RTTCount },
+	func(m *record.Metrics) uint64 { return m.Conns },
+	func(m *record.Metrics) uint64 { return m.Open },
 }
 
 func appendBytes(dst, b []byte) []byte {
@@ -81,9 +107,10 @@ func (b *packBuilder) data() []byte {
 	data = binary.AppendUvarint(data, uint64(len(sids)))
 	data = append(data, sids...)
 	for c := range nMetrics {
+		field := metricField[c]
 		nonzero := false
-		for k := range b.ms {
-			if b.ms[k][c] != 0 {
+		for _, m := range b.ms {
+			if field(m) != 0 {
 				nonzero = true
 				break
 			}
@@ -93,8 +120,8 @@ func (b *packBuilder) data() []byte {
 			continue
 		}
 		data = append(data, 1)
-		for k := range b.ms {
-			data = binary.AppendUvarint(data, b.ms[k][c])
+		for _, m := range b.ms {
+			data = binary.AppendUvarint(data, field(m))
 		}
 	}
 	return data

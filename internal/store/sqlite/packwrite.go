@@ -34,12 +34,12 @@ func (s *Store) writePoints(ctx context.Context, tx *sql.Tx, end int64) error {
 	}
 	defer ins.Close()
 	var (
-		lastIDs  []int64
-		lastDims []byte
-		views    = map[string]*packBuilder{}
-		order    []string
-		written  []bucket
-		ends     []int64
+		views   = map[string]*packBuilder{}
+		last    = map[string]*packBuilder{} // per view, the pack written last
+		blobIDs = map[*packBuilder][2]int64{}
+		order   []string
+		written []bucket
+		ends    []int64
 	)
 	ps := s.points
 	for i := 0; i < len(ps); {
@@ -47,12 +47,15 @@ func (s *Store) writePoints(ctx context.Context, tx *sql.Tx, end int64) error {
 		clear(views)
 		order = order[:0]
 		j := i
-		for ; j < len(ps) && ps[j].level == level && ps[j].start == start; j++ {
-			p := &ps[j]
+		for j < len(ps) && ps[j].level == level && ps[j].start == start {
+			j++
+		}
+		for k := i; k < j; k++ {
+			p := &ps[k]
 			v := s.keys.at(p.sid).view
 			b := views[v]
 			if b == nil {
-				b = newPackBuilder()
+				b = &packBuilder{ids: make([]int64, 0, j-k), ms: make([]*record.Metrics, 0, j-k)}
 				views[v] = b
 				order = append(order, v)
 			}
@@ -66,12 +69,28 @@ func (s *Store) writePoints(ctx context.Context, tx *sql.Tx, end int64) error {
 			if level > levelBase {
 				res, ivEnd = levelSeconds[min(level, levelDay)], start+packSeconds(level)
 			}
-			// The levels of a commit mostly hold the same series (an hourly base interval:
-			// all four): their dims are encoded once.
-			if !slices.Equal(b.ids, lastIDs) {
-				lastIDs, lastDims = b.ids, s.encodeDims(b.ids)
+			// The packs of a view at the four levels mostly hold the same series (their dims
+			// blob is shared), often the same sums too (their data blob is).
+			var ids [2]int64
+			prev := last[v]
+			switch {
+			case b.sameAs(prev):
+				ids = blobIDs[prev]
+			case prev != nil && slices.Equal(b.ids, prev.ids):
+				ids[1] = blobIDs[prev][1]
+				if ids[0], err = insertBlob(ctx, tx, b.data()); err != nil {
+					return err
+				}
+			default:
+				if ids[0], err = insertBlob(ctx, tx, b.data()); err != nil {
+					return err
+				}
+				if ids[1], err = insertBlob(ctx, tx, s.encodeDims(b.ids)); err != nil {
+					return err
+				}
 			}
-			if _, err := ins.ExecContext(ctx, level, start, v, res, b.data(), lastDims); err != nil {
+			blobIDs[b], last[v] = ids, b
+			if _, err := ins.ExecContext(ctx, level, start, v, res, ids[0], ids[1]); err != nil {
 				return fmt.Errorf("cannot write pack: %w", err)
 			}
 			written = append(written, bucket{level, start, v})
@@ -98,6 +117,30 @@ func (s *Store) writePoints(ctx context.Context, tx *sql.Tx, end int64) error {
 		}
 	}
 	return s.compactOver(ctx, tx, end)
+}
+
+func insertBlob(ctx context.Context, tx *sql.Tx, b []byte) (int64, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO blobs (data) VALUES (?)`, b)
+	if err != nil {
+		return 0, fmt.Errorf("cannot write pack: %w", err)
+	}
+	return res.LastInsertId()
+}
+
+// dropBlobs deletes the blobs of ids that no pack refers to any more (all such blobs when ids
+// is nil).
+func dropBlobs(ctx context.Context, tx *sql.Tx, ids []int64) error {
+	const orphan = `NOT EXISTS (SELECT 1 FROM packs WHERE data = blobs.id) AND NOT EXISTS (SELECT 1 FROM packs WHERE dims = blobs.id)`
+	if ids == nil {
+		_, err := tx.ExecContext(ctx, `DELETE FROM blobs WHERE `+orphan)
+		return err
+	}
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM blobs WHERE id = ? AND `+orphan, id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // encodeDims returns the dims blob of the series ids.
@@ -149,18 +192,21 @@ func (s *Store) rewrite(ctx context.Context, tx *sql.Tx, level int, start int64,
 		sums [][nMetrics]uint64
 		slot []int32
 		res  int64
+		old  []int64 // the blobs of the packs replaced
 	)
-	rows, err := tx.QueryContext(ctx, `SELECT res, data FROM packs WHERE level = ? AND view = ? AND start = ?`, level, view, start)
+	rows, err := tx.QueryContext(ctx, `SELECT p.res, p.data, p.dims, b.data FROM packs p CROSS JOIN blobs b ON b.id = p.data
+		WHERE p.level = ? AND p.view = ? AND p.start = ?`, level, view, start)
 	if err != nil {
 		return err
 	}
 	for rows.Next() {
-		var pres int64
+		var pres, dataID, dimsID int64
 		var data sql.RawBytes
-		if err = rows.Scan(&pres, &data); err != nil {
+		if err = rows.Scan(&pres, &dataID, &dimsID, &data); err != nil {
 			break
 		}
 		res = max(res, pres)
+		old = append(old, dataID, dimsID)
 		if err = r.reset(data); err != nil {
 			break
 		}
@@ -202,16 +248,27 @@ func (s *Store) rewrite(ctx context.Context, tx *sql.Tx, level int, start int64,
 	if _, err := tx.ExecContext(ctx, `DELETE FROM dirty WHERE level = ? AND view = ? AND start = ?`, level, view, start); err != nil {
 		return err
 	}
-	if len(order) == 0 {
-		return nil
+	if len(order) > 0 {
+		ms := make([]record.Metrics, len(order))
+		b := &packBuilder{res: res, ids: make([]int64, 0, len(order)), ms: make([]*record.Metrics, 0, len(order))}
+		for i, k := range order {
+			ms[i] = metricsFrom(&sums[k])
+			b.add(sids[k], &ms[i])
+		}
+		data, err := insertBlob(ctx, tx, b.data())
+		if err != nil {
+			return err
+		}
+		dims, err := insertBlob(ctx, tx, s.encodeDims(b.ids))
+		if err != nil {
+			return err
+		}
+		if _, err = tx.ExecContext(ctx, `INSERT INTO packs (level, start, view, res, data, dims) VALUES (?, ?, ?, ?, ?, ?)`,
+			level, start, view, res, data, dims); err != nil {
+			return err
+		}
 	}
-	b := &packBuilder{ids: make([]int64, 0, len(order)), ms: make([][nMetrics]uint64, 0, len(order))}
-	for _, k := range order {
-		b.addArray(sids[k], sums[k])
-	}
-	_, err = tx.ExecContext(ctx, `INSERT INTO packs (level, start, view, res, data, dims) VALUES (?, ?, ?, ?, ?, ?)`,
-		level, start, view, res, b.data(), s.encodeDims(b.ids))
-	return err
+	return dropBlobs(ctx, tx, old)
 }
 
 // packIntervals returns the views' intervals at level with packs starting in [lo, hi).

@@ -215,8 +215,8 @@ func (s *Store) readPacks(ctx context.Context, tx *sql.Tx, acc *accumulator, p p
 	if p.lo >= p.hi {
 		return nil
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT rowid, start, res, data FROM packs WHERE level = ? AND view = ? AND start >= ? AND start < ?
-		ORDER BY start`, p.level, acc.q.View, p.lo, p.hi)
+	rows, err := tx.QueryContext(ctx, `SELECT p.dims, p.start, p.res, b.data FROM packs p CROSS JOIN blobs b ON b.id = p.data
+		WHERE p.level = ? AND p.view = ? AND p.start >= ? AND p.start < ? ORDER BY p.start`, p.level, acc.q.View, p.lo, p.hi)
 	if err != nil {
 		return fmt.Errorf("cannot read packs: %w", err)
 	}
@@ -234,7 +234,7 @@ func (s *Store) readPacks(ctx context.Context, tx *sql.Tx, acc *accumulator, p p
 			}
 		}
 		dimsOf := func() (dims []byte, err error) {
-			err = tx.QueryRowContext(ctx, `SELECT dims FROM packs WHERE rowid = ?`, id).Scan(&dims)
+			err = tx.QueryRowContext(ctx, `SELECT data FROM blobs WHERE id = ?`, id).Scan(&dims)
 			return dims, err
 		}
 		if err := acc.addPack(p.level, start, res, data, dimsOf); err != nil {

@@ -1,18 +1,22 @@
 // Package sqlite is the embedded store: view rows in one SQLite file (modernc.org/sqlite, pure
 // Go), written in WAL mode by one writer while any number of readers query.
 //
-// Schema: a series table interns each (view, collector, dimensions) as an integer id, and three
-// point tables hold the summed metrics per series and interval start — points_base at the views'
-// own interval, points_hour and points_day for the roll-ups — keyed by (start, series id), so
-// that writes are upserts on a narrow key and a time range is one index range. Commit adds each
-// base row to its base, hourly and daily point in one transaction with the consumer's spool
-// position. The writer keeps the series' keys and ids in memory (loaded at its first write,
-// topped up from the database inside each write transaction), assigns new ids itself and
-// writes points and series with multi-row statements on the driver connection (insert.go). Queries answer from the coarsest resolution whose interval boundaries cover the
-// range exactly and fill the edges from finer ones.
+// Schema (migrations/0005_delta_packs.sql): every level — the views' base interval, hourly,
+// daily, and weekly sums of the days — is stored as packs: the points of one view at one
+// interval start, column-wise in two blobs (pack.go: series ids and metrics in data, their
+// dimensions in dims; equal blobs of one write are stored once, in blobs). A commit adds each
+// row to its base point and roll-ups in memory and appends, per view, level and interval start
+// it touches, one delta pack with the commit's sums, in one transaction with the consumer's
+// spool position; queries add up all the packs of an interval. An interval's packs are merged
+// into one (compacted) by the write that finds the interval over or holding maxDeltas packs
+// (packwrite.go). Series are interned as integer ids: the writer keeps every series' key and id
+// in memory (loaded at its first write, topped up from the database inside each write
+// transaction, where another process's new series are seen) and stores the keys of the series a
+// write creates as one series pack. Queries answer from the coarsest resolution whose interval
+// boundaries cover the range exactly and fill the edges from finer ones.
 //
-// Migrations are embedded SQL files applied in order, each in its own transaction, recorded in
-// schema_migrations.
+// Migrations are embedded SQL files applied in order, each in its own transaction (with a Go
+// step for those that convert data, migrate.go), recorded in schema_migrations.
 package sqlite
 
 import (

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -498,18 +499,25 @@ func TestKeyText(t *testing.T) {
 	}
 }
 
-func TestMigrateOldDatabase(t *testing.T) {
-	ctx := context.Background()
+// oldDatabase returns a new database of schema version (collector c1), open for writes.
+func oldDatabase(t *testing.T, version int) (*sql.DB, Config) {
+	t.Helper()
 	cfg := DefaultConfig()
-	cfg.Path = t.TempDir() + "/old.db"
+	cfg.Path = filepath.Join(t.TempDir(), fmt.Sprintf("v%d.db", version))
 	cfg.Collector = "c1"
 	db, err := sql.Open("sqlite", dsn(cfg, false))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := migrate(ctx, db, 1); err != nil {
+	if err := migrate(context.Background(), db, version); err != nil {
 		t.Fatal(err)
 	}
+	return db, cfg
+}
+
+func TestMigrateOldDatabase(t *testing.T) {
+	ctx := context.Background()
+	db, cfg := oldDatabase(t, 1)
 	for _, q := range []string{
 		`INSERT INTO series VALUES (1, 'prefix', 'c1', 'r1', 'web', x'cb00710018', '', 0, 0, 0, 'DE', '', 0, x'', x'', 0)`,
 		`INSERT INTO points_day VALUES (` + fmt.Sprint(t0.Unix()) + `, 1, 1, 500, 0, 0, 0, 0, 0, 0, 0, 0, 0)`,
@@ -899,14 +907,22 @@ func TestRandomSplitsOracle(t *testing.T) {
 		i = j
 	}
 	defer s.Close()
-	for i := range 120 {
-		q := randQuery(rng, days)
+	checkQueries(t, s, rng, rows, 120, func() store.Query { return randQuery(rng, days) }, []time.Duration{time.Hour, 24 * time.Hour})
+}
+
+// checkQueries runs n random top and series queries (the series at one of steps) and compares
+// them with the oracle's sums of rows.
+func checkQueries(t *testing.T, s *Store, rng *rand.Rand, rows []record.Row, n int, query func() store.Query, steps []time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	for i := range n {
+		q := query()
 		got, err := s.Top(ctx, q)
 		if err != nil {
 			t.Fatal(err)
 		}
 		sameResults(t, fmt.Sprintf("top %d %+v", i, q), got, oracleTop(rows, q))
-		q.Step = pick(rng, []time.Duration{time.Hour, 24 * time.Hour})
+		q.Step = pick(rng, steps)
 		if got, err = s.Series(ctx, q); err != nil {
 			t.Fatal(err)
 		}
@@ -919,16 +935,7 @@ func TestRandomSplitsOracle(t *testing.T) {
 // index, and the store adds to the old series instead of storing them again.
 func TestMigrateSeriesIndex(t *testing.T) {
 	ctx := context.Background()
-	cfg := DefaultConfig()
-	cfg.Path = t.TempDir() + "/v3.db"
-	cfg.Collector = "c1"
-	db, err := sql.Open("sqlite", dsn(cfg, false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := migrate(ctx, db, 3); err != nil {
-		t.Fatal(err)
-	}
+	db, cfg := oldDatabase(t, 3)
 	for _, q := range []string{
 		`INSERT INTO series VALUES (7, 'prefix', 'c1', 'r1', 'web', x'cb00710018', '', 0, 0, 64500, '', '', 0, x'', x'', 0)`,
 		`INSERT INTO series VALUES (9, 'prefix', 'c1', 'r1', 'web', x'c633640016', '', 0, 0, 64500, '', '', 0, x'', x'', 0)`,

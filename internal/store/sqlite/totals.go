@@ -57,7 +57,7 @@ type queryer interface {
 
 // readPoints returns the points of a level: the packs of each interval summed per series.
 func readPoints(ctx context.Context, db queryer, level int) (map[viewPoint]record.Metrics, error) {
-	rows, err := db.QueryContext(ctx, `SELECT view, start, data FROM packs WHERE level = ?`, level)
+	rows, err := db.QueryContext(ctx, `SELECT p.view, p.start, b.data FROM packs p CROSS JOIN blobs b ON b.id = p.data WHERE p.level = ?`, level)
 	if err != nil {
 		return nil, err
 	}

@@ -132,7 +132,9 @@ func (s *Store) rollUp() {
 	if len(own) == 0 {
 		return
 	}
-	sortPoints(own)
+	if !slices.IsSortedFunc(own, cmpPoint) { // new series of one interval come in order
+		sortPoints(own)
+	}
 	all := slices.Grow(s.spare[:0], (packLevels-own[0].level)*len(own))
 	lo, hi := 0, 0 // the previous level's points in all
 	i := 0
@@ -404,7 +406,7 @@ func (s *Store) Expire(ctx context.Context, now time.Time) error {
 				}
 			}
 		}
-		return nil
+		return dropBlobs(ctx, tx, nil) // those of the packs deleted
 	})
 	s.metrics.observe("expire", 0, t0, err)
 	if err != nil {
