@@ -55,7 +55,7 @@ func migrateDeltaPacks(ctx context.Context, tx *sql.Tx) error {
 	for first := 1; first < m.keys.len(); first += seriesPerPack {
 		n := min(seriesPerPack, m.keys.len()-first)
 		if _, err := tx.ExecContext(ctx, `INSERT INTO series_packs (first, n, data) VALUES (?, ?, ?)`,
-			first, n, encodeSeries(n, func(i int) *seriesKey { return m.keys.at(int64(first + i)) })); err != nil {
+			first, n, seriesPack(n, func(i int) *seriesKey { return m.keys.at(int64(first + i)) })); err != nil {
 			return err
 		}
 	}

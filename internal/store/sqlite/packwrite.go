@@ -143,8 +143,13 @@ func dropBlobs(ctx context.Context, tx *sql.Tx, ids []int64) error {
 	return nil
 }
 
-// encodeDims returns the dims blob of the series ids.
+// encodeDims returns the dims blob of the series ids (ascending): that of the series pack when
+// they are the series the write added (a fresh store's first commit, the series of a new view).
 func (s *Store) encodeDims(ids []int64) []byte {
+	if n := int64(len(ids)); n > 0 && s.newDims != nil && ids[0] == s.newFirst && ids[n-1] == s.newFirst+n-1 &&
+		s.keys.len() == int(s.newFirst+n) {
+		return s.newDims
+	}
 	return encodeDims(len(ids), func(i int) *record.Dims { return &s.keys.at(ids[i]).dims })
 }
 

@@ -14,8 +14,8 @@ import (
 //	  blob), then a dims blob of the n series (pack.go)
 const seriesVersion = 1
 
-// encodeSeries returns the series pack of n keys.
-func encodeSeries(n int, key func(i int) *seriesKey) []byte {
+// encodeSeries returns the series pack of n keys, and its dims blob (a slice of it).
+func encodeSeries(n int, key func(i int) *seriesKey) (pack, dims []byte) {
 	var views, collectors strColumn
 	for i := range n {
 		k := key(i)
@@ -25,7 +25,9 @@ func encodeSeries(n int, key func(i int) *seriesKey) []byte {
 	b := binary.AppendUvarint([]byte{seriesVersion}, uint64(n))
 	b = views.appendTo(b)
 	b = collectors.appendTo(b)
-	return append(b, encodeDims(n, func(i int) *record.Dims { return &key(i).dims })...)
+	h := len(b)
+	b = append(b, encodeDims(n, func(i int) *record.Dims { return &key(i).dims })...)
+	return b, b[h:]
 }
 
 // decodeSeries decodes a series pack.
@@ -54,4 +56,10 @@ func decodeSeries(p []byte) ([]seriesKey, error) {
 		keys[i] = seriesKey{views[i], collectors[i], dims[i]}
 	}
 	return keys, nil
+}
+
+// seriesPack returns the series pack of n keys.
+func seriesPack(n int, key func(i int) *seriesKey) []byte {
+	p, _ := encodeSeries(n, key)
+	return p
 }

@@ -61,7 +61,10 @@ type Store struct {
 	points  []point
 	spare   []point // rollUp's other buffer
 	rowSids []int64 // per row of the batch being written: its series id, 0 unknown
-	savePos *sql.Stmt
+	// The series the write under way added: the first id and their dims blob (nil when none).
+	newFirst int64
+	newDims  []byte
+	savePos  *sql.Stmt
 }
 
 var (

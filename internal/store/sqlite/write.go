@@ -69,6 +69,7 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		tx.Rollback()
 		return err
 	}
+	s.newDims = nil
 	err = fn(tx)
 	if err == nil {
 		err = tx.Commit()
@@ -260,9 +261,12 @@ func (s *Store) seriesIDs(ctx context.Context, tx *sql.Tx, collector string, row
 		}
 		s.rowSids[i] = id
 	}
+	s.newFirst, s.newDims = first, nil
 	if n := int64(s.keys.len()) - first; n > 0 {
+		var pack []byte
+		pack, s.newDims = encodeSeries(int(n), func(i int) *seriesKey { return s.keys.at(first + int64(i)) })
 		if _, err := tx.ExecContext(ctx, `INSERT INTO series_packs (first, n, data) VALUES (?, ?, ?)`,
-			first, n, encodeSeries(int(n), func(i int) *seriesKey { return s.keys.at(first + int64(i)) })); err != nil {
+			first, n, pack); err != nil {
 			return fmt.Errorf("cannot write series: %w", err)
 		}
 	}
