@@ -167,18 +167,6 @@ func (a *accumulator) slot(bucket int64, g int32) int32 {
 	return i
 }
 
-// add adds a grouped SQL row (d holds only the By dimension).
-func (a *accumulator) add(bucket int64, d record.Dims, res int64, m *record.Metrics) {
-	if a.keep != nil && !a.keep[d] {
-		return
-	}
-	i := a.slot(bucket, a.group(groupKey(a.q.By, &d)))
-	a.slots[i].res = max(a.slots[i].res, res)
-	for c, v := range metricArray(m) {
-		a.sums[i][c] += v
-	}
-}
-
 const bigSid = 1 << 24
 
 func (a *accumulator) sidLookup(sid int64) int32 {

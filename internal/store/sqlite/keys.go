@@ -179,39 +179,6 @@ var dimensions = map[string]dimension{
 	"dst-group": {"dst_group", 'a', needDst},
 }
 
-// groupValue holds a scanned group-by column.
-type groupValue struct {
-	text  string
-	num   int64
-	bytes []byte
-}
-
-func (g *groupValue) target(kind byte) any {
-	switch kind {
-	case 't':
-		return &g.text
-	case 'i':
-		return &g.num
-	}
-	return &g.bytes
-}
-
-// dims returns the group's value as Dims with only the By dimension set (through its group key,
-// as packs' groups are).
-func (g *groupValue) dims(by string) (record.Dims, error) {
-	k := gkey{s: g.text, n: g.num}
-	var err error
-	switch dimensions[by].column {
-	case "prefix":
-		var p netip.Prefix
-		p, err = decodePrefix(g.bytes)
-		k.a, k.bits = p.Addr(), p.Bits()
-	case "src_group", "dst_group":
-		k.a, err = decodeAddr(g.bytes)
-	}
-	return dimsFromKey(by, k), err
-}
-
 // keyText prints a group's value: "203.0.113.0/24" or "unrouted", "AS64500", "DE" ("unknown"
 // when empty), router and class names, "other" for port -1.
 func keyText(by string, d *record.Dims) string {
