@@ -1,38 +1,27 @@
 package main
 
 import (
-	"database/sql"
+	"context"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	_ "modernc.org/sqlite"
-
 	"github.com/netledger/netledger/internal/spool"
+	"github.com/netledger/netledger/internal/store/sqlite"
 )
 
-// storeTotals returns, per view, the requests and bytes stored at a resolution table.
-func storeTotals(t *testing.T, path, table string) map[string][2]uint64 {
+// storeTotals returns, per view, the requests and bytes stored at a level (base, hour, day,
+// week).
+func storeTotals(t *testing.T, path, level string) map[string][2]uint64 {
 	t.Helper()
-	db, err := sql.Open("sqlite", path)
+	tot, err := sqlite.ReadTotals(context.Background(), path, level)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	rows, err := db.Query(`SELECT s.view, sum(p.requests), sum(p.bytes) FROM ` + table + ` p JOIN series s ON s.id = p.sid GROUP BY s.view`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	out := map[string][2]uint64{}
-	for rows.Next() {
-		var view string
-		var req, bytes uint64
-		if err := rows.Scan(&view, &req, &bytes); err != nil {
-			t.Fatal(err)
-		}
-		out[view] = [2]uint64{req, bytes}
+	for view, v := range tot {
+		out[view] = [2]uint64{v.Metrics.Requests, v.Metrics.Bytes}
 	}
 	return out
 }
@@ -58,7 +47,7 @@ func TestAccountingCrashExactlyOnce(t *testing.T) {
 		return d.accepted(t) >= 20_000 && d.metric(t, "netledger_accounting_commits_total ") >= 3
 	})
 	survivors, _ := readSpool(t, spoolDir, spool.Position{}, 1<<30)
-	before := storeTotals(t, dbPath, "points_base")["router"]
+	before := storeTotals(t, dbPath, "base")["router"]
 	if before[0] == 0 || before[0] > uint64(len(survivors)) {
 		t.Fatalf("after the crash the store holds %d requests of %d reports in the spool", before[0], len(survivors))
 	}
@@ -73,11 +62,11 @@ func TestAccountingCrashExactlyOnce(t *testing.T) {
 	for _, id := range all {
 		sum += id
 	}
-	for _, table := range []string{"points_base", "points_hour", "points_day"} {
-		got := storeTotals(t, dbPath, table)
+	for _, level := range []string{"base", "hour", "day", "week"} {
+		got := storeTotals(t, dbPath, level)
 		for _, view := range []string{"router", "prefix", "country", "origin"} {
 			if g := got[view]; g != [2]uint64{uint64(len(all)), sum} {
-				t.Errorf("%s, view %s: %d requests, %d bytes stored; want %d reports, %d bytes", table, view, g[0], g[1], len(all), sum)
+				t.Errorf("%s level, view %s: %d requests, %d bytes stored; want %d reports, %d bytes", level, view, g[0], g[1], len(all), sum)
 			}
 		}
 	}

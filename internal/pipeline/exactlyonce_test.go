@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -79,28 +78,17 @@ func crashChild() {
 }
 
 // dbTotals sums the stored points per view at one resolution table.
-func dbTotals(t *testing.T, path, table string) map[string]record.Metrics {
+func dbTotals(t *testing.T, path, level string) map[string]record.Metrics {
 	t.Helper()
-	db, err := sql.Open("sqlite", path)
+	tot, err := sqlite.ReadTotals(context.Background(), path, level)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	rows, err := db.Query(`SELECT s.view, sum(p.requests), sum(p.bytes), sum(p.packets), sum(p.retransmits), count(*)
-		FROM ` + table + ` p JOIN series s ON s.id = p.sid GROUP BY s.view`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	out := map[string]record.Metrics{}
-	for rows.Next() {
-		var view string
-		var m record.Metrics
-		var n int
-		if err := rows.Scan(&view, &m.Requests, &m.Bytes, &m.Packets, &m.Retransmits, &n); err != nil {
-			t.Fatal(err)
-		}
-		m.Conns = uint64(n) // the number of stored rows, compared with the expected rows
+	for view, v := range tot {
+		m := record.Metrics{Requests: v.Metrics.Requests, Bytes: v.Metrics.Bytes, Packets: v.Metrics.Packets,
+			Retransmits: v.Metrics.Retransmits}
+		m.Conns = uint64(v.Points) // the number of stored points, compared with the expected rows
 		out[view] = m
 	}
 	return out
@@ -173,7 +161,7 @@ func TestExactlyOnceCrashInCommit(t *testing.T) {
 	if pos == (store.Position{}) || sp.Lag(spool.Position{Segment: pos.Segment, Offset: pos.Offset}) == 0 {
 		t.Fatalf("after the crash the saved position is %v: want one after two commits, before the end", pos)
 	}
-	partial := dbTotals(t, dbPath, "points_base")["router"]
+	partial := dbTotals(t, dbPath, "base")["router"]
 	if partial.Requests == 0 || partial.Requests >= 20000 {
 		t.Fatalf("before the restart the store holds %d requests; want the two committed batches", partial.Requests)
 	}
@@ -187,16 +175,16 @@ func TestExactlyOnceCrashInCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := expectedTotals(t, recs)
-	for _, table := range []string{"points_base", "points_hour", "points_day"} {
-		got := dbTotals(t, dbPath, table)
+	for _, level := range []string{"base", "hour", "day", "week"} {
+		got := dbTotals(t, dbPath, level)
 		for view, w := range want {
 			g := got[view]
-			if table != "points_base" {
+			if level != "base" {
 				w.Conns, g.Conns = 0, 0 // roll-ups hold fewer rows
 			}
 			if g != w {
-				t.Errorf("%s, view %s: stored requests/bytes/packets/retransmits/rows %d/%d/%d/%d/%d, want %d/%d/%d/%d/%d",
-					table, view, g.Requests, g.Bytes, g.Packets, g.Retransmits, g.Conns, w.Requests, w.Bytes, w.Packets, w.Retransmits, w.Conns)
+				t.Errorf("%s level, view %s: stored requests/bytes/packets/retransmits/rows %d/%d/%d/%d/%d, want %d/%d/%d/%d/%d",
+					level, view, g.Requests, g.Bytes, g.Packets, g.Retransmits, g.Conns, w.Requests, w.Bytes, w.Packets, w.Retransmits, w.Conns)
 			}
 		}
 	}

@@ -167,18 +167,6 @@ func (a *accumulator) slot(bucket int64, g int32) int32 {
 	return i
 }
 
-// add adds a grouped SQL row (d holds only the By dimension).
-func (a *accumulator) add(bucket int64, d record.Dims, res int64, m *record.Metrics) {
-	if a.keep != nil && !a.keep[d] {
-		return
-	}
-	i := a.slot(bucket, a.group(groupKey(a.q.By, &d)))
-	a.slots[i].res = max(a.slots[i].res, res)
-	for c, v := range metricArray(m) {
-		a.sums[i][c] += v
-	}
-}
-
 const bigSid = 1 << 24
 
 func (a *accumulator) sidLookup(sid int64) int32 {
@@ -216,7 +204,7 @@ func (a *accumulator) resolve(d *packDims) int32 {
 }
 
 // addPack adds the points of a pack.
-func (a *accumulator) addPack(level int, start int64, data []byte, dimsOf func() ([]byte, error)) error {
+func (a *accumulator) addPack(level int, start, res int64, data []byte, dimsOf func() ([]byte, error)) error {
 	r := &a.reader
 	if err := r.reset(data); err != nil {
 		return err
@@ -231,7 +219,6 @@ func (a *accumulator) addPack(level int, start int64, data []byte, dimsOf func()
 	}
 	var dims []packDims
 	a.sidx = slices.Grow(a.sidx[:0], r.n)
-	res := levelSeconds[min(level, levelDay)]
 	for k, sid := range r.sids {
 		g := a.sidLookup(sid)
 		if g == 0 {

@@ -90,7 +90,7 @@ var (
 func topDB(b *testing.B) string {
 	topOnce.Do(func() {
 		// Built once per machine (minutes); kept in the temporary directory for the next runs.
-		dir := filepath.Join(os.TempDir(), "netledger-bench-top-v3")
+		dir := filepath.Join(os.TempDir(), "netledger-bench-top-v4")
 		topPath = filepath.Join(dir, "netledger.db")
 		if _, err := os.Stat(filepath.Join(dir, "complete")); err == nil {
 			return

@@ -17,9 +17,15 @@ const (
 	levels
 )
 
-// levelWeek exists only as packs: the daily points of the weeks since the epoch (Thursday to
-// Wednesday) summed per series, so that a month is read from four packs instead of thirty.
-const levelWeek = levels
+// levelWeek holds the daily points of the weeks since the epoch (Thursday to Wednesday)
+// summed per series, so that a month is read from four packs instead of thirty.
+const (
+	levelWeek  = levels
+	packLevels = levels + 1
+)
+
+// levelName names the levels in metrics and Totals.
+var levelName = [packLevels]string{"base", "hour", "day", "week"}
 
 const weekSeconds = 7 * 86400
 
@@ -32,12 +38,11 @@ func packSeconds(level int) int64 {
 }
 
 var (
-	levelTable = [levels]string{"points_base", "points_hour", "points_day"}
 	// levelSeconds is the interval length of the roll-ups (the base interval is the rows' own).
 	levelSeconds = [levels]int64{0, 3600, 86400}
 )
 
-// levelOf returns the table a row of resolution res is written to.
+// levelOf returns the level a row of resolution res is written to.
 func levelOf(res time.Duration) (int, error) {
 	switch {
 	case res == 24*time.Hour:
@@ -82,7 +87,6 @@ type pointKey struct {
 type point struct {
 	pointKey
 	res int64
-	row int32 // a row of the batch of this point's series (its view and dimensions)
 	m   record.Metrics
 }
 
@@ -175,39 +179,6 @@ var dimensions = map[string]dimension{
 	"dst-group": {"dst_group", 'a', needDst},
 }
 
-// groupValue holds a scanned group-by column.
-type groupValue struct {
-	text  string
-	num   int64
-	bytes []byte
-}
-
-func (g *groupValue) target(kind byte) any {
-	switch kind {
-	case 't':
-		return &g.text
-	case 'i':
-		return &g.num
-	}
-	return &g.bytes
-}
-
-// dims returns the group's value as Dims with only the By dimension set (through its group key,
-// as packs' groups are).
-func (g *groupValue) dims(by string) (record.Dims, error) {
-	k := gkey{s: g.text, n: g.num}
-	var err error
-	switch dimensions[by].column {
-	case "prefix":
-		var p netip.Prefix
-		p, err = decodePrefix(g.bytes)
-		k.a, k.bits = p.Addr(), p.Bits()
-	case "src_group", "dst_group":
-		k.a, err = decodeAddr(g.bytes)
-	}
-	return dimsFromKey(by, k), err
-}
-
 // keyText prints a group's value: "203.0.113.0/24" or "unrouted", "AS64500", "DE" ("unknown"
 // when empty), router and class names, "other" for port -1.
 func keyText(by string, d *record.Dims) string {
@@ -260,4 +231,43 @@ func addrText(a netip.Addr) string {
 		return "unknown"
 	}
 	return a.String()
+}
+
+// keyIndex holds the series' keys by id, in chunks: appending never copies the keys.
+type keyIndex struct {
+	chunks [][]seriesKey
+	n      int
+}
+
+const (
+	keyShift = 12
+	keyMask  = 1<<keyShift - 1
+)
+
+func (x *keyIndex) len() int { return x.n }
+
+// at returns the key of id (0 ≤ id < len).
+func (x *keyIndex) at(id int64) *seriesKey { return &x.chunks[id>>keyShift][id&keyMask] }
+
+func (x *keyIndex) add(k seriesKey) {
+	c := x.n >> keyShift
+	if c == len(x.chunks) {
+		x.chunks = append(x.chunks, make([]seriesKey, 0, 1<<keyShift))
+	}
+	x.chunks[c] = append(x.chunks[c], k)
+	x.n++
+}
+
+// truncate drops the keys from id n on.
+func (x *keyIndex) truncate(n int) {
+	for c := n >> keyShift; c < len(x.chunks); c++ {
+		lo := 0
+		if c == n>>keyShift {
+			lo = n & keyMask
+		}
+		clear(x.chunks[c][lo:])
+		x.chunks[c] = x.chunks[c][:lo]
+	}
+	x.chunks = x.chunks[:(n+keyMask)>>keyShift]
+	x.n = n
 }

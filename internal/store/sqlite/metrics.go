@@ -7,12 +7,15 @@ import (
 )
 
 type metrics struct {
-	ops      *prometheus.CounterVec
-	rows     *prometheus.CounterVec
-	seconds  *prometheus.HistogramVec
-	expired  *prometheus.CounterVec
-	queries  *prometheus.CounterVec
-	qseconds *prometheus.HistogramVec
+	ops     *prometheus.CounterVec
+	rows    *prometheus.CounterVec
+	seconds *prometheus.HistogramVec
+	expired *prometheus.CounterVec
+	// compactions counts the intervals whose delta packs were merged into one (in write
+	// transactions, committed or not).
+	compactions prometheus.Counter
+	queries     *prometheus.CounterVec
+	qseconds    *prometheus.HistogramVec
 }
 
 func newMetrics() *metrics {
@@ -32,8 +35,12 @@ func newMetrics() *metrics {
 		}, []string{"op"}),
 		expired: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "netledger_store_expired_rows_total",
-			Help: "Points deleted by retention, by table.",
+			Help: "Packs deleted by retention, by level (base, hour, day, week).",
 		}, []string{"table"}),
+		compactions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "netledger_store_compactions_total",
+			Help: "Intervals whose delta packs the embedded store merged into one.",
+		}),
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "netledger_store_queries_total",
 			Help: "Queries of the embedded store by kind and result.",
@@ -69,5 +76,5 @@ func (m *metrics) query(kind string, t0 time.Time, err error) {
 // Collectors returns the store's Prometheus metrics, for the daemon's registry.
 func (s *Store) Collectors() []prometheus.Collector {
 	m := s.metrics
-	return []prometheus.Collector{m.ops, m.rows, m.seconds, m.expired, m.queries, m.qseconds}
+	return []prometheus.Collector{m.ops, m.rows, m.seconds, m.expired, m.compactions, m.queries, m.qseconds}
 }

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
 
 	"github.com/netledger/netledger/internal/record"
 )
@@ -13,12 +14,13 @@ import (
 //	uvarint length, then n series ids as uvarint deltas (ascending)
 //	the eleven metrics in Metrics' order, each a byte 0 (all zero) or 1 followed by n uvarints
 //
-// dims, the points' dimensions, read only for series the reader has not met in an earlier pack:
+// dims, the points' dimensions, read only for series the reader has not met in an earlier pack
+// (the same encoding holds the keys of a series pack, series.go):
 //
 //	version byte (1), uvarint n
 //	for router, class, path, country and region a dictionary (uvarint count, strings as uvarint
 //	  length + bytes) and n uvarint indices; the prefix, src_group and dst_group as n (length
-//	  byte + bytes) as stored in series; peer_as, origin_as, asn, proto as n uvarints, port as n
+//	  byte + bytes: encodePrefix, encodeAddr); peer_as, origin_as, asn, proto as n uvarints, port as n
 //	  zig-zag varints
 const packVersion = 1
 
@@ -33,55 +35,48 @@ const (
 
 const nMetrics = 11
 
+// packBuilder builds a pack's data blob from points added in ascending series id; the dims
+// blob is encoded apart (encodeDims), from the series index.
 type packBuilder struct {
-	n       int
-	lastSid int64
-	sids    []byte
-	dict    [nStrings]map[string]uint64
-	words   [nStrings][]string
-	strs    [nStrings][]byte
-	prefix  []byte
-	src     []byte
-	dst     []byte
-	ints    [5][]byte
-	metrics [nMetrics][]byte
-	nonzero [nMetrics]bool
+	res int64 // the longest resolution of the points (the pack's res column)
+	ids []int64
+	ms  []*record.Metrics
 }
 
-func newPackBuilder() *packBuilder {
-	b := &packBuilder{}
-	for i := range b.dict {
-		b.dict[i] = map[string]uint64{}
+func newPackBuilder() *packBuilder { return &packBuilder{} }
+
+// add appends a point (m is read by data); points come in ascending series id.
+func (b *packBuilder) add(sid int64, m *record.Metrics) {
+	b.ids = append(b.ids, sid)
+	b.ms = append(b.ms, m)
+}
+
+// sameAs reports whether b holds the same points as o.
+func (b *packBuilder) sameAs(o *packBuilder) bool {
+	if o == nil || !slices.Equal(b.ids, o.ids) {
+		return false
 	}
-	return b
-}
-
-// add appends a point; points come in ascending series id.
-func (b *packBuilder) add(sid int64, d *record.Dims, m *record.Metrics) {
-	b.sids = binary.AppendUvarint(b.sids, uint64(sid-b.lastSid))
-	b.lastSid = sid
-	for i, s := range [nStrings]string{d.Router, d.Class, d.Path, d.Country, d.Region} {
-		w, ok := b.dict[i][s]
-		if !ok {
-			w = uint64(len(b.words[i]))
-			b.dict[i][s] = w
-			b.words[i] = append(b.words[i], s)
+	for k, m := range b.ms {
+		if *m != *o.ms[k] {
+			return false
 		}
-		b.strs[i] = binary.AppendUvarint(b.strs[i], w)
 	}
-	b.prefix = appendBytes(b.prefix, encodePrefix(d.Prefix))
-	b.src = appendBytes(b.src, encodeAddr(d.SrcGroup))
-	b.dst = appendBytes(b.dst, encodeAddr(d.DstGroup))
-	b.ints[0] = binary.AppendUvarint(b.ints[0], uint64(d.PeerAS))
-	b.ints[1] = binary.AppendUvarint(b.ints[1], uint64(d.OriginAS))
-	b.ints[2] = binary.AppendUvarint(b.ints[2], uint64(d.ASN))
-	b.ints[3] = binary.AppendUvarint(b.ints[3], uint64(d.Proto))
-	b.ints[4] = binary.AppendVarint(b.ints[4], int64(d.Port))
-	for i, v := range metricArray(m) {
-		b.metrics[i] = binary.AppendUvarint(b.metrics[i], v)
-		b.nonzero[i] = b.nonzero[i] || v != 0
-	}
-	b.n++
+	return true
+}
+
+// metricField reads the metrics of a pack's columns, in their order.
+var metricField = [nMetrics]func(*record.Metrics) uint64{
+	func(m *record.Metrics) uint64 { return m.Requests },
+	func(m *record.Metrics) uint64 { return m.Bytes },
+	func(m *record.Metrics) uint64 { return m.BytesIn },
+	func(m *record.Metrics) uint64 { return m.Packets },
+	func(m *record.Metrics) uint64 { return m.PacketsIn },
+	func(m *record.Metrics) uint64 { return m.Retransmits },
+	func(m *record.Metrics) uint64 { return m.Duration },
+	func(m *record.Metrics) uint64 { return m.RTTSum },
+	func(m *record.Metrics) uint64 { return m.RTTCount },
+	func(m *record.Metrics) uint64 { return m.Conns },
+	func(m *record.Metrics) uint64 { return m.Open },
 }
 
 func appendBytes(dst, b []byte) []byte {
@@ -98,33 +93,202 @@ func metricsFrom(a *[nMetrics]uint64) record.Metrics {
 		Retransmits: a[5], Duration: a[6], RTTSum: a[7], RTTCount: a[8], Conns: a[9], Open: a[10]}
 }
 
-// bytes returns the data and dims blobs.
-func (b *packBuilder) bytes() (data, dims []byte) {
-	dims = binary.AppendUvarint([]byte{packVersion}, uint64(b.n))
-	for i := range nStrings {
-		dims = binary.AppendUvarint(dims, uint64(len(b.words[i])))
-		for _, w := range b.words[i] {
-			dims = binary.AppendUvarint(dims, uint64(len(w)))
-			dims = append(dims, w...)
+// data returns the data blob, written column by column.
+func (b *packBuilder) data() []byte {
+	n := len(b.ids)
+	sids := make([]byte, 0, 2*n)
+	var last int64
+	for _, id := range b.ids {
+		sids = binary.AppendUvarint(sids, uint64(id-last))
+		last = id
+	}
+	data := make([]byte, 0, 24+len(sids)+8*n)
+	data = binary.AppendUvarint(append(data, packVersion), uint64(n))
+	data = binary.AppendUvarint(data, uint64(len(sids)))
+	data = append(data, sids...)
+	for c := range nMetrics {
+		field := metricField[c]
+		nonzero := false
+		for _, m := range b.ms {
+			if field(m) != 0 {
+				nonzero = true
+				break
+			}
 		}
-		dims = append(dims, b.strs[i]...)
-	}
-	dims = append(append(append(dims, b.prefix...), b.src...), b.dst...)
-	for _, c := range b.ints {
-		dims = append(dims, c...)
-	}
-	data = binary.AppendUvarint([]byte{packVersion}, uint64(b.n))
-	data = binary.AppendUvarint(data, uint64(len(b.sids)))
-	data = append(data, b.sids...)
-	for i, c := range b.metrics {
-		if !b.nonzero[i] {
+		if !nonzero {
 			data = append(data, 0)
 			continue
 		}
 		data = append(data, 1)
-		data = append(data, c...)
+		for _, m := range b.ms {
+			data = binary.AppendUvarint(data, field(m))
+		}
 	}
-	return data, dims
+	return data
+}
+
+// strColumn is a column of strings: a dictionary and an index per value.
+type strColumn struct {
+	dict  map[string]uint64
+	words []string
+	idx   []byte
+}
+
+func (c *strColumn) add(s string) {
+	if c.dict == nil {
+		c.dict = map[string]uint64{}
+	}
+	w, ok := c.dict[s]
+	if !ok {
+		w = uint64(len(c.words))
+		c.dict[s] = w
+		c.words = append(c.words, s)
+	}
+	c.idx = binary.AppendUvarint(c.idx, w)
+}
+
+// appendTo appends the dictionary (uvarint count, strings as uvarint length + bytes) and the
+// indices.
+func (c *strColumn) appendTo(dst []byte) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(c.words)))
+	for _, w := range c.words {
+		dst = binary.AppendUvarint(dst, uint64(len(w)))
+		dst = append(dst, w...)
+	}
+	return append(dst, c.idx...)
+}
+
+// readStrColumn decodes n values of a strColumn.
+func readStrColumn(p *[]byte, n int, out []string) error {
+	nw, err := uvarint(p)
+	if err != nil || nw > uint64(len(*p)) {
+		return errBadPack
+	}
+	words := make([]string, nw)
+	for i := range words {
+		l, err := uvarint(p)
+		if err != nil || l > uint64(len(*p)) {
+			return errBadPack
+		}
+		words[i] = string((*p)[:l])
+		*p = (*p)[l:]
+	}
+	for k := range n {
+		w, err := uvarint(p)
+		if err != nil || w >= uint64(len(words)) {
+			return errBadPack
+		}
+		out[k] = words[w]
+	}
+	return nil
+}
+
+// encodeDims returns the dims blob of n points whose dimensions dims returns.
+func encodeDims(n int, dims func(i int) *record.Dims) []byte {
+	var (
+		strs        [nStrings]strColumn
+		prefix, src []byte
+		dst         []byte
+		ints        [5][]byte
+	)
+	for i := range n {
+		d := dims(i)
+		for c, s := range [nStrings]string{d.Router, d.Class, d.Path, d.Country, d.Region} {
+			strs[c].add(s)
+		}
+		prefix = appendBytes(prefix, encodePrefix(d.Prefix))
+		src = appendBytes(src, encodeAddr(d.SrcGroup))
+		dst = appendBytes(dst, encodeAddr(d.DstGroup))
+		ints[0] = binary.AppendUvarint(ints[0], uint64(d.PeerAS))
+		ints[1] = binary.AppendUvarint(ints[1], uint64(d.OriginAS))
+		ints[2] = binary.AppendUvarint(ints[2], uint64(d.ASN))
+		ints[3] = binary.AppendUvarint(ints[3], uint64(d.Proto))
+		ints[4] = binary.AppendVarint(ints[4], int64(d.Port))
+	}
+	blob := binary.AppendUvarint([]byte{packVersion}, uint64(n))
+	for i := range strs {
+		blob = strs[i].appendTo(blob)
+	}
+	blob = append(append(append(blob, prefix...), src...), dst...)
+	for _, c := range ints {
+		blob = append(blob, c...)
+	}
+	return blob
+}
+
+// decodeAllDims decodes a dims blob of n points completely.
+func decodeAllDims(p []byte, n int) ([]record.Dims, error) {
+	if len(p) < 1 || p[0] != packVersion {
+		return nil, errBadPack
+	}
+	p = p[1:]
+	if m, err := uvarint(&p); err != nil || m != uint64(n) {
+		return nil, errBadPack
+	}
+	ds := make([]record.Dims, n)
+	col := make([]string, n)
+	for i := range nStrings {
+		if err := readStrColumn(&p, n, col); err != nil {
+			return nil, err
+		}
+		for k := range ds {
+			switch i {
+			case strRouter:
+				ds[k].Router = col[k]
+			case strClass:
+				ds[k].Class = col[k]
+			case strPath:
+				ds[k].Path = col[k]
+			case strCountry:
+				ds[k].Country = col[k]
+			case strRegion:
+				ds[k].Region = col[k]
+			}
+		}
+	}
+	var addrs [3][][]byte
+	for c := range addrs {
+		addrs[c] = make([][]byte, n)
+		for k := range n {
+			if len(p) < 1 || int(p[0]) >= len(p) {
+				return nil, errBadPack
+			}
+			addrs[c][k] = p[1 : 1+int(p[0])]
+			p = p[1+int(p[0]):]
+		}
+	}
+	for k := range ds {
+		if err := decodeAddrs(&ds[k], addrs[0][k], addrs[1][k], addrs[2][k]); err != nil {
+			return nil, err
+		}
+	}
+	for c := range 5 {
+		for k := range ds {
+			if c == 4 {
+				v, err := varint(&p)
+				if err != nil {
+					return nil, err
+				}
+				ds[k].Port = int32(v)
+				continue
+			}
+			v, err := uvarint(&p)
+			if err != nil {
+				return nil, err
+			}
+			switch c {
+			case 0:
+				ds[k].PeerAS = uint32(v)
+			case 1:
+				ds[k].OriginAS = uint32(v)
+			case 2:
+				ds[k].ASN = uint32(v)
+			case 3:
+				ds[k].Proto = uint8(v)
+			}
+		}
+	}
+	return ds, nil
 }
 
 var errBadPack = errors.New("corrupt pack")

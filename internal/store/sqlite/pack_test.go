@@ -14,10 +14,19 @@ func TestPackRoundTrip(t *testing.T) {
 	rows := randRows(rng, 500, 1)
 	b := newPackBuilder()
 	for i := range rows {
-		b.add(int64(i*3+1), &rows[i].Dims, &rows[i].Metrics)
+		b.add(int64(i*3+1), &rows[i].Metrics)
 	}
 	var r packReader
-	data, blob := b.bytes()
+	data, blob := b.data(), encodeDims(len(rows), func(i int) *record.Dims { return &rows[i].Dims })
+	all, err := decodeAllDims(blob, len(rows))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range rows {
+		if all[i] != rows[i].Dims {
+			t.Fatalf("point %d: dims %+v, want %+v", i, all[i], rows[i].Dims)
+		}
+	}
 	if err := r.reset(data); err != nil {
 		t.Fatal(err)
 	}
@@ -56,8 +65,8 @@ func TestPackRoundTrip(t *testing.T) {
 func FuzzPack(f *testing.F) {
 	b := newPackBuilder()
 	d := record.Dims{Router: "r1", Path: "1 2"}
-	b.add(5, &d, &record.Metrics{Bytes: 300})
-	data, dims := b.bytes()
+	b.add(5, &record.Metrics{Bytes: 300})
+	data, dims := b.data(), encodeDims(1, func(int) *record.Dims { return &d })
 	f.Add(data, dims)
 	f.Add([]byte{packVersion, 1, 1, 0, 0}, []byte{packVersion, 1})
 	f.Fuzz(func(t *testing.T, data, dims []byte) {
@@ -67,6 +76,8 @@ func FuzzPack(f *testing.F) {
 		}
 		r.decodeDims(dims, needRouter|needClass|needCountry, needPrefix)
 		r.addMetrics(make([]int32, r.n), make([][nMetrics]uint64, 1))
+		decodeAllDims(dims, r.n)
+		decodeSeries(dims)
 	})
 }
 

@@ -10,113 +10,152 @@ import (
 	"github.com/netledger/netledger/internal/record"
 )
 
-// bucket is one view's hourly or daily interval.
+// maxDeltas is the number of packs an interval may hold before the writing transaction
+// compacts them into one; an interval that is over is compacted at the next write.
+const maxDeltas = 16
+
+// bucket is one view's interval at a level.
 type bucket struct {
 	level int
 	start int64
 	view  string
 }
 
-// invalidate drops the packs of the buckets a write touched and marks them dirty.
-func (s *Store) invalidate(ctx context.Context, tx *sql.Tx, touched map[bucket]struct{}) error {
-	for b := range touched {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM packs WHERE view = ? AND level = ? AND start = ?`, b.view, b.level, b.start); err != nil {
+// writePoints writes s.points (in key order) as one delta pack per level, interval start and
+// view, then compacts the intervals holding several packs that are over by end (the end of the
+// newest interval written) or hold maxDeltas packs.
+func (s *Store) writePoints(ctx context.Context, tx *sql.Tx, end int64) error {
+	if len(s.points) == 0 {
+		return s.compactOver(ctx, tx, end)
+	}
+	ins, err := tx.PrepareContext(ctx, `INSERT INTO packs (level, start, view, res, data, dims) VALUES (?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer ins.Close()
+	var (
+		views   = map[string]*packBuilder{}
+		last    = map[string]*packBuilder{} // per view, the pack written last
+		blobIDs = map[*packBuilder][2]int64{}
+		order   []string
+		written []bucket
+		ends    []int64
+	)
+	ps := s.points
+	for i := 0; i < len(ps); {
+		level, start := ps[i].level, ps[i].start
+		clear(views)
+		order = order[:0]
+		j := i
+		for j < len(ps) && ps[j].level == level && ps[j].start == start {
+			j++
+		}
+		for k := i; k < j; k++ {
+			p := &ps[k]
+			v := s.keys.at(p.sid).view
+			b := views[v]
+			if b == nil {
+				b = &packBuilder{ids: make([]int64, 0, j-k), ms: make([]*record.Metrics, 0, j-k)}
+				views[v] = b
+				order = append(order, v)
+			}
+			b.add(p.sid, &p.m)
+			b.res = max(b.res, p.res)
+		}
+		i = j
+		for _, v := range order {
+			b := views[v]
+			res, ivEnd := b.res, start+b.res
+			if level > levelBase {
+				res, ivEnd = levelSeconds[min(level, levelDay)], start+packSeconds(level)
+			}
+			// The packs of a view at the four levels mostly hold the same series (their dims
+			// blob is shared), often the same sums too (their data blob is).
+			var ids [2]int64
+			prev := last[v]
+			switch {
+			case b.sameAs(prev):
+				ids = blobIDs[prev]
+			case prev != nil && slices.Equal(b.ids, prev.ids):
+				ids[1] = blobIDs[prev][1]
+				if ids[0], err = insertBlob(ctx, tx, b.data()); err != nil {
+					return err
+				}
+			default:
+				if ids[0], err = insertBlob(ctx, tx, b.data()); err != nil {
+					return err
+				}
+				if ids[1], err = insertBlob(ctx, tx, s.encodeDims(b.ids)); err != nil {
+					return err
+				}
+			}
+			blobIDs[b], last[v] = ids, b
+			if _, err := ins.ExecContext(ctx, level, start, v, res, ids[0], ids[1]); err != nil {
+				return fmt.Errorf("cannot write pack: %w", err)
+			}
+			written = append(written, bucket{level, start, v})
+			ends = append(ends, ivEnd)
+		}
+	}
+	for i, b := range written {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM packs WHERE level = ? AND view = ? AND start = ?`,
+			b.level, b.view, b.start).Scan(&n); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO dirty (level, start, view) VALUES (?, ?, ?)`, b.level, b.start, b.view); err != nil {
+		switch {
+		case n <= 1:
+		case n >= maxDeltas || ends[i] <= end:
+			if err := s.compact(ctx, tx, b); err != nil {
+				return err
+			}
+		default:
+			if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO dirty (level, start, view, until) VALUES (?, ?, ?, ?)`,
+				b.level, b.start, b.view, ends[i]); err != nil {
+				return err
+			}
+		}
+	}
+	return s.compactOver(ctx, tx, end)
+}
+
+func insertBlob(ctx context.Context, tx *sql.Tx, b []byte) (int64, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO blobs (data) VALUES (?)`, b)
+	if err != nil {
+		return 0, fmt.Errorf("cannot write pack: %w", err)
+	}
+	return res.LastInsertId()
+}
+
+// dropBlobs deletes the blobs of ids that no pack refers to any more (all such blobs when ids
+// is nil).
+func dropBlobs(ctx context.Context, tx *sql.Tx, ids []int64) error {
+	const orphan = `NOT EXISTS (SELECT 1 FROM packs WHERE data = blobs.id) AND NOT EXISTS (SELECT 1 FROM packs WHERE dims = blobs.id)`
+	if ids == nil {
+		_, err := tx.ExecContext(ctx, `DELETE FROM blobs WHERE `+orphan)
+		return err
+	}
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM blobs WHERE id = ? AND `+orphan, id); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// invalidateRange drops the packs of every view with starts in [from, to) at level and marks
-// those buckets dirty.
-func invalidateRange(ctx context.Context, tx *sql.Tx, level int, from, to int64) error {
-	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO dirty (level, start, view)
-		SELECT level, start, view FROM packs WHERE level = ? AND start >= ? AND start < ?`, level, from, to); err != nil {
-		return err
+// encodeDims returns the dims blob of the series ids (ascending): that of the series pack when
+// they are the series the write added (a fresh store's first commit, the series of a new view).
+func (s *Store) encodeDims(ids []int64) []byte {
+	if n := int64(len(ids)); n > 0 && s.newDims != nil && ids[0] == s.newFirst && ids[n-1] == s.newFirst+n-1 &&
+		s.keys.len() == int(s.newFirst+n) {
+		return s.newDims
 	}
-	_, err := tx.ExecContext(ctx, `DELETE FROM packs WHERE level = ? AND start >= ? AND start < ?`, level, from, to)
-	return err
+	return encodeDims(len(ids), func(i int) *record.Dims { return &s.keys.at(ids[i]).dims })
 }
 
-// interval is an hourly, daily or weekly interval of all views.
-type interval struct {
-	level int
-	start int64
-}
-
-// overBefore reports whether the interval is over by end (the end of the newest interval
-// written), so that pack writes its packs.
-func (b interval) overBefore(end int64) bool { return b.start+packSeconds(b.level) <= end }
-
-// freshIntervals returns the intervals touched by a write that are over by end and hold no
-// points yet (of any view or collector): after the write their points are exactly the
-// write's, so their packs are built from memory (packPoints), not read back.
-func (s *Store) freshIntervals(ctx context.Context, tx *sql.Tx, touched map[bucket]struct{}, end int64) (map[interval]bool, error) {
-	fresh := map[interval]bool{}
-	for b := range touched {
-		iv := interval{b.level, b.start}
-		if _, ok := fresh[iv]; ok || !iv.overBefore(end) {
-			continue
-		}
-		var found int
-		err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+levelTable[min(b.level, levelDay)]+
-			` WHERE start >= ? AND start < ?)`, b.start, b.start+packSeconds(b.level)).Scan(&found)
-		if err != nil {
-			return nil, fmt.Errorf("cannot look up points: %w", err)
-		}
-		fresh[iv] = found == 0
-	}
-	return fresh, nil
-}
-
-// packPoints adds the write's points of interval b (s.points, in key order) to the builders of
-// their views: the points at b's level, or for a week the sums of its daily points.
-func (s *Store) packPoints(b interval, rows []record.Row, views map[string]*packBuilder) {
-	level, lo, hi := min(b.level, levelDay), b.start, b.start+packSeconds(b.level)
-	ps := s.points
-	i, _ := slices.BinarySearchFunc(ps, pointKey{level, lo, 0}, func(p point, k pointKey) int {
-		return cmp.Or(cmp.Compare(p.level, k.level), cmp.Compare(p.start, k.start), cmp.Compare(p.sid, k.sid))
-	})
-	j := i
-	for j < len(ps) && ps[j].level == level && ps[j].start < hi {
-		j++
-	}
-	ps = ps[i:j]
-	if b.level == levelWeek { // up to seven days: sum each series' points
-		week := slices.Clone(ps)
-		slices.SortStableFunc(week, func(x, y point) int { return cmp.Compare(x.sid, y.sid) })
-		n := 0
-		for k := range week {
-			if n > 0 && week[n-1].sid == week[k].sid {
-				week[n-1].m.Add(&week[k].m)
-				continue
-			}
-			week[n] = week[k]
-			n++
-		}
-		ps = week[:n]
-	}
-	for k := range ps {
-		p := &ps[k]
-		r := &rows[p.row]
-		if v := views[r.View]; v != nil {
-			v.add(p.sid, &r.Dims, &p.m)
-		}
-	}
-}
-
-// pack writes the packs of the dirty buckets that end at or before end (the end of the newest
-// interval written): intervals are packed once they are over. fromMemory builds an interval's
-// packs from the write's points where it can (it reports whether it did); the others are
-// read back from the point tables.
-func (s *Store) pack(ctx context.Context, tx *sql.Tx, end int64, fromMemory func(interval, map[string]*packBuilder) bool) error {
-	rows, err := tx.QueryContext(ctx, `SELECT level, start, view FROM dirty
-		WHERE (level = ?1 AND start <= ?4 - 3600) OR (level = ?2 AND start <= ?4 - 86400)
-		OR (level = ?3 AND start <= ?4 - 604800) ORDER BY level, start`,
-		levelHour, levelDay, levelWeek, end)
+// compactOver compacts the intervals holding several packs that are over by end.
+func (s *Store) compactOver(ctx context.Context, tx *sql.Tx, end int64) error {
+	rows, err := tx.QueryContext(ctx, `SELECT level, start, view FROM dirty WHERE until <= ?`, end)
 	if err != nil {
 		return err
 	}
@@ -133,74 +172,124 @@ func (s *Store) pack(ctx context.Context, tx *sql.Tx, end int64, fromMemory func
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	for i := 0; i < len(todo); {
-		j := i
-		views := map[string]*packBuilder{}
-		for ; j < len(todo) && todo[j].level == todo[i].level && todo[j].start == todo[i].start; j++ {
-			views[todo[j].view] = newPackBuilder()
+	for _, b := range todo {
+		if err := s.compact(ctx, tx, b); err != nil {
+			return err
 		}
-		if fromMemory != nil && fromMemory(interval{todo[i].level, todo[i].start}, views) {
-			if err := writePacks(ctx, tx, todo[i].level, todo[i].start, views); err != nil {
-				return fmt.Errorf("cannot pack level %d at %d: %w", todo[i].level, todo[i].start, err)
-			}
-		} else if err := s.packBucket(ctx, tx, todo[i].level, todo[i].start, views); err != nil {
-			return fmt.Errorf("cannot pack level %d at %d: %w", todo[i].level, todo[i].start, err)
-		}
-		i = j
 	}
 	return nil
 }
 
-func (s *Store) packBucket(ctx context.Context, tx *sql.Tx, level int, start int64, views map[string]*packBuilder) error {
-	table := levelTable[min(level, levelDay)] // weeks sum daily points
-	rows, err := tx.QueryContext(ctx, `SELECT s.view, p.sid, s.router, s.class, s.prefix, s.path, s.peer_as, s.origin_as,
-		s.asn, s.country, s.region, s.proto, s.src_group, s.dst_group, s.port, `+metricSums+`
-		FROM `+table+` p CROSS JOIN series s ON s.id = p.sid WHERE p.start >= ? AND p.start < ?
-		GROUP BY p.sid ORDER BY p.sid`, start, start+packSeconds(level))
+// compact merges the packs of an interval into one.
+func (s *Store) compact(ctx context.Context, tx *sql.Tx, b bucket) error {
+	s.metrics.compactions.Inc()
+	return s.rewrite(ctx, tx, b.level, b.start, b.view, nil)
+}
+
+// rewrite replaces the packs of a view's interval by one holding their sums per series,
+// changed by fn (when not nil) first; points whose metrics are all zero are dropped.
+func (s *Store) rewrite(ctx context.Context, tx *sql.Tx, level int, start int64, view string,
+	fn func(sids []int64, sums [][nMetrics]uint64)) error {
+	var (
+		r    packReader
+		idx  = map[int64]int32{}
+		sids []int64
+		sums [][nMetrics]uint64
+		slot []int32
+		res  int64
+		old  []int64 // the blobs of the packs replaced
+	)
+	rows, err := tx.QueryContext(ctx, `SELECT p.res, p.data, p.dims, b.data FROM packs p CROSS JOIN blobs b ON b.id = p.data
+		WHERE p.level = ? AND p.view = ? AND p.start = ?`, level, view, start)
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
-	var (
-		view             string
-		sid              int64
-		d                record.Dims
-		prefix, src, dst []byte
-		m                record.Metrics
-	)
-	targets := metricTargets([]any{&view, &sid, &d.Router, &d.Class, &prefix, &d.Path, &d.PeerAS, &d.OriginAS,
-		&d.ASN, &d.Country, &d.Region, &d.Proto, &src, &dst, &d.Port}, &m)
 	for rows.Next() {
-		if err := rows.Scan(targets...); err != nil {
-			return err
+		var pres, dataID, dimsID int64
+		var data sql.RawBytes
+		if err = rows.Scan(&pres, &dataID, &dimsID, &data); err != nil {
+			break
 		}
-		b := views[view]
-		if b == nil {
-			continue
+		res = max(res, pres)
+		old = append(old, dataID, dimsID)
+		if err = r.reset(data); err != nil {
+			break
 		}
-		if err := decodeAddrs(&d, prefix, src, dst); err != nil {
-			return err
+		slot = slot[:0]
+		for _, sid := range r.sids {
+			k, ok := idx[sid]
+			if !ok {
+				k = int32(len(sids))
+				idx[sid] = k
+				sids = append(sids, sid)
+				sums = append(sums, [nMetrics]uint64{})
+			}
+			slot = append(slot, k)
 		}
-		b.add(sid, &d, &m)
-	}
-	if err := rows.Err(); err != nil {
-		return err
+		if err = r.addMetrics(slot, sums); err != nil {
+			break
+		}
 	}
 	rows.Close()
-	return writePacks(ctx, tx, level, start, views)
-}
-
-// writePacks stores the packs of views at the interval and clears its dirty marks.
-func writePacks(ctx context.Context, tx *sql.Tx, level int, start int64, views map[string]*packBuilder) error {
-	for view, b := range views {
-		data, dims := b.bytes()
-		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO packs (level, start, view, data, dims) VALUES (?, ?, ?, ?, ?)`,
-			level, start, view, data, dims); err != nil {
+	if err == nil {
+		err = rows.Err()
+	}
+	if err != nil {
+		return fmt.Errorf("cannot read packs %d/%d of %s: %w", level, start, view, err)
+	}
+	if fn != nil {
+		fn(sids, sums)
+	}
+	order := make([]int32, 0, len(sids))
+	for k := range sids {
+		if sums[k] != ([nMetrics]uint64{}) {
+			order = append(order, int32(k))
+		}
+	}
+	slices.SortFunc(order, func(a, b int32) int { return cmp.Compare(sids[a], sids[b]) })
+	if _, err := tx.ExecContext(ctx, `DELETE FROM packs WHERE level = ? AND view = ? AND start = ?`, level, view, start); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM dirty WHERE level = ? AND view = ? AND start = ?`, level, view, start); err != nil {
+		return err
+	}
+	if len(order) > 0 {
+		ms := make([]record.Metrics, len(order))
+		b := &packBuilder{res: res, ids: make([]int64, 0, len(order)), ms: make([]*record.Metrics, 0, len(order))}
+		for i, k := range order {
+			ms[i] = metricsFrom(&sums[k])
+			b.add(sids[k], &ms[i])
+		}
+		data, err := insertBlob(ctx, tx, b.data())
+		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM dirty WHERE level = ? AND start = ? AND view = ?`, level, start, view); err != nil {
+		dims, err := insertBlob(ctx, tx, s.encodeDims(b.ids))
+		if err != nil {
+			return err
+		}
+		if _, err = tx.ExecContext(ctx, `INSERT INTO packs (level, start, view, res, data, dims) VALUES (?, ?, ?, ?, ?, ?)`,
+			level, start, view, res, data, dims); err != nil {
 			return err
 		}
 	}
-	return nil
+	return dropBlobs(ctx, tx, old)
+}
+
+// packIntervals returns the views' intervals at level with packs starting in [lo, hi).
+func packIntervals(ctx context.Context, tx *sql.Tx, level int, lo, hi int64) ([]bucket, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT DISTINCT view, start FROM packs WHERE level = ? AND start >= ? AND start < ?`, level, lo, hi)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []bucket
+	for rows.Next() {
+		b := bucket{level: level}
+		if err := rows.Scan(&b.view, &b.start); err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
 }

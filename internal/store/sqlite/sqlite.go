@@ -1,18 +1,22 @@
 // Package sqlite is the embedded store: view rows in one SQLite file (modernc.org/sqlite, pure
 // Go), written in WAL mode by one writer while any number of readers query.
 //
-// Schema: a series table interns each (view, collector, dimensions) as an integer id, and three
-// point tables hold the summed metrics per series and interval start — points_base at the views'
-// own interval, points_hour and points_day for the roll-ups — keyed by (start, series id), so
-// that writes are upserts on a narrow key and a time range is one index range. Commit adds each
-// base row to its base, hourly and daily point in one transaction with the consumer's spool
-// position. The writer keeps the series' keys and ids in memory (loaded at its first write,
-// topped up from the database inside each write transaction), assigns new ids itself and
-// writes points and series with multi-row statements on the driver connection (insert.go). Queries answer from the coarsest resolution whose interval boundaries cover the
-// range exactly and fill the edges from finer ones.
+// Schema (migrations/0005_delta_packs.sql): every level — the views' base interval, hourly,
+// daily, and weekly sums of the days — is stored as packs: the points of one view at one
+// interval start, column-wise in two blobs (pack.go: series ids and metrics in data, their
+// dimensions in dims; equal blobs of one write are stored once, in blobs). A commit adds each
+// row to its base point and roll-ups in memory and appends, per view, level and interval start
+// it touches, one delta pack with the commit's sums, in one transaction with the consumer's
+// spool position; queries add up all the packs of an interval. An interval's packs are merged
+// into one (compacted) by the write that finds the interval over or holding maxDeltas packs
+// (packwrite.go). Series are interned as integer ids: the writer keeps every series' key and id
+// in memory (loaded at its first write, topped up from the database inside each write
+// transaction, where another process's new series are seen) and stores the keys of the series a
+// write creates as one series pack. Queries answer from the coarsest resolution whose interval
+// boundaries cover the range exactly and fill the edges from finer ones.
 //
-// Migrations are embedded SQL files applied in order, each in its own transaction, recorded in
-// schema_migrations.
+// Migrations are embedded SQL files applied in order, each in its own transaction (with a Go
+// step for those that convert data, migrate.go), recorded in schema_migrations.
 package sqlite
 
 import (
@@ -49,20 +53,18 @@ type Store struct {
 	now       func() time.Time
 	metrics   *metrics
 
-	wmu       sync.Mutex          // serialises writers in this process; guards the fields below
-	sids      map[seriesKey]int64 // every stored series (syncSeries)
-	maxSid    int64               // the highest id in sids, of committed series
-	added     int                 // series added to sids by the write under way
-	acc       map[pointKey]int
-	points    []point
-	rowSids   []int64  // per row of the batch being written: its series id, 0 unknown
-	wtx       *writeTx // the write transaction under way
-	pointsIns [levels]*inserter
-	seriesIns *inserter
-	savePos   *sql.Stmt
-
-	qmu   sync.Mutex
-	query map[string]*sql.Stmt
+	wmu     sync.Mutex          // serialises writers in this process; guards the fields below
+	sids    map[seriesKey]int64 // every stored series (syncSeries)
+	keys    keyIndex            // by id (0 unused): committed series, then those of the write under way
+	maxSid  int64               // the highest id of committed series
+	acc     map[pointKey]int
+	points  []point
+	spare   []point // rollUp's other buffer
+	rowSids []int64 // per row of the batch being written: its series id, 0 unknown
+	// The series the write under way added: the first id and their dims blob (nil when none).
+	newFirst int64
+	newDims  []byte
+	savePos  *sql.Stmt
 }
 
 var (
@@ -106,12 +108,8 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		metrics:   newMetrics(),
 		sids:      map[seriesKey]int64{},
 		acc:       map[pointKey]int{},
-		query:     map[string]*sql.Stmt{},
-		seriesIns: seriesInserter(),
 	}
-	for l := range levels {
-		s.pointsIns[l] = pointInserter(l)
-	}
+	s.keys.add(seriesKey{}) // id 0
 	for _, o := range opts {
 		o(s)
 	}
@@ -168,12 +166,6 @@ func dsn(cfg Config, readOnly bool) string {
 func (s *Store) Close() error {
 	s.wmu.Lock() // after the write under way
 	defer s.wmu.Unlock()
-	s.qmu.Lock()
-	for _, st := range s.query {
-		st.Close()
-	}
-	s.query = map[string]*sql.Stmt{}
-	s.qmu.Unlock()
 	var errs []error
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
@@ -265,6 +257,11 @@ func applyMigration(ctx context.Context, db *sql.DB, m migration) error {
 	}
 	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 		return err
+	}
+	if fn := goMigrations[m.version]; fn != nil {
+		if err := fn(ctx, tx); err != nil {
+			return err
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
 		m.version, m.name, time.Now().Unix()); err != nil {

@@ -6,8 +6,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -238,63 +240,78 @@ func testOracle(t *testing.T, days, n, queries int) {
 	}
 }
 
-// dump returns every point of the store as text, independent of series ids.
+// dump returns every point of the store as text (the packs of an interval summed per series),
+// independent of series ids.
 func dump(t *testing.T, s *Store) []string {
 	t.Helper()
+	keys := storedSeries(t, s)
 	var out []string
-	for l := range levels {
-		rows, err := s.r.Query(`SELECT p.start, s.view, s.collector, s.router, s.class, hex(s.prefix), s.path, s.peer_as,
-			s.origin_as, s.asn, s.country, s.region, s.proto, hex(s.src_group), hex(s.dst_group), s.port, ` + metricColumnsOf("p") + `
-			FROM ` + levelTable[l] + ` p JOIN series s ON s.id = p.sid`)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cols, _ := rows.Columns()
-		for rows.Next() {
-			vals := make([]any, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
+	for l := range packLevels {
+		for k, m := range storedPoints(t, s, l) {
+			sk, ok := keys[k.sid]
+			if !ok || sk.view != k.view {
+				t.Fatalf("point %+v of series %+v", k, sk)
 			}
-			if err := rows.Scan(ptrs...); err != nil {
-				t.Fatal(err)
-			}
-			out = append(out, fmt.Sprint(l, vals))
+			out = append(out, fmt.Sprint(l, k.start, sk, m))
 		}
-		rows.Close()
 	}
 	slices.Sort(out)
 	return out
+}
+
+// storedSeries returns the stored series' keys by id.
+func storedSeries(t testing.TB, s *Store) map[int64]seriesKey {
+	t.Helper()
+	rows, err := s.r.Query(`SELECT first, n, data FROM series_packs`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	out := map[int64]seriesKey{}
+	for rows.Next() {
+		var first, n int64
+		var data []byte
+		if err := rows.Scan(&first, &n, &data); err != nil {
+			t.Fatal(err)
+		}
+		keys, err := decodeSeries(data)
+		if err != nil || int64(len(keys)) != n {
+			t.Fatalf("series pack %d: %d keys, want %d, %v", first, len(keys), n, err)
+		}
+		for i, k := range keys {
+			out[first+int64(i)] = k
+		}
+	}
+	return out
+}
+
+// storedPoints returns the points of a level.
+func storedPoints(t testing.TB, s *Store, level int) map[viewPoint]record.Metrics {
+	t.Helper()
+	ps, err := readPoints(context.Background(), s.r, level)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ps
 }
 
 func TestRollupsEqualBase(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	s, _ := openTest(t)
 	commitAll(t, s, randRows(rng, 5000, 3), 512)
-	for _, c := range []struct{ fine, coarse string }{
-		{`SELECT start - start % 3600, sid, ` + metricSumsOf("") + ` FROM points_base GROUP BY 1, 2`, `SELECT start, sid, ` + metricColumns + ` FROM points_hour`},
-		{`SELECT start - start % 86400, sid, ` + metricSumsOf("") + ` FROM points_hour GROUP BY 1, 2`, `SELECT start, sid, ` + metricColumns + ` FROM points_day`},
-	} {
-		for _, q := range []string{c.fine + ` EXCEPT ` + c.coarse, c.coarse + ` EXCEPT ` + c.fine} {
-			var n int
-			if err := s.r.QueryRow(`SELECT COUNT(*) FROM (` + q + `)`).Scan(&n); err != nil {
-				t.Fatal(err)
-			}
-			if n != 0 {
-				t.Errorf("%d points differ: %s", n, q)
-			}
+	for l := levelHour; l < packLevels; l++ {
+		want := map[viewPoint]record.Metrics{}
+		for k, m := range storedPoints(t, s, l-1) {
+			k.level, k.start = l, floorTo(k.start, packSeconds(l))
+			w := want[k]
+			w.Add(&m)
+			want[k] = w
+		}
+		got := storedPoints(t, s, l)
+		if len(got) == 0 || !maps.Equal(got, want) {
+			t.Errorf("level %d: %d points, %d summed from the level below", l, len(got), len(want))
 		}
 	}
-	var n int
-	s.r.QueryRow(`SELECT COUNT(*) FROM points_day`).Scan(&n)
-	if n == 0 {
-		t.Fatal("no daily points")
-	}
-}
-
-func metricSumsOf(alias string) string {
-	return "SUM(requests), SUM(bytes), SUM(bytes_in), SUM(packets), SUM(packets_in), SUM(retransmits), " +
-		"SUM(duration), SUM(rtt_sum), SUM(rtt_count), SUM(conns), SUM(open_conns)" + alias
 }
 
 func TestIdempotentKeys(t *testing.T) {
@@ -303,13 +320,6 @@ func TestIdempotentKeys(t *testing.T) {
 	s, cfg := openTest(t)
 	rows := randRows(rng, 2000, 2)
 	commitAll(t, s, rows, 2000)
-	count := func(s *Store, table string) (n int) {
-		t.Helper()
-		if err := s.r.QueryRow(`SELECT COUNT(*) FROM ` + table).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
 	keys := map[seriesKey]bool{}
 	points := map[string]bool{}
 	for _, r := range rows {
@@ -318,10 +328,10 @@ func TestIdempotentKeys(t *testing.T) {
 			points[fmt.Sprint(r.View, r.Start.Unix(), r.Dims)] = true
 		}
 	}
-	if n := count(s, "series"); n != len(keys) {
+	if n := len(storedSeries(t, s)); n != len(keys) {
 		t.Fatalf("%d series, want %d", n, len(keys))
 	}
-	if n := count(s, "points_base"); n != len(points) {
+	if n := len(storedPoints(t, s, levelBase)); n != len(points) {
 		t.Fatalf("%d base points, want %d", n, len(points))
 	}
 	before := dump(t, s)
@@ -333,10 +343,10 @@ func TestIdempotentKeys(t *testing.T) {
 	}
 	defer s2.Close()
 	commitAll(t, s2, rows, 2000)
-	if n := count(s2, "series"); n != len(keys) {
+	if n := len(storedSeries(t, s2)); n != len(keys) {
 		t.Fatalf("%d series after a second commit, want %d", n, len(keys))
 	}
-	if n := count(s2, "points_base"); n != len(points) {
+	if n := len(storedPoints(t, s2, levelBase)); n != len(points) {
 		t.Fatalf("%d base points after a second commit, want %d", n, len(points))
 	}
 	if after := dump(t, s2); len(after) != len(before) {
@@ -489,18 +499,25 @@ func TestKeyText(t *testing.T) {
 	}
 }
 
-func TestMigrateOldDatabase(t *testing.T) {
-	ctx := context.Background()
+// oldDatabase returns a new database of schema version (collector c1), open for writes.
+func oldDatabase(t *testing.T, version int) (*sql.DB, Config) {
+	t.Helper()
 	cfg := DefaultConfig()
-	cfg.Path = t.TempDir() + "/old.db"
+	cfg.Path = filepath.Join(t.TempDir(), fmt.Sprintf("v%d.db", version))
 	cfg.Collector = "c1"
 	db, err := sql.Open("sqlite", dsn(cfg, false))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := migrate(ctx, db, 1); err != nil {
+	if err := migrate(context.Background(), db, version); err != nil {
 		t.Fatal(err)
 	}
+	return db, cfg
+}
+
+func TestMigrateOldDatabase(t *testing.T) {
+	ctx := context.Background()
+	db, cfg := oldDatabase(t, 1)
 	for _, q := range []string{
 		`INSERT INTO series VALUES (1, 'prefix', 'c1', 'r1', 'web', x'cb00710018', '', 0, 0, 0, 'DE', '', 0, x'', x'', 0)`,
 		`INSERT INTO points_day VALUES (` + fmt.Sprint(t0.Unix()) + `, 1, 1, 500, 0, 0, 0, 0, 0, 0, 0, 0, 0)`,
@@ -534,8 +551,12 @@ func TestMigrateOldDatabase(t *testing.T) {
 		Metrics: record.Metrics{Requests: 1, Bytes: 7}}}}); err != nil {
 		t.Fatal(err)
 	}
+	days := storedPoints(t, s, levelDay)
 	var n, bytes int
-	s.r.QueryRow(`SELECT COUNT(*), SUM(bytes) FROM series CROSS JOIN points_day ON sid = series.id`).Scan(&n, &bytes)
+	for _, m := range days {
+		n++
+		bytes += int(m.Bytes)
+	}
 	if n != 1 || bytes != 507 {
 		t.Fatalf("after a commit to the migrated series: %d series with points, %d bytes, want 1, 507", n, bytes)
 	}
@@ -583,10 +604,8 @@ func TestCommitFaultRollsBack(t *testing.T) {
 	if p, _ := s.Position(ctx, "accounting"); p != first.Position {
 		t.Fatalf("position %v after a failed commit, want %v", p, first.Position)
 	}
-	var n int
-	s.r.QueryRow(`SELECT COUNT(*) FROM series`).Scan(&n)
-	if n != 1 {
-		t.Fatalf("%d series after a failed commit", n)
+	if n := len(storedSeries(t, s)); n != 1 || s.keys.len() != 2 || len(s.sids) != 1 {
+		t.Fatalf("%d series (%d, %d in the index) after a failed commit", n, s.keys.len()-1, len(s.sids))
 	}
 	// Resuming from the saved position commits the batch once.
 	fail = false
@@ -620,9 +639,7 @@ func TestImportTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameResults(t, "import", got, oracleTop(rows, store.Query{View: "prefix", By: "prefix", From: t0, To: t0.Add(24 * time.Hour)}))
-	var n int
-	s.r.QueryRow(`SELECT COUNT(*) FROM points_base`).Scan(&n)
-	if n != 1 {
+	if n := len(storedPoints(t, s, levelBase)); n != 1 {
 		t.Fatalf("%d base points, want 1 (the hourly row has none)", n)
 	}
 }
@@ -636,12 +653,10 @@ func TestExpire(t *testing.T) {
 		t.Fatal(err)
 	}
 	counts := map[string]int{}
-	for _, tb := range levelTable {
-		var n int
-		s.r.QueryRow(`SELECT COUNT(*) FROM ` + tb).Scan(&n)
-		counts[tb] = n
+	for l, name := range levelName {
+		counts[name] = len(storedPoints(t, s, l))
 	}
-	if counts["points_base"] != 1 || counts["points_hour"] != 2 || counts["points_day"] != 2 {
+	if counts["base"] != 1 || counts["hour"] != 2 || counts["day"] != 2 || counts["week"] != 2 {
 		t.Fatalf("after expiry: %v", counts)
 	}
 	got, _ := s.Top(ctx, store.Query{View: "prefix", By: "prefix", From: t0, To: t0.Add(time.Hour)})
@@ -727,8 +742,7 @@ func TestRunExpires(t *testing.T) {
 	go func() { done <- s.Run(ctx) }()
 	var n int
 	for range 500 {
-		s.r.QueryRow(`SELECT COUNT(*) FROM points_base`).Scan(&n)
-		if n == 1 {
+		if n = len(storedPoints(t, s, levelBase)); n == 1 {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -742,10 +756,11 @@ func TestRunExpires(t *testing.T) {
 	}
 }
 
-// TestSeriesInsertedInChunks commits batches with more new series than one series statement
-// holds (and a partial last statement, repeated keys, keys already stored and keys stored by a
-// previous process), and checks each series is stored once and its points are its rows' sums.
-func TestSeriesInsertedInChunks(t *testing.T) {
+// TestSeriesPacks commits batches of many new series (and repeated keys, keys already stored
+// and keys stored by a previous process), and checks each series is stored once and its points
+// are its rows' sums.
+func TestSeriesPacks(t *testing.T) {
+	const seriesChunk = 256
 	ctx := context.Background()
 	s, cfg := openTest(t)
 	rng := rand.New(rand.NewPCG(7, 7))
@@ -773,26 +788,28 @@ func TestSeriesInsertedInChunks(t *testing.T) {
 		}
 		want[seriesKey{r.View, s.collector, r.Dims}] += n * r.Metrics.Bytes
 	}
-	var n int
-	if err := s.r.QueryRowContext(ctx, `SELECT COUNT(*) FROM series`).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	if n != len(want) || n <= seriesChunk {
+	if n := len(storedSeries(t, s)); n != len(want) || n <= seriesChunk {
 		t.Fatalf("%d series stored, want %d", n, len(want))
+	}
+	var packs int
+	s.r.QueryRow(`SELECT COUNT(*) FROM series_packs`).Scan(&packs)
+	if packs != 2 {
+		t.Fatalf("%d series packs, want 2 (one per commit that added series)", packs)
 	}
 	// The index a new process loads (syncSeries) agrees with the stored points.
 	s.sids, s.maxSid = map[seriesKey]int64{}, 0
+	s.keys.truncate(1)
+	bySid := map[int64]uint64{}
+	for k, m := range storedPoints(t, s, levelBase) {
+		bySid[k.sid] += m.Bytes
+	}
 	got := map[seriesKey]uint64{}
 	err = s.write(ctx, func(tx *sql.Tx) error {
 		if len(s.sids) != len(want) {
 			return fmt.Errorf("%d ids loaded, want %d", len(s.sids), len(want))
 		}
 		for k, id := range s.sids {
-			var b uint64
-			if err := tx.QueryRowContext(ctx, `SELECT SUM(bytes) FROM points_base WHERE sid = ?`, id).Scan(&b); err != nil {
-				return err
-			}
-			got[k] = b
+			got[k] = bySid[id]
 		}
 		return nil
 	})
@@ -825,9 +842,7 @@ func TestTwoWriters(t *testing.T) {
 			t.Fatalf("commit %d: %v", i, err)
 		}
 	}
-	var n int
-	a.r.QueryRow(`SELECT COUNT(*) FROM series`).Scan(&n)
-	if n != 3 {
+	if n := len(storedSeries(t, a)); n != 3 {
 		t.Fatalf("%d series, want 3", n)
 	}
 	got, err := a.Top(ctx, store.Query{View: "prefix", By: "prefix", From: t0, To: t0.Add(time.Hour)})
@@ -892,14 +907,22 @@ func TestRandomSplitsOracle(t *testing.T) {
 		i = j
 	}
 	defer s.Close()
-	for i := range 120 {
-		q := randQuery(rng, days)
+	checkQueries(t, s, rng, rows, 120, func() store.Query { return randQuery(rng, days) }, []time.Duration{time.Hour, 24 * time.Hour})
+}
+
+// checkQueries runs n random top and series queries (the series at one of steps) and compares
+// them with the oracle's sums of rows.
+func checkQueries(t *testing.T, s *Store, rng *rand.Rand, rows []record.Row, n int, query func() store.Query, steps []time.Duration) {
+	t.Helper()
+	ctx := context.Background()
+	for i := range n {
+		q := query()
 		got, err := s.Top(ctx, q)
 		if err != nil {
 			t.Fatal(err)
 		}
 		sameResults(t, fmt.Sprintf("top %d %+v", i, q), got, oracleTop(rows, q))
-		q.Step = pick(rng, []time.Duration{time.Hour, 24 * time.Hour})
+		q.Step = pick(rng, steps)
 		if got, err = s.Series(ctx, q); err != nil {
 			t.Fatal(err)
 		}
@@ -912,16 +935,7 @@ func TestRandomSplitsOracle(t *testing.T) {
 // index, and the store adds to the old series instead of storing them again.
 func TestMigrateSeriesIndex(t *testing.T) {
 	ctx := context.Background()
-	cfg := DefaultConfig()
-	cfg.Path = t.TempDir() + "/v3.db"
-	cfg.Collector = "c1"
-	db, err := sql.Open("sqlite", dsn(cfg, false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := migrate(ctx, db, 3); err != nil {
-		t.Fatal(err)
-	}
+	db, cfg := oldDatabase(t, 3)
 	for _, q := range []string{
 		`INSERT INTO series VALUES (7, 'prefix', 'c1', 'r1', 'web', x'cb00710018', '', 0, 0, 64500, '', '', 0, x'', x'', 0)`,
 		`INSERT INTO series VALUES (9, 'prefix', 'c1', 'r1', 'web', x'c633640016', '', 0, 0, 64500, '', '', 0, x'', x'', 0)`,
@@ -943,9 +957,10 @@ func TestMigrateSeriesIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	s.r.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'series'`).Scan(&unique)
-	if unique != 0 {
-		t.Errorf("%d indexes on series after migration 4, want 0", unique)
+	var tables int
+	s.r.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE name IN ('series', 'points_base', 'points_hour', 'points_day')`).Scan(&tables)
+	if tables != 0 {
+		t.Errorf("%d of the old tables left after migration 5, want 0", tables)
 	}
 	// Commit the two old series and a new one: the new one takes the next id after 9.
 	if err := s.Commit(ctx, store.Batch{Rows: []record.Row{row("prefix", t0, "203.0.113.0/24", 1),
@@ -953,16 +968,12 @@ func TestMigrateSeriesIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ids []int64
-	rows, err := s.r.Query(`SELECT id FROM series ORDER BY id`)
-	if err != nil {
-		t.Fatal(err)
+	for id, k := range storedSeries(t, s) {
+		if k.view != "" { // not a filler of the gaps in the old ids
+			ids = append(ids, id)
+		}
 	}
-	for rows.Next() {
-		var id int64
-		rows.Scan(&id)
-		ids = append(ids, id)
-	}
-	rows.Close()
+	slices.Sort(ids)
 	if !slices.Equal(ids, []int64{7, 9, 10}) {
 		t.Errorf("series ids %v, want [7 9 10]", ids)
 	}
@@ -977,44 +988,6 @@ func TestMigrateSeriesIndex(t *testing.T) {
 	for _, r := range got {
 		if r.Metrics.Bytes != want[r.Key] {
 			t.Errorf("%s: %d bytes, want %d", r.Key, r.Metrics.Bytes, want[r.Key])
-		}
-	}
-}
-
-// TestInserterZeroPatterns commits rows whose metrics are mostly zero, each column non-zero in
-// a few rows only, so that the statements see many sets of all-zero columns (more than
-// maxVariants in one commit): every point must hold its rows' sums.
-func TestInserterZeroPatterns(t *testing.T) {
-	ctx := context.Background()
-	rng := rand.New(rand.NewPCG(5, 6))
-	s, _ := openTest(t)
-	rows := randRows(rng, 40*chunk, 2)
-	for i := range rows {
-		var m [nMetrics]uint64
-		for c := range m {
-			if rng.IntN(300) == 0 {
-				m[c] = 1 + rng.Uint64N(1e6)
-			}
-		}
-		if rng.IntN(2) == 0 {
-			m[1] = 1 + rng.Uint64N(1e6) // bytes: half the rows, so that few are all zero
-		}
-		rows[i].Metrics = metricsFrom(&m)
-	}
-	if err := s.Commit(ctx, store.Batch{Rows: rows}); err != nil {
-		t.Fatal(err)
-	}
-	if n := s.pointsIns[levelBase].variants; n < maxVariants {
-		t.Fatalf("%d statement variants: the test should exceed %d", n, maxVariants)
-	}
-	for _, view := range views {
-		for _, by := range []string{"prefix", "router", "src-group"} {
-			q := store.Query{View: view, By: by, From: t0, To: t0.Add(48 * time.Hour)}
-			got, err := s.Top(ctx, q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sameResults(t, fmt.Sprintf("top %+v", q), got, oracleTop(rows, q))
 		}
 	}
 }

@@ -3,35 +3,14 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/netledger/netledger/internal/record"
 	"github.com/netledger/netledger/internal/store"
 )
-
-const metricColumns = "requests, bytes, bytes_in, packets, packets_in, retransmits, duration, rtt_sum, rtt_count, conns, open_conns"
-
-const metricSums = "SUM(p.requests), SUM(p.bytes), SUM(p.bytes_in), SUM(p.packets), SUM(p.packets_in), " +
-	"SUM(p.retransmits), SUM(p.duration), SUM(p.rtt_sum), SUM(p.rtt_count), SUM(p.conns), SUM(p.open_conns)"
-
-// columnSums sums the metric columns of one table.
-const columnSums = "SUM(requests), SUM(bytes), SUM(bytes_in), SUM(packets), SUM(packets_in), " +
-	"SUM(retransmits), SUM(duration), SUM(rtt_sum), SUM(rtt_count), SUM(conns), SUM(open_conns)"
-
-const addMetrics = "requests = requests + excluded.requests, bytes = bytes + excluded.bytes, " +
-	"bytes_in = bytes_in + excluded.bytes_in, packets = packets + excluded.packets, " +
-	"packets_in = packets_in + excluded.packets_in, retransmits = retransmits + excluded.retransmits, " +
-	"duration = duration + excluded.duration, rtt_sum = rtt_sum + excluded.rtt_sum, " +
-	"rtt_count = rtt_count + excluded.rtt_count, conns = conns + excluded.conns, " +
-	"open_conns = open_conns + excluded.open_conns"
-
-const allZero = "requests = 0 AND bytes = 0 AND bytes_in = 0 AND packets = 0 AND packets_in = 0 AND " +
-	"retransmits = 0 AND duration = 0 AND rtt_sum = 0 AND rtt_count = 0 AND conns = 0 AND open_conns = 0"
 
 func (s *Store) prepare(ctx context.Context) error {
 	var err error
@@ -82,60 +61,41 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if s.w == nil {
 		return errors.New("store closed")
 	}
-	conn, err := s.w.Conn(ctx)
+	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
-	}
-	defer conn.Close()
-	tx, err := conn.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	s.wtx = &writeTx{Tx: tx, conn: conn, stmts: map[stmtKey]driver.Stmt{}}
-	defer s.wtx.closeStmts()
-	s.seriesIns.reset()
-	for _, w := range s.pointsIns {
-		w.reset()
 	}
 	if err := s.syncSeries(ctx, tx); err != nil {
 		tx.Rollback()
 		return err
 	}
-	s.added = 0
+	s.newDims = nil
 	err = fn(tx)
 	if err == nil {
 		err = tx.Commit()
 	} else {
 		tx.Rollback()
 	}
-	if err != nil {
-		if s.added > 0 { // rare: a failed write forgets the series it added
-			for k, id := range s.sids {
-				if id > s.maxSid {
-					delete(s.sids, k)
-				}
-			}
+	if err != nil { // a failed write forgets the series it added
+		for id := s.maxSid + 1; id < int64(s.keys.len()); id++ {
+			delete(s.sids, *s.keys.at(id))
 		}
+		s.keys.truncate(int(s.maxSid) + 1)
 		return err
 	}
-	s.maxSid += int64(s.added)
+	s.maxSid = int64(s.keys.len()) - 1
 	return nil
 }
 
-// writeRows adds rows (merged within the batch first) to their points and roll-ups, drops the
-// packs of the hours and days written to, and packs the hours and days that are over.
+// writeRows adds rows (merged within the batch first) to one delta pack per view, level and
+// interval they touch, and compacts the intervals that are over or hold many packs.
 func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row) error {
 	clear(s.acc)
-	if len(rows) > 0 { // a point per row and level from its own up, at most (rows are mostly of one resolution)
-		l, _ := levelOf(rows[0].Resolution)
-		s.points = slices.Grow(s.points[:0], (levels-l)*len(rows))
-	}
-	touched := map[bucket]struct{}{}
-	var last [levels]bucket // the bucket last added to touched per level (rows come in runs)
-	var end int64
+	s.points = slices.Grow(s.points[:0], len(rows))
 	if err := s.seriesIDs(ctx, tx, collector, rows); err != nil {
 		return err
 	}
+	var end int64
 	for i := range rows {
 		r := &rows[i]
 		if r.Metrics.Zero() {
@@ -152,103 +112,83 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 		start := r.Start.Unix()
 		res := int64(r.Resolution / time.Second)
 		end = max(end, start+res)
-		for l := level; l < levels; l++ {
-			st := start
-			if l > levelBase {
-				st = floorTo(start, levelSeconds[l])
-				if b := (bucket{l, st, r.View}); b != last[l] {
-					touched[b] = struct{}{}
-					last[l] = b
-					if l == levelDay {
-						touched[bucket{levelWeek, floorTo(start, weekSeconds), r.View}] = struct{}{}
-					}
-				}
-			}
-			k := pointKey{l, st, sid}
-			if i, ok := s.acc[k]; ok {
-				s.points[i].m.Add(&r.Metrics)
-				continue
-			}
-			s.acc[k] = len(s.points)
-			s.points = append(s.points, point{k, res, int32(i), r.Metrics})
+		k := pointKey{level, start, sid}
+		if j, ok := s.acc[k]; ok {
+			s.points[j].m.Add(&r.Metrics)
+			s.points[j].res = max(s.points[j].res, res)
+			continue
 		}
+		s.acc[k] = len(s.points)
+		s.points = append(s.points, point{k, res, r.Metrics})
 	}
-	// The intervals that hold no point before this write and are over: their packs are built
-	// from s.points.
-	fresh, err := s.freshIntervals(ctx, tx, touched, end)
-	if err != nil {
-		return err
-	}
-	// Key order: each table's B-tree is walked forward.
-	slices.SortFunc(s.points, func(a, b point) int {
-		if a.level != b.level {
-			return a.level - b.level
-		}
-		if a.start != b.start {
-			return cmpInt(a.start, b.start)
-		}
-		return cmpInt(a.sid, b.sid)
-	})
-	for i := range s.points {
-		p := &s.points[i]
-		w := s.pointsIns[p.level]
-		m := &p.m
-		if p.level == levelBase {
-			err = w.add(ctx, s.wtx, p.start, p.sid, p.res, int64(m.Requests), int64(m.Bytes), int64(m.BytesIn),
-				int64(m.Packets), int64(m.PacketsIn), int64(m.Retransmits), int64(m.Duration), int64(m.RTTSum),
-				int64(m.RTTCount), int64(m.Conns), int64(m.Open))
-		} else {
-			err = w.add(ctx, s.wtx, p.start, p.sid, int64(m.Requests), int64(m.Bytes), int64(m.BytesIn),
-				int64(m.Packets), int64(m.PacketsIn), int64(m.Retransmits), int64(m.Duration), int64(m.RTTSum),
-				int64(m.RTTCount), int64(m.Conns), int64(m.Open))
-		}
-		if err != nil {
-			return err
-		}
-	}
-	for _, w := range s.pointsIns {
-		if err := w.flush(ctx, s.wtx); err != nil {
-			return err
-		}
-	}
-	if err := s.invalidate(ctx, tx, touched); err != nil {
-		return fmt.Errorf("cannot invalidate packs: %w", err)
-	}
-	return s.pack(ctx, tx, end, func(b interval, views map[string]*packBuilder) bool {
-		if !fresh[b] {
-			return false
-		}
-		s.packPoints(b, rows, views)
-		return true
-	})
+	s.rollUp()
+	return s.writePoints(ctx, tx, end)
 }
 
-// chunk is the number of points per statement, seriesChunk the number of series.
-const (
-	chunk       = 256
-	seriesChunk = 256
-)
-
-// pointInserter writes points to level's table, adding to the points already stored.
-func pointInserter(level int) *inserter {
-	cols := append([]string{"start", "sid"}, strings.Split(metricColumns, ", ")...)
-	set := addMetrics
-	if level == levelBase {
-		cols = slices.Insert(cols, 2, "res")
-		set = "res = excluded.res, " + addMetrics
+// rollUp turns s.points (the rows merged at their own level) into the points of every level
+// in key order: each level's points are its own and those of the level below summed into its
+// intervals.
+func (s *Store) rollUp() {
+	own := s.points
+	if len(own) == 0 {
+		return
 	}
-	zero := make([]string, len(cols))
-	for c := range cols[len(cols)-nMetrics:] {
-		zero[len(cols)-nMetrics+c] = "0"
+	if !slices.IsSortedFunc(own, cmpPoint) { // new series of one interval come in order
+		sortPoints(own)
 	}
-	return newInserter(levelTable[level], cols, zero, " ON CONFLICT (start, sid) DO UPDATE SET "+set, chunk)
+	all := slices.Grow(s.spare[:0], (packLevels-own[0].level)*len(own))
+	lo, hi := 0, 0 // the previous level's points in all
+	i := 0
+	for l := range packLevels {
+		j := i
+		for j < len(own) && own[j].level == l {
+			j++
+		}
+		first := len(all)
+		all = append(all, own[i:j]...)
+		i = j
+		if l > levelBase {
+			for _, p := range all[lo:hi] {
+				p.level, p.start = l, floorTo(p.start, packSeconds(l))
+				all = append(all, p)
+			}
+			all = all[:first+len(mergePoints(all[first:]))]
+		}
+		lo, hi = first, len(all)
+	}
+	s.points, s.spare = all, own
 }
 
-// seriesInserter writes new series with their ids.
-func seriesInserter() *inserter {
-	cols := append([]string{"id"}, strings.Split(seriesColumns, ", ")...)
-	zero := []string{"", "", "", "''", "''", "x''", "''", "0", "0", "0", "''", "''", "0", "x''", "x''", "0"}
-	return newInserter("series", cols, zero, "", seriesChunk)
+// mergePoints sorts points (when they are not in order) and sums those of the same key, in
+// place.
+func mergePoints(ps []point) []point {
+	if !slices.IsSortedFunc(ps, cmpPoint) {
+		slices.SortFunc(ps, cmpPoint)
+	}
+	n := 0
+	for i := range ps {
+		if n > 0 && ps[n-1].pointKey == ps[i].pointKey {
+			ps[n-1].m.Add(&ps[i].m)
+			ps[n-1].res = max(ps[n-1].res, ps[i].res)
+			continue
+		}
+		ps[n] = ps[i]
+		n++
+	}
+	return ps[:n]
+}
+
+// sortPoints sorts points in key order: level, start, series id.
+func sortPoints(ps []point) { slices.SortFunc(ps, cmpPoint) }
+
+func cmpPoint(a, b point) int {
+	if a.level != b.level {
+		return a.level - b.level
+	}
+	if a.start != b.start {
+		return cmpInt(a.start, b.start)
+	}
+	return cmpInt(a.sid, b.sid)
 }
 
 func cmpInt(a, b int64) int {
@@ -261,70 +201,43 @@ func cmpInt(a, b int64) int {
 	return 0
 }
 
-func appendMetrics(args []any, m *record.Metrics) []any {
-	return append(args, int64(m.Requests), int64(m.Bytes), int64(m.BytesIn), int64(m.Packets),
-		int64(m.PacketsIn), int64(m.Retransmits), int64(m.Duration), int64(m.RTTSum),
-		int64(m.RTTCount), int64(m.Conns), int64(m.Open))
-}
-
-// metricTargets returns scan targets for the eleven metric columns.
-func metricTargets(dst []any, m *record.Metrics) []any {
-	return append(dst, &m.Requests, &m.Bytes, &m.BytesIn, &m.Packets, &m.PacketsIn, &m.Retransmits,
-		&m.Duration, &m.RTTSum, &m.RTTCount, &m.Conns, &m.Open)
-}
-
 // syncSeries brings the in-memory series index up to date inside a write transaction: the
 // series stored with ids above the highest known (all of them at the first write; afterwards
 // only those another process added). Series are never deleted, and BEGIN IMMEDIATE holds the
 // database's write lock, so the index is complete until the transaction ends.
 func (s *Store) syncSeries(ctx context.Context, tx *sql.Tx) error {
-	var newest sql.NullInt64
-	if err := tx.QueryRowContext(ctx, `SELECT MAX(id) FROM series`).Scan(&newest); err != nil {
-		return fmt.Errorf("cannot read series: %w", err)
-	}
-	if newest.Int64 <= s.maxSid {
-		return nil
-	}
-	rows, err := tx.QueryContext(ctx, `SELECT id, `+seriesColumns+` FROM series WHERE id > ?`, s.maxSid)
+	rows, err := tx.QueryContext(ctx, `SELECT first, data FROM series_packs WHERE first > ? ORDER BY first`, s.maxSid)
 	if err != nil {
 		return fmt.Errorf("cannot read series: %w", err)
 	}
 	defer rows.Close()
-	strs := map[string]string{} // one copy of each name, path and code
-	intern := func(v string) string {
-		if w, ok := strs[v]; ok {
-			return w
-		}
-		strs[v] = v
-		return v
-	}
-	var (
-		id                                   int64
-		k                                    seriesKey
-		view, collector                      string
-		prefix, src, dst                     []byte
-		router, class, path, country, region string
-	)
-	d := &k.dims
 	for rows.Next() {
-		if err := rows.Scan(&id, &view, &collector, &router, &class, &prefix, &path, &d.PeerAS, &d.OriginAS,
-			&d.ASN, &country, &region, &d.Proto, &src, &dst, &d.Port); err != nil {
+		var first int64
+		var data []byte
+		if err := rows.Scan(&first, &data); err != nil {
 			return fmt.Errorf("cannot read series: %w", err)
 		}
-		k.view, k.collector = intern(view), intern(collector)
-		d.Router, d.Class, d.Path, d.Country, d.Region = intern(router), intern(class), intern(path), intern(country), intern(region)
-		if err := decodeAddrs(d, prefix, src, dst); err != nil {
-			return err
+		keys, err := decodeSeries(data)
+		if err != nil {
+			return fmt.Errorf("series pack %d: %w", first, err)
 		}
-		s.sids[k] = id
-		s.maxSid = max(s.maxSid, id)
+		if first != int64(s.keys.len()) {
+			return fmt.Errorf("series pack %d: the index ends at %d", first, s.keys.len()-1)
+		}
+		for i, k := range keys {
+			s.keys.add(k)
+			s.sids[k] = first + int64(i)
+		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("cannot read series: %w", err)
+	}
+	s.maxSid = int64(s.keys.len()) - 1
+	return nil
 }
 
-// seriesIDs sets s.rowSids[i] to row i's series id, and inserts the series not in the index
-// with the next free ids, seriesChunk per statement, adding them to the index (counted in
-// s.added).
+// seriesIDs sets s.rowSids[i] to row i's series id, and gives the series not in the index the
+// next free ids, adding them to the index and storing their keys in one series pack.
 // The in-memory index (syncSeries) is the only guard of a key's uniqueness: the store is the
 // database's one writer while it holds the write lock.
 func (s *Store) seriesIDs(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row) error {
@@ -333,36 +246,32 @@ func (s *Store) seriesIDs(ctx context.Context, tx *sql.Tx, collector string, row
 	if len(s.sids) == 0 { // the first series of a store: room for a batch of new ones
 		s.sids = make(map[seriesKey]int64, len(rows))
 	}
-	next := s.maxSid + int64(s.added) + 1
-	w := s.seriesIns
+	first := int64(s.keys.len())
 	for i := range rows {
 		r := &rows[i]
 		if r.Metrics.Zero() || r.View == "" {
 			continue
 		}
 		k := seriesKey{r.View, collector, r.Dims}
-		if id, ok := s.sids[k]; ok {
-			s.rowSids[i] = id
-			continue
+		id, ok := s.sids[k]
+		if !ok {
+			id = int64(s.keys.len())
+			s.sids[k] = id
+			s.keys.add(k)
 		}
-		id := next
-		next++
-		s.sids[k] = id
-		s.added++
 		s.rowSids[i] = id
-		d := &r.Dims
-		if err := w.add(ctx, s.wtx, id, r.View, collector, d.Router, d.Class, encodePrefix(d.Prefix), d.Path,
-			int64(d.PeerAS), int64(d.OriginAS), int64(d.ASN), d.Country, d.Region, int64(d.Proto),
-			encodeAddr(d.SrcGroup), encodeAddr(d.DstGroup), int64(d.Port)); err != nil {
-			return err
+	}
+	s.newFirst, s.newDims = first, nil
+	if n := int64(s.keys.len()) - first; n > 0 {
+		var pack []byte
+		pack, s.newDims = encodeSeries(int(n), func(i int) *seriesKey { return s.keys.at(first + int64(i)) })
+		if _, err := tx.ExecContext(ctx, `INSERT INTO series_packs (first, n, data) VALUES (?, ?, ?)`,
+			first, n, pack); err != nil {
+			return fmt.Errorf("cannot write series: %w", err)
 		}
 	}
-	return w.flush(ctx, s.wtx)
+	return nil
 }
-
-// seriesColumns are the series table's key columns, in the order of seriesInsert's parameters
-// after the id.
-const seriesColumns = "view, collector, router, class, prefix, path, peer_as, origin_as, asn, country, region, proto, src_group, dst_group, port"
 
 // Replace deletes this collector's rows with starts in [from, to) at every resolution — the
 // base rows in the range, the roll-ups of whole hours and days inside it, and the base rows'
@@ -386,82 +295,58 @@ func (s *Store) Replace(ctx context.Context, from, to time.Time, b store.Batch) 
 	return nil
 }
 
+// deleteRange deletes this collector's points in [from, to), level by level from the finest:
+// first each point loses what the deleted finer points contributed to it, then the points of
+// the intervals wholly inside the range are deleted, and what remains of them (rows written
+// at that level directly) is subtracted from the coarser levels in turn.
 func (s *Store) deleteRange(ctx context.Context, tx *sql.Tx, from, to int64) error {
-	// sub[l] holds what the deleted finer rows contributed to level l's points.
-	var sub [levels]map[pointKey]*record.Metrics
-	for l := range levels {
-		sub[l] = map[pointKey]*record.Metrics{}
+	var sub [packLevels]map[pointKey]*[nMetrics]uint64
+	for l := range packLevels {
+		sub[l] = map[pointKey]*[nMetrics]uint64{}
 	}
-	for l := range levels {
-		t := levelTable[l]
-		for k, m := range sub[l] {
-			args := appendMetrics(nil, m)
-			args = append(args, k.start, k.sid)
-			if _, err := tx.ExecContext(ctx, `UPDATE `+t+` SET requests = requests - ?, bytes = bytes - ?,
-				bytes_in = bytes_in - ?, packets = packets - ?, packets_in = packets_in - ?,
-				retransmits = retransmits - ?, duration = duration - ?, rtt_sum = rtt_sum - ?,
-				rtt_count = rtt_count - ?, conns = conns - ?, open_conns = open_conns - ?
-				WHERE start = ? AND sid = ?`, args...); err != nil {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE start = ? AND sid = ? AND `+allZero, k.start, k.sid); err != nil {
-				return err
-			}
-		}
-		lo, hi := from, to
+	for l := range packLevels {
+		lo, wlo, whi := from, from, to // intervals touched; intervals wholly inside
 		if l > levelBase {
-			if err := invalidateRange(ctx, tx, l, floorTo(from, levelSeconds[l]), to); err != nil {
-				return err
-			}
-			if l == levelDay {
-				if err := invalidateRange(ctx, tx, levelWeek, floorTo(from, weekSeconds), to); err != nil {
-					return err
-				}
-			}
-			lo, hi = ceilTo(from, levelSeconds[l]), floorTo(to, levelSeconds[l])
+			r := packSeconds(l)
+			lo, wlo, whi = floorTo(from, r), ceilTo(from, r), floorTo(to, r)
 		}
-		if lo >= hi {
-			continue
-		}
-		rows, err := tx.QueryContext(ctx, `SELECT p.start, p.sid, `+metricColumnsOf("p")+` FROM `+t+` p
-			CROSS JOIN series s ON s.id = p.sid WHERE p.start >= ? AND p.start < ? AND s.collector = ?`,
-			lo, hi, s.collector)
+		ivs, err := packIntervals(ctx, tx, l, lo, to)
 		if err != nil {
 			return err
 		}
-		for rows.Next() {
-			var k pointKey
-			var m record.Metrics
-			if err := rows.Scan(metricTargets([]any{&k.start, &k.sid}, &m)...); err != nil {
-				rows.Close()
+		for _, iv := range ivs {
+			whole := iv.start >= wlo && iv.start < whi
+			err := s.rewrite(ctx, tx, l, iv.start, iv.view, func(sids []int64, sums [][nMetrics]uint64) {
+				for k, sid := range sids {
+					m := &sums[k]
+					if d, ok := sub[l][pointKey{l, iv.start, sid}]; ok {
+						for c := range m {
+							m[c] -= d[c]
+						}
+					}
+					if !whole || s.keys.at(sid).collector != s.collector {
+						continue
+					}
+					for c := l + 1; c < packLevels; c++ {
+						ck := pointKey{c, floorTo(iv.start, packSeconds(c)), sid}
+						acc := sub[c][ck]
+						if acc == nil {
+							acc = &[nMetrics]uint64{}
+							sub[c][ck] = acc
+						}
+						for i, v := range m {
+							acc[i] += v
+						}
+					}
+					*m = [nMetrics]uint64{}
+				}
+			})
+			if err != nil {
 				return err
 			}
-			for c := l + 1; c < levels; c++ {
-				ck := pointKey{c, floorTo(k.start, levelSeconds[c]), k.sid}
-				if acc, ok := sub[c][ck]; ok {
-					acc.Add(&m)
-				} else {
-					mm := m
-					sub[c][ck] = &mm
-				}
-			}
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE start >= ? AND start < ?
-			AND sid IN (SELECT id FROM series WHERE collector = ?)`, lo, hi, s.collector); err != nil {
-			return err
 		}
 	}
 	return nil
-}
-
-func metricColumnsOf(alias string) string {
-	return alias + ".requests, " + alias + ".bytes, " + alias + ".bytes_in, " + alias + ".packets, " +
-		alias + ".packets_in, " + alias + ".retransmits, " + alias + ".duration, " + alias + ".rtt_sum, " +
-		alias + ".rtt_count, " + alias + ".conns, " + alias + ".open_conns"
 }
 
 // ImportCollector returns the collector name imported rows are stored under, so that a replay
@@ -498,7 +383,8 @@ func (s *Store) Import(ctx context.Context, id string, rows []record.Row) error 
 	return nil
 }
 
-// Expire deletes the points older than each resolution's retention (by interval start).
+// Expire deletes the packs older than each resolution's retention (by interval start; the
+// weeks with the days).
 func (s *Store) Expire(ctx context.Context, now time.Time) error {
 	ret := [levels]time.Duration{s.cfg.Retention.Base, s.cfg.Retention.Hourly, s.cfg.Retention.Daily}
 	t0 := time.Now()
@@ -507,24 +393,24 @@ func (s *Store) Expire(ctx context.Context, now time.Time) error {
 			if ret[l] <= 0 {
 				continue
 			}
-			res, err := tx.ExecContext(ctx, `DELETE FROM `+levelTable[l]+` WHERE start < ?`, now.Add(-ret[l]).Unix())
-			if err != nil {
-				return err
+			cut := now.Add(-ret[l]).Unix()
+			lv := []int{l}
+			if l == levelDay {
+				lv = append(lv, levelWeek)
 			}
-			n, _ := res.RowsAffected()
-			s.metrics.expired.WithLabelValues(levelTable[l]).Add(float64(n))
-			for _, t := range []string{"packs", "dirty"} {
-				if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE level = ? AND start < ?`, l, now.Add(-ret[l]).Unix()); err != nil {
+			for _, l := range lv {
+				res, err := tx.ExecContext(ctx, `DELETE FROM packs WHERE level = ? AND start < ?`, l, cut)
+				if err != nil {
 					return err
 				}
-				if l == levelDay { // weeks holding expired days
-					if _, err := tx.ExecContext(ctx, `DELETE FROM `+t+` WHERE level = ? AND start < ?`, levelWeek, now.Add(-ret[l]).Unix()); err != nil {
-						return err
-					}
+				n, _ := res.RowsAffected()
+				s.metrics.expired.WithLabelValues(levelName[l]).Add(float64(n))
+				if _, err := tx.ExecContext(ctx, `DELETE FROM dirty WHERE level = ? AND start < ?`, l, cut); err != nil {
+					return err
 				}
 			}
 		}
-		return nil
+		return dropBlobs(ctx, tx, nil) // those of the packs deleted
 	})
 	s.metrics.observe("expire", 0, t0, err)
 	if err != nil {
