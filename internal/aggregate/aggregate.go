@@ -81,9 +81,9 @@ func wordsAddr(hi, lo uint64, is4 bool) netip.Addr {
 // not a destination port of these protocols.
 func otherPort(proto uint8) bool { return proto == 6 || proto == 17 || proto == 132 || proto == 136 }
 
-// makeKey builds the key of r under the dimensions m.
-func makeKey(r *record.Record, e *enrich.Enriched, m dim) key {
-	var k key
+// makeKey sets *k to the key of r under the dimensions m.
+func makeKey(k *key, r *record.Record, e *enrich.Enriched, m dim) {
+	*k = key{}
 	if m&dRouter != 0 {
 		k.router = e.Router
 	}
@@ -135,7 +135,6 @@ func makeKey(r *record.Record, e *enrich.Enriched, m dim) key {
 			k.port = -1
 		}
 	}
-	return k
 }
 
 // project keeps the fields of k that dimensions m use.
@@ -302,23 +301,6 @@ func (a *Aggregator) Records() uint64 { return a.records }
 // Pending reports whether records were added since the last flush.
 func (a *Aggregator) Pending() bool { return len(a.open) > 0 }
 
-// Add accounts one enriched record to the interval holding its time. It allocates nothing
-// once the tables have grown to the load.
-func (a *Aggregator) Add(r *record.Record, e *enrich.Enriched) {
-	a.records++
-	mask := a.bySource[r.Source]
-	if mask == 0 {
-		return
-	}
-	iv := a.intervalOf(r.Time)
-	for mask != 0 {
-		i := bits.TrailingZeros64(mask)
-		mask &= mask - 1
-		k := makeKey(r, e, a.groups[i].dims)
-		addRecord(iv.base[i].at(&k), r, e)
-	}
-}
-
 // intervalOf returns the interval holding time t.
 func (a *Aggregator) intervalOf(t int64) *interval {
 	start := t - ((t%a.interval)+a.interval)%a.interval
@@ -341,10 +323,11 @@ type pending struct {
 	rec int32
 }
 
-// AddBatch accounts recs[i] enriched as ens[i] (len(ens) >= len(recs)), exactly as Add would
-// one after the other, but with the memory accesses of several records overlapping: the keys
-// of a chunk of records are made and their slots prefetched before any is added to. It
-// allocates nothing once the tables have grown to the load.
+// AddBatch accounts recs[i] enriched as ens[i] (len(ens) >= len(recs)) to the intervals
+// holding their times. The memory accesses of several records overlap: the keys of a chunk of
+// records are made and their slots prefetched before any is added to; a batch of any size
+// gives the rows of the same records added one at a time. It allocates nothing once the
+// tables have grown to the load.
 func (a *Aggregator) AddBatch(recs []record.Record, ens []enrich.Enriched) {
 	ens = ens[:len(recs)]
 	a.records += uint64(len(recs))
@@ -361,8 +344,9 @@ func (a *Aggregator) AddBatch(recs []record.Record, ens []enrich.Enriched) {
 			for mask != 0 {
 				i := bits.TrailingZeros64(mask)
 				mask &= mask - 1
-				p = append(p, pending{k: makeKey(r, &ens[base+j], a.groups[i].dims), s: &iv.base[i], rec: int32(base + j)})
+				p = append(p, pending{s: &iv.base[i], rec: int32(base + j)})
 				q := &p[len(p)-1]
+				makeKey(&q.k, r, &ens[base+j], a.groups[i].dims)
 				q.h = hashKey(&q.k)
 				q.s.prefetch(q.h)
 			}
