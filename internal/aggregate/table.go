@@ -91,6 +91,13 @@ func (s *sums) prefetch(h uint64) {
 	}
 }
 
+// prefetchEntry starts loading the slot of the i-th key added, if there is one.
+func (s *sums) prefetchEntry(i int) {
+	if i < len(s.used) {
+		prefetch.Slot(s.slots, uint64(s.used[i]))
+	}
+}
+
 // atHash is at for a key whose hash is h.
 func (s *sums) atHash(k *key, h uint64) *record.Metrics {
 	if uint64(len(s.used))*4 >= uint64(len(s.slots))*3 {
