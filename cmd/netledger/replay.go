@@ -185,11 +185,12 @@ func replaySpoolConfig(cfg daemon.Config) spool.Config {
 	return sc
 }
 
-// accountant is the pipeline's enrichment and aggregation, for replay.
+// accountant is the pipeline's enrichment and aggregation (a client cache's EnrichBatch and
+// the views' AddBatch), for replay.
 type accountant struct {
-	e   *enrich.Enricher
-	agg *aggregate.Aggregator
-	enr enrich.Enriched
+	cache *enrich.Cache
+	agg   *aggregate.Aggregator
+	enr   []enrich.Enriched
 }
 
 func newAccountant(cfg daemon.Config, e *enrich.Enricher) (*accountant, error) {
@@ -202,12 +203,15 @@ func newAccountant(cfg daemon.Config, e *enrich.Enricher) (*accountant, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &accountant{e: e, agg: agg}, nil
+	return &accountant{cache: e.NewCache(0), agg: agg}, nil
 }
 
-func (a *accountant) Add(r *record.Record) {
-	a.e.Enrich(r, &a.enr)
-	a.agg.Add(r, &a.enr)
+func (a *accountant) AddBatch(recs []record.Record) {
+	if len(a.enr) < len(recs) {
+		a.enr = make([]enrich.Enriched, len(recs))
+	}
+	a.cache.EnrichBatch(recs, a.enr)
+	a.agg.AddBatch(recs, a.enr)
 }
 
 func (a *accountant) Rows(dst []record.Row) []record.Row { return a.agg.FlushAll(dst) }

@@ -81,9 +81,9 @@ func wordsAddr(hi, lo uint64, is4 bool) netip.Addr {
 // not a destination port of these protocols.
 func otherPort(proto uint8) bool { return proto == 6 || proto == 17 || proto == 132 || proto == 136 }
 
-// makeKey builds the key of r under the dimensions m.
-func makeKey(r *record.Record, e *enrich.Enriched, m dim) key {
-	var k key
+// makeKey sets *k to the key of r under the dimensions m.
+func makeKey(k *key, r *record.Record, e *enrich.Enriched, m dim) {
+	*k = key{}
 	if m&dRouter != 0 {
 		k.router = e.Router
 	}
@@ -135,7 +135,6 @@ func makeKey(r *record.Record, e *enrich.Enriched, m dim) key {
 			k.port = -1
 		}
 	}
-	return k
 }
 
 // project keeps the fields of k that dimensions m use.
@@ -223,9 +222,11 @@ type Aggregator struct {
 	open []*interval
 	free []*interval
 	pend []pending // AddBatch's additions in flight, reused
+	fan  []fanned  // a flush's additions in flight, reused
 
 	// flush state, reused
-	view    sums
+	views   []sums // the rows of each view of the group being flushed
+	byPath  []sums // as_on_path views: rows by route, before each AS is credited
 	asns    []uint32
 	paths   map[*routing.Attrs]*pathInfo
 	byText  map[string]*routing.Attrs
@@ -264,7 +265,6 @@ func New(cfg Config) (*Aggregator, error) {
 	a := &Aggregator{
 		cfg:      cfg,
 		interval: int64(cfg.Interval),
-		view:     newSums(),
 		paths:    make(map[*routing.Attrs]*pathInfo),
 		byText:   make(map[string]*routing.Attrs),
 		classes:  make(map[uint16]string),
@@ -302,23 +302,6 @@ func (a *Aggregator) Records() uint64 { return a.records }
 // Pending reports whether records were added since the last flush.
 func (a *Aggregator) Pending() bool { return len(a.open) > 0 }
 
-// Add accounts one enriched record to the interval holding its time. It allocates nothing
-// once the tables have grown to the load.
-func (a *Aggregator) Add(r *record.Record, e *enrich.Enriched) {
-	a.records++
-	mask := a.bySource[r.Source]
-	if mask == 0 {
-		return
-	}
-	iv := a.intervalOf(r.Time)
-	for mask != 0 {
-		i := bits.TrailingZeros64(mask)
-		mask &= mask - 1
-		k := makeKey(r, e, a.groups[i].dims)
-		addRecord(iv.base[i].at(&k), r, e)
-	}
-}
-
 // intervalOf returns the interval holding time t.
 func (a *Aggregator) intervalOf(t int64) *interval {
 	start := t - ((t%a.interval)+a.interval)%a.interval
@@ -341,10 +324,11 @@ type pending struct {
 	rec int32
 }
 
-// AddBatch accounts recs[i] enriched as ens[i] (len(ens) >= len(recs)), exactly as Add would
-// one after the other, but with the memory accesses of several records overlapping: the keys
-// of a chunk of records are made and their slots prefetched before any is added to. It
-// allocates nothing once the tables have grown to the load.
+// AddBatch accounts recs[i] enriched as ens[i] (len(ens) >= len(recs)) to the intervals
+// holding their times. The memory accesses of several records overlap: the keys of a chunk of
+// records are made and their slots prefetched before any is added to; a batch of any size
+// gives the rows of the same records added one at a time. It allocates nothing once the
+// tables have grown to the load.
 func (a *Aggregator) AddBatch(recs []record.Record, ens []enrich.Enriched) {
 	ens = ens[:len(recs)]
 	a.records += uint64(len(recs))
@@ -361,8 +345,9 @@ func (a *Aggregator) AddBatch(recs []record.Record, ens []enrich.Enriched) {
 			for mask != 0 {
 				i := bits.TrailingZeros64(mask)
 				mask &= mask - 1
-				p = append(p, pending{k: makeKey(r, &ens[base+j], a.groups[i].dims), s: &iv.base[i], rec: int32(base + j)})
+				p = append(p, pending{s: &iv.base[i], rec: int32(base + j)})
 				q := &p[len(p)-1]
+				makeKey(&q.k, r, &ens[base+j], a.groups[i].dims)
 				q.h = hashKey(&q.k)
 				q.s.prefetch(q.h)
 			}
@@ -445,35 +430,24 @@ func (a *Aggregator) flushInterval(dst []record.Row, iv *interval) []record.Row 
 	start := time.Unix(0, iv.start).UTC()
 	for gi := range a.groups {
 		g := &a.groups[gi]
-		base := &iv.base[gi]
-		// a view has at most as many rows as the base table (as_on_path: a few times more):
-		// size the view table once instead of growing it row by row
-		a.view.reserve(base.len())
-		for _, v := range g.views {
-			a.view.reset()
-			for i := range base.len() {
-				bk, m := base.entry(i)
-				vk := project(bk, v.dims)
-				if v.dims&dPrefix != 0 && vk.attrs != nil {
-					vk.attrs = a.path(vk.attrs).canon
-				}
-				if v.dims&dASOnPath == 0 {
-					a.view.at(&vk).Add(m)
-					continue
-				}
-				a.asns = enrich.AppendDistinctASNs(a.asns[:0], bk.attrs)
-				for _, asn := range a.asns {
-					vk.asn = asn
-					a.view.at(&vk).Add(m)
-				}
+		for len(a.views) < len(g.views) {
+			a.views = append(a.views, newSums())
+			a.byPath = append(a.byPath, newSums())
+		}
+		a.fanOut(&iv.base[gi], g.views)
+		for vi, v := range g.views {
+			t := &a.views[vi]
+			if v.dims&dASOnPath != 0 && v.dims&dPrefix == 0 {
+				a.explode(t, &a.byPath[vi])
 			}
-			if n := a.view.len(); cap(dst)-len(dst) < n {
+			if n := t.len(); cap(dst)-len(dst) < n {
 				// grow at least twofold: one row slice for every view of every interval,
 				// instead of a copy of every row so far for each view
 				dst = slices.Grow(dst, max(n, len(dst)))
 			}
-			for i := range a.view.len() {
-				vk, vm := a.view.entry(i)
+			for i := range t.len() {
+				t.prefetchEntry(i + flushAhead)
+				vk, vm := t.entry(i)
 				if vm.Zero() {
 					continue
 				}
@@ -485,10 +459,111 @@ func (a *Aggregator) flushInterval(dst []record.Row, iv *interval) []record.Row 
 					Metrics:    *vm,
 				})
 			}
+			t.reset()
 		}
 	}
-	a.view.reset()
 	return dst
+}
+
+// flushAhead is how many entries ahead of the one read a flush prefetches (entries are read in
+// insertion order, their slots are anywhere in the table).
+const flushAhead = 16
+
+// fanOut adds every entry of the first-stage table base to the tables of the views, each
+// entry projected on each view's dimensions, in base's order: a.views[i] for views[i], except
+// for a view with as_on_path and without prefix, whose entries go to a.byPath[i] keyed by the
+// view's other dimensions and the route (explode then credits each AS of the route once per
+// row there rather than once per first-stage entry). One pass over base, in chunks: the view
+// keys of a chunk of entries are made and their slots prefetched before any is added to, while
+// the next chunk's entries are being prefetched.
+func (a *Aggregator) fanOut(base *sums, views []view) {
+	inChunks(base, func(lo, hi int) {
+		p := a.fan[:0]
+		for i := lo; i < hi; i++ {
+			bk, bm := base.entry(i)
+			for vi, v := range views {
+				q := fanned{k: project(bk, v.dims), m: bm, t: &a.views[vi]}
+				if v.dims&dPrefix != 0 && q.k.attrs != nil {
+					q.k.attrs = a.path(q.k.attrs).canon
+				}
+				switch {
+				case v.dims&dASOnPath == 0:
+					p = append(p, q)
+				case v.dims&dPrefix == 0:
+					q.k.attrs, q.t = bk.attrs, &a.byPath[vi]
+					p = append(p, q)
+				default:
+					p = a.appendPerAS(p, q, bk.attrs)
+				}
+			}
+		}
+		a.fan = a.addFanned(p)
+	})
+}
+
+// explode adds every entry of byPath (keyed by a view's dimensions but as_on_path, and the
+// route) to t once per distinct AS of its route, and empties byPath.
+func (a *Aggregator) explode(t, byPath *sums) {
+	inChunks(byPath, func(lo, hi int) {
+		p := a.fan[:0]
+		for i := lo; i < hi; i++ {
+			k, m := byPath.entry(i)
+			q := fanned{k: *k, m: m, t: t}
+			q.k.attrs = nil
+			p = a.appendPerAS(p, q, k.attrs)
+		}
+		a.fan = a.addFanned(p)
+	})
+	byPath.reset()
+}
+
+// inChunks calls f for the entries [lo, hi) of s, batchChunk at a time, in insertion order,
+// the next chunk's entries prefetched before each call.
+func inChunks(s *sums, f func(lo, hi int)) {
+	n := s.len()
+	for i := range min(batchChunk, n) {
+		s.prefetchEntry(i)
+	}
+	for lo := 0; lo < n; lo += batchChunk {
+		hi := min(lo+batchChunk, n)
+		for i := hi; i < min(hi+batchChunk, n); i++ {
+			s.prefetchEntry(i)
+		}
+		f(lo, hi)
+	}
+}
+
+// appendPerAS appends q once per distinct AS of attrs, as that AS.
+func (a *Aggregator) appendPerAS(p []fanned, q fanned, attrs *routing.Attrs) []fanned {
+	a.asns = enrich.AppendDistinctASNs(a.asns[:0], attrs)
+	for _, asn := range a.asns {
+		q.k.asn = asn
+		p = append(p, q)
+	}
+	return p
+}
+
+// addFanned hashes the keys of p, prefetches their slots, then adds each to its table; it
+// returns p emptied.
+func (a *Aggregator) addFanned(p []fanned) []fanned {
+	for j := range p {
+		q := &p[j]
+		q.h = hashKey(&q.k)
+		q.t.prefetch(q.h)
+	}
+	for j := range p {
+		q := &p[j]
+		q.t.atHash(&q.k, q.h).Add(q.m)
+	}
+	return p[:0]
+}
+
+// fanned is a first-stage entry's contribution to a view row, waiting for its slot.
+type fanned struct {
+	k key
+	h uint64
+	m *record.Metrics
+	t *sums
 }
 
 // path returns the path text of attrs and the attribute set standing for every set with the

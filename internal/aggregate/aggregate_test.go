@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/netledger/netledger/internal/enrich"
 	"github.com/netledger/netledger/internal/geo"
@@ -136,12 +137,17 @@ func goldenRecords() []record.Record {
 
 func aggregateAll(t testing.TB, a *Aggregator, e *enrich.Enricher, recs []record.Record) []record.Row {
 	t.Helper()
-	var en enrich.Enriched
+	ens := make([]enrich.Enriched, len(recs))
 	for i := range recs {
-		e.Enrich(&recs[i], &en)
-		a.Add(&recs[i], &en)
+		e.Enrich(&recs[i], &ens[i])
 	}
+	a.AddBatch(recs, ens)
 	return a.FlushAll(nil)
+}
+
+// addOne accounts one record: a batch of one.
+func addOne(a *Aggregator, r *record.Record, e *enrich.Enriched) {
+	a.AddBatch(unsafe.Slice(r, 1), unsafe.Slice(e, 1))
 }
 
 func TestGoldenTrafstatSemantics(t *testing.T) {
@@ -354,7 +360,7 @@ func TestConservation(t *testing.T) {
 					want[k].Add(&m)
 				}
 			}
-			a.Add(r, &en)
+			addOne(a, r, &en)
 		}
 		// flush in two steps: finished intervals first, then the rest
 		rows := a.Flush(nil, 1_700_000_000*1e9-1_700_000_000*1e9%int64(time.Minute))
@@ -520,17 +526,17 @@ func TestSamePathMerges(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := record.Record{Time: 60e9, Requests: 1, BytesOut: 10}
-	ag.Add(&r, &enrich.Enriched{Prefix: p, Attrs: a1})
-	ag.Add(&r, &enrich.Enriched{Prefix: p, Attrs: a2})
+	addOne(ag, &r, &enrich.Enriched{Prefix: p, Attrs: a1})
+	addOne(ag, &r, &enrich.Enriched{Prefix: p, Attrs: a2})
 	rows := ag.FlushAll(nil)
 	if len(rows) != 1 || rows[0].Metrics.Bytes != 20 || rows[0].Dims.Path != "1 2" {
 		t.Fatalf("rows = %v, want one row of 20 bytes with path 1 2", rowLines(rows))
 	}
 }
 
-// TestAddBatchEqualsAdd: AddBatch in batches of random sizes gives exactly the rows of Add
-// record by record, in the same order, over random loads and views, through several flushes.
-func TestAddBatchEqualsAdd(t *testing.T) {
+// TestAddBatchEqualsAdd: AddBatch in batches of random sizes gives exactly the rows of
+// batches of one record, in the same order, over random loads and views, through several flushes.
+func TestAddBatchEqualsOneByOne(t *testing.T) {
 	views := append(DefaultViews(),
 		ViewConfig{Name: "everything", Dimensions: Dimensions()},
 		ViewConfig{Name: "peer_origin", Dimensions: []string{DimPeerAS, DimOriginAS}, Sources: []string{"report-v1", "tcpinfo"}},
@@ -551,7 +557,7 @@ func TestAddBatchEqualsAdd(t *testing.T) {
 			ens := make([]enrich.Enriched, len(recs))
 			for i := range recs {
 				w.e.Enrich(&recs[i], &ens[i])
-				one.Add(&recs[i], &ens[i])
+				addOne(one, &recs[i], &ens[i])
 			}
 			for i := 0; i < len(recs); {
 				n := min(len(recs)-i, rng.IntN(200))
@@ -565,12 +571,12 @@ func TestAddBatchEqualsAdd(t *testing.T) {
 			want := one.Flush(nil, before)
 			got := batch.Flush(nil, before)
 			if !slices.Equal(got, want) {
-				t.Fatalf("seed %d, round %d: batches and Add differ (-batches +Add):\n%s", seed, round,
+				t.Fatalf("seed %d, round %d: batches and one by one differ (-batches +one by one):\n%s", seed, round,
 					lineDiff(strings.Join(rowLines(got), "\n"), strings.Join(rowLines(want), "\n")))
 			}
 		}
 		if got, want := batch.FlushAll(nil), one.FlushAll(nil); len(want) == 0 || !slices.Equal(got, want) {
-			t.Fatalf("seed %d: last flush: %d rows in batches, %d with Add", seed, len(got), len(want))
+			t.Fatalf("seed %d: last flush: %d rows in batches, %d one by one", seed, len(got), len(want))
 		}
 	}
 }
@@ -589,17 +595,17 @@ func TestAddAllocatesNothing(t *testing.T) {
 	var rows []record.Row
 	for range 2 { // grow the tables and the flush state
 		for i := range recs {
-			a.Add(&recs[i], &ens[i])
+			addOne(a, &recs[i], &ens[i])
 		}
 		rows = a.FlushAll(rows[:0])
 	}
 	i := 0
 	allocs := testing.AllocsPerRun(20000, func() {
-		a.Add(&recs[i%len(recs)], &ens[i%len(recs)])
+		addOne(a, &recs[i%len(recs)], &ens[i%len(recs)])
 		i++
 	})
 	if allocs != 0 {
-		t.Errorf("Add allocates %v times per record", allocs)
+		t.Errorf("a batch of one allocates %v times", allocs)
 	}
 	allocs = testing.AllocsPerRun(20, func() {
 		a.AddBatch(recs, ens)
@@ -654,6 +660,114 @@ func TestPick(t *testing.T) {
 		got, err := Pick(views, tc.by, tc.filters...)
 		if got != tc.want || (err != nil) != (tc.want == "") {
 			t.Errorf("Pick(%s, %v) = %q, %v; want %q", tc.by, tc.filters, got, err, tc.want)
+		}
+	}
+}
+
+// randomViews returns 1–6 views over random dimension sets (record dimensions included) and
+// random source filters.
+func randomViews(rng *rand.Rand) []ViewConfig {
+	names := Dimensions()
+	sources := []string{"report-v1", "report-v2", "tcpinfo", "conntrack", "import"}
+	views := make([]ViewConfig, 1+rng.IntN(6))
+	for i := range views {
+		rng.Shuffle(len(names), func(i, j int) { names[i], names[j] = names[j], names[i] })
+		v := ViewConfig{Name: fmt.Sprintf("v%d", i), Dimensions: slices.Clone(names[:1+rng.IntN(len(names))])}
+		switch rng.IntN(3) {
+		case 1:
+			v.Sources = []string{sources[rng.IntN(len(sources))], sources[rng.IntN(len(sources))]}
+		case 2:
+			v.Sources = []string{"!" + sources[rng.IntN(len(sources))]}
+		}
+		views[i] = v
+	}
+	return views
+}
+
+// TestOracleRandomViewsAndFlushes compares the aggregator with the naive oracle over random
+// views, random loads added in batches of random sizes and flushed at random points (records
+// may arrive for an interval already flushed): every flush holds only intervals before its
+// bound, no key twice and no zero row, and the rows of all flushes summed per key are the
+// oracle's.
+func TestOracleRandomViewsAndFlushes(t *testing.T) {
+	type rk struct {
+		view  string
+		start time.Time
+		dims  record.Dims
+	}
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		w := newWorld(300 + seed)
+		views := randomViews(rng)
+		interval := []time.Duration{10 * time.Second, 30 * time.Second, time.Minute}[rng.IntN(3)]
+		a, err := New(Config{Views: views, Routers: w.names, Interval: interval})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := int64(1_700_000_000) * 1e9
+		var all []record.Record
+		got := map[rk]record.Metrics{}
+		flush := func(rows []record.Row, before int64) {
+			seen := map[rk]bool{}
+			for i := range rows {
+				r := &rows[i]
+				k := rk{r.View, r.Start, r.Dims}
+				switch {
+				case r.Metrics.Zero():
+					t.Fatalf("seed %d: row with all-zero metrics: %s", seed, rowLine(r))
+				case r.Start.UnixNano() >= before:
+					t.Fatalf("seed %d: flush before %d wrote %s", seed, before, rowLine(r))
+				case seen[k]:
+					t.Fatalf("seed %d: one flush wrote a key twice: %s", seed, rowLine(r))
+				case r.Resolution != interval:
+					t.Fatalf("seed %d: resolution %s, want %s", seed, r.Resolution, interval)
+				}
+				seen[k] = true
+				m := got[k]
+				m.Add(&r.Metrics)
+				got[k] = m
+			}
+		}
+		for round := range 2 + rng.IntN(4) {
+			recs := w.records(200+rng.IntN(2000), t0+int64(round)*int64(interval))
+			ens := make([]enrich.Enriched, len(recs))
+			for i := range recs {
+				w.e.Enrich(&recs[i], &ens[i])
+			}
+			for i := 0; i < len(recs); {
+				n := min(len(recs)-i, rng.IntN(300))
+				a.AddBatch(recs[i:i+n], ens[i:i+n])
+				i += n
+			}
+			all = append(all, recs...)
+			if rng.IntN(3) > 0 {
+				before := t0 + rng.Int64N(int64(4*time.Minute)) - int64(time.Minute)
+				flush(a.Flush(nil, before), before)
+			}
+		}
+		flush(a.FlushAll(nil), 1<<63-1)
+		if a.Pending() {
+			t.Fatalf("seed %d: records pending after FlushAll", seed)
+		}
+		want := map[rk]record.Metrics{}
+		for _, r := range oracle(views, w.e, w.names, all, interval) {
+			want[rk{r.View, r.Start, r.Dims}] = r.Metrics
+		}
+		if len(want) == 0 {
+			t.Fatalf("seed %d: the oracle has no rows", seed)
+		}
+		for k, m := range want {
+			if got[k] != m {
+				t.Errorf("seed %d: %s %s %+v: aggregator %+v, oracle %+v", seed, k.view, k.start, k.dims, got[k], m)
+			}
+		}
+		for k, m := range got {
+			if _, ok := want[k]; !ok {
+				t.Errorf("seed %d: %s %s %+v: aggregator %+v, not in the oracle", seed, k.view, k.start, k.dims, m)
+			}
+		}
+		if t.Failed() {
+			t.Fatalf("seed %d: views %+v", seed, views)
 		}
 	}
 }

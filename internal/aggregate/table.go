@@ -1,6 +1,7 @@
 package aggregate
 
 import (
+	"math/bits"
 	"unsafe"
 
 	"github.com/netledger/netledger/internal/prefetch"
@@ -18,10 +19,15 @@ type sums struct {
 }
 
 type slot struct {
+	h uint64 // the key's hash, with the low bit set; 0: empty slot
 	k key
 	m record.Metrics
-	h uint64 // the key's hash, with the low bit set; 0: empty slot
+	_ [slotPad]byte
 }
+
+// slotPad pads a slot to a whole number of cache lines: a slot then spans exactly
+// unsafe.Sizeof(slot{})/64 lines (the slot array is page-aligned), every one prefetched.
+const slotPad = (64 - (8+unsafe.Sizeof(key{})+unsafe.Sizeof(record.Metrics{}))%64) % 64
 
 const minSlots = 1 << 10
 
@@ -36,14 +42,43 @@ func init() {
 	}
 }
 
+// eq reports whether k and o are equal, word by word (inlined, unlike == on the struct).
+func (k *key) eq(o *key) bool {
+	a := (*[keyWords]uint64)(unsafe.Pointer(k))
+	b := (*[keyWords]uint64)(unsafe.Pointer(o))
+	d := uint64(0)
+	for i := range a {
+		d |= a[i] ^ b[i]
+	}
+	return d == 0
+}
+
+// hashKey hashes k: the words are mixed two by two (a 64×64→128-bit product folded, as
+// wyhash does), products independent of one another so that they overlap in the CPU, then
+// the sum is mixed once more so that the low bits (the slot) depend on every word.
 func hashKey(k *key) uint64 {
 	w := (*[keyWords]uint64)(unsafe.Pointer(k))
-	h := uint64(0x9E3779B97F4A7C15)
-	for _, v := range w {
-		h = (h ^ v) * 0xBF58476D1CE4E5B9
-		h ^= h >> 31
+	h := uint64(keyWords)
+	i := 0
+	for ; i+1 < len(w); i += 2 {
+		h ^= mix(w[i]^hashSeeds[i], w[i+1]^hashSeeds[i+1])
 	}
-	return h
+	if i < len(w) {
+		h ^= mix(w[i]^hashSeeds[i], hashSeeds[i+1])
+	}
+	return mix(h^hashSeeds[0], hashSeeds[1])
+}
+
+func mix(a, b uint64) uint64 {
+	hi, lo := bits.Mul64(a, b)
+	return hi ^ lo
+}
+
+// hashSeeds are random odd constants (wyhash's and splitmix64's), one per key word and one more.
+var hashSeeds = [keyWords + 1]uint64{
+	0xa0761d6478bd642f, 0xe7037ed1a0b428db, 0x8ebc6af09c88c6e3, 0x589965cc75374cc3,
+	0x1d8e4e27c47d124f, 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB,
+	0xd6e8feb86659fd93, 0xc2b2ae3d27d4eb4f, 0x165667b19e3779f9, 0x27d4eb2f165667c5,
 }
 
 // at returns the metrics of k, adding k when it is new.
@@ -53,6 +88,13 @@ func (s *sums) at(k *key) *record.Metrics { return s.atHash(k, hashKey(k)) }
 func (s *sums) prefetch(h uint64) {
 	if len(s.slots) > 0 {
 		prefetch.Slot(s.slots, (h|1)&s.mask)
+	}
+}
+
+// prefetchEntry starts loading the slot of the i-th key added, if there is one.
+func (s *sums) prefetchEntry(i int) {
+	if i < len(s.used) {
+		prefetch.Slot(s.slots, uint64(s.used[i]))
 	}
 }
 
@@ -70,7 +112,7 @@ func (s *sums) atHash(k *key, h uint64) *record.Metrics {
 			s.used = append(s.used, int32(i))
 			return &sl.m
 		}
-		if sl.h == tag && sl.k == *k {
+		if sl.h == tag && sl.k.eq(k) {
 			return &sl.m
 		}
 		i = (i + 1) & s.mask

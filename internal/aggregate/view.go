@@ -1,11 +1,17 @@
 // Package aggregate turns enriched records into view rows: per interval (1 minute by default,
 // by record time), the metrics of the records summed per combination of a view's dimensions.
 //
-// The hot path (Aggregator.Add) does one map update per record and source group into a table
-// keyed by the union of the dimensions of the group's views; every view is derived from that
-// table when an interval is flushed. Keys are compact comparable values (router index, class id,
-// prefix as two words, the interned *routing.Attrs, ASNs…) in maps reused across intervals, so
-// that adding a record allocates nothing.
+// Aggregation has two stages. Per record (Aggregator.AddBatch), one insert per source group
+// (views taking the same sources; one group for the default trafstat views) into a first-stage
+// table keyed by what the record contributes: the union of the dimensions of the group's views,
+// that is the enrichment result they use (router, the route's prefix and attribute set, peer and
+// origin AS, country, region) and the record dimensions (class, proto, masked client and server
+// groups, port). When an interval is flushed, each first-stage key is fanned out into the views
+// (projected on each view's dimensions; as_on_path: once per distinct AS of the path), at a cost
+// per key rather than per record. Keys are compact comparable values (router index, class id,
+// prefix as two words, the interned *routing.Attrs, ASNs…) held by value, never a reference
+// into the enrichment cache, in open-addressing tables reused across intervals, so that adding
+// a record allocates nothing.
 //
 // Semantics of the default views (trafstat's tables, DESIGN.md):
 //

@@ -103,11 +103,11 @@ func expectedTotals(t *testing.T, recs []record.Record) map[string]record.Metric
 	if err != nil {
 		t.Fatal(err)
 	}
-	var en enrich.Enriched
+	ens := make([]enrich.Enriched, len(recs))
 	for i := range recs {
-		e.Enrich(&recs[i], &en)
-		a.Add(&recs[i], &en)
+		e.Enrich(&recs[i], &ens[i])
 	}
+	a.AddBatch(recs, ens)
 	out := map[string]record.Metrics{}
 	for _, r := range a.FlushAll(nil) {
 		m := out[r.View]

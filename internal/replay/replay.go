@@ -26,6 +26,10 @@ import (
 	"github.com/netledger/netledger/internal/store"
 )
 
+// replayBatch is the number of records handed to the Accountant at once (the pipeline's
+// batch size).
+const replayBatch = 4096
+
 // ErrExpired is returned for a range that starts before the records the spool still keeps.
 var ErrExpired = errors.New("spool segments already expired")
 
@@ -35,8 +39,8 @@ var ErrNothingAccounted = errors.New("nothing accounted yet")
 // Accountant turns records into view rows: enrichment and the views' aggregation, as the
 // accounting pipeline does it.
 type Accountant interface {
-	// Add accounts one record.
-	Add(r *record.Record)
+	// AddBatch accounts a batch of records (recs is reused once it returns).
+	AddBatch(recs []record.Record)
 	// Rows appends the rows of everything added and forgets it.
 	Rows(dst []record.Row) []record.Row
 }
@@ -134,14 +138,15 @@ func Run(ctx context.Context, cfg Config, acc Accountant) (Result, error) {
 			return res, fmt.Errorf("cannot read the spool: %w", err)
 		}
 		defer r.Close()
-		var buf [1]record.Record // one at a time: stop exactly at the committed position
+		var one [1]record.Record // read one at a time: stop exactly at the committed position
+		batch := make([]record.Record, 0, replayBatch)
 		seg := uint64(0)
 		for r.Position().Less(end) {
 			if err := ctx.Err(); err != nil {
 				return res, err
 			}
 			at := r.Position()
-			n, _, err := r.Read(buf[:])
+			n, _, err := r.Read(one[:])
 			if err != nil {
 				return res, fmt.Errorf("cannot read the spool: %w", err)
 			}
@@ -158,11 +163,15 @@ func Run(ctx context.Context, cfg Config, acc Accountant) (Result, error) {
 				res.Segments++
 			}
 			res.Read++
-			if t := buf[0].Time; t >= from && t < to {
-				acc.Add(&buf[0])
+			if t := one[0].Time; t >= from && t < to {
+				if batch = append(batch, one[0]); len(batch) == replayBatch {
+					acc.AddBatch(batch)
+					batch = batch[:0]
+				}
 				res.Replayed++
 			}
 		}
+		acc.AddBatch(batch)
 	}
 	rows := acc.Rows(nil)
 	res.Rows = len(rows)

@@ -57,12 +57,14 @@ type minuteAcc struct {
 	scale uint64
 }
 
-func (a *minuteAcc) Add(r *record.Record) {
-	t := time.Unix(0, r.Time).UTC().Truncate(time.Minute)
-	x := a.sums[t]
-	x.Requests++
-	x.Bytes += r.BytesOut * a.scale
-	a.sums[t] = x
+func (a *minuteAcc) AddBatch(recs []record.Record) {
+	for _, r := range recs {
+		t := time.Unix(0, r.Time).UTC().Truncate(time.Minute)
+		x := a.sums[t]
+		x.Requests++
+		x.Bytes += r.BytesOut * a.scale
+		a.sums[t] = x
+	}
 }
 
 func (a *minuteAcc) Rows(dst []record.Row) []record.Row {
@@ -97,7 +99,7 @@ func setup(t *testing.T, n int) (*spool.Spool, *memStore) {
 			t.Fatal(err)
 		}
 		if i < n {
-			acc.Add(&r)
+			acc.AddBatch([]record.Record{r})
 		}
 	}
 	if err := sp.Sync(); err != nil {
