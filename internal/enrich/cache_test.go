@@ -9,6 +9,7 @@ import (
 	"github.com/netledger/netledger/internal/geo"
 	"github.com/netledger/netledger/internal/record"
 	"github.com/netledger/netledger/internal/routing"
+	"github.com/netledger/netledger/internal/testenv"
 )
 
 // versionedGeo is a fake geo database that says when it changes.
@@ -19,27 +20,6 @@ type versionedGeo struct {
 
 func (g *versionedGeo) Lookup(a netip.Addr) geo.Info { return g.m[a] }
 func (g *versionedGeo) Updated() time.Time           { return time.Unix(0, g.ver) }
-
-// randomAddr returns an address inside p (or a random one of p's family).
-func randomAddr(rng *rand.Rand, p netip.Prefix) netip.Addr {
-	b := p.Addr().As16()
-	bits := p.Bits()
-	if p.Addr().Is4() {
-		bits += 96
-	}
-	for i := bits; i < 128; i++ {
-		if rng.IntN(2) == 1 {
-			b[i/8] |= 0x80 >> (i % 8)
-		} else {
-			b[i/8] &^= 0x80 >> (i % 8)
-		}
-	}
-	a := netip.AddrFrom16(b)
-	if p.Addr().Is4() {
-		a = a.Unmap()
-	}
-	return a
-}
 
 // TestEnrichBatchEqualsEnrich: a Cache's EnrichBatch gives exactly what Enrich gives, record
 // by record, for random tables, routers, geo data and clients that repeat (hits), including
@@ -59,9 +39,9 @@ func TestEnrichBatchEqualsEnrich(t *testing.T) {
 		for range 3000 {
 			var p netip.Prefix
 			if rng.IntN(4) == 0 {
-				p, _ = randomAddr(rng, netip.MustParsePrefix("2000::/3")).Prefix(16 + rng.IntN(49))
+				p, _ = testenv.RandomAddr(rng, netip.MustParsePrefix("2000::/3")).Prefix(16 + rng.IntN(49))
 			} else {
-				p, _ = randomAddr(rng, netip.MustParsePrefix("0.0.0.0/1")).Prefix(8 + rng.IntN(17))
+				p, _ = testenv.RandomAddr(rng, netip.MustParsePrefix("0.0.0.0/1")).Prefix(8 + rng.IntN(17))
 			}
 			prefixes = append(prefixes, p)
 			tables[rng.IntN(2)].Insert(p, pool[rng.IntN(len(pool))])
@@ -80,15 +60,15 @@ func TestEnrichBatchEqualsEnrich(t *testing.T) {
 			var a netip.Addr
 			switch rng.IntN(10) {
 			case 0:
-				a = randomAddr(rng, netip.MustParsePrefix("128.0.0.0/1"))
+				a = testenv.RandomAddr(rng, netip.MustParsePrefix("128.0.0.0/1"))
 			case 1:
-				a = netip.AddrFrom16(randomAddr(rng, prefixes[rng.IntN(len(prefixes))]).As16()) // IPv4-mapped
+				a = netip.AddrFrom16(testenv.RandomAddr(rng, prefixes[rng.IntN(len(prefixes))]).As16()) // IPv4-mapped
 			case 2:
-				a = randomAddr(rng, prefixes[rng.IntN(len(prefixes))]).WithZone("eth0")
+				a = testenv.RandomAddr(rng, prefixes[rng.IntN(len(prefixes))]).WithZone("eth0")
 			case 3:
 				a = netip.Addr{}
 			default:
-				a = randomAddr(rng, prefixes[rng.IntN(len(prefixes))])
+				a = testenv.RandomAddr(rng, prefixes[rng.IntN(len(prefixes))])
 			}
 			if rng.IntN(3) == 0 {
 				g.m[a] = geo.Info{Country: [2]byte{'A' + byte(rng.IntN(26)), 'Z'}, Continent: [2]byte{'E', 'U'}}

@@ -119,21 +119,7 @@ func clientRecords(t *realTable, n int) []record.Record {
 	recs := make([]record.Record, 0, n)
 	base := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC).UnixNano()
 	for len(recs) < n {
-		p := t.prefixes[rng.IntN(len(t.prefixes))]
-		b := p.Addr().As16()
-		bits := p.Bits()
-		if p.Addr().Is4() {
-			bits += 96
-		}
-		for i := bits; i < 128; i++ {
-			if rng.IntN(2) == 1 {
-				b[i/8] |= 0x80 >> (i % 8)
-			}
-		}
-		a := netip.AddrFrom16(b)
-		if p.Addr().Is4() {
-			a = a.Unmap()
-		}
+		a := testenv.RandomAddr(rng, t.prefixes[rng.IntN(len(t.prefixes))])
 		if seen[a] {
 			continue
 		}
