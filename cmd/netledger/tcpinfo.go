@@ -70,6 +70,7 @@ two dumps.
 	fl.StringVar(&f.cfg.Cgroup, "cgroup", "", "account only connections of this cgroup v2 and below (e.g. /sys/fs/cgroup/system.slice/nginx.service)")
 	fl.IntVar(&f.cfg.Partitions, "partitions", f.cfg.Partitions, "split each dump into this many concurrent dumps over port ranges (0: one per core)")
 	fl.BoolVar(&f.cfg.DumpOnly, "dump-only", false, "no destroy notifications (no CAP_NET_ADMIN): interval dumps only")
+	fl.StringVar(&f.cfg.DumpMethod, "dump-method", f.cfg.DumpMethod, "how the interval dumps read the sockets: bpf (the BPF socket iterator), netlink (sock_diag), auto (bpf where it loads, else netlink)")
 	rootCmd.AddCommand(cmd)
 }
 

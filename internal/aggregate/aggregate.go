@@ -57,14 +57,11 @@ const (
 	famPfx4 = 1 << iota
 	famSrc4
 	famDst4
-	famSrc // src group valid
-	famDst // dst group valid
+	famSrc   // src group valid
+	famDst   // dst group valid
+	famRoute // a first-stage key with its route in attrs (sums.divert)
 )
 
-func addrWords(a netip.Addr) (hi, lo uint64) {
-	b := a.As16()
-	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
-}
 
 func wordsAddr(hi, lo uint64, is4 bool) netip.Addr {
 	var b [16]byte
@@ -90,11 +87,12 @@ func makeKey(k *key, r *record.Record, e *enrich.Enriched, m dim) {
 	if m&dClass != 0 {
 		k.class = r.Class
 	}
-	if m&(dPrefix|dASOnPath) != 0 {
+	if m&(dPrefix|dASOnPath) == dASOnPath {
+		// with a prefix, the route is the slot's (AddBatch), not the key's
 		k.attrs = e.Attrs
 	}
 	if m&dPrefix != 0 && e.Prefix.IsValid() {
-		k.pfxHi, k.pfxLo = addrWords(e.Prefix.Addr())
+		k.pfxHi, k.pfxLo = routing.AddrWords(e.Prefix.Addr())
 		k.pfxBits = uint8(e.Prefix.Bits() + 1)
 		if e.Prefix.Addr().Is4() {
 			k.fam |= famPfx4
@@ -116,14 +114,14 @@ func makeKey(k *key, r *record.Record, e *enrich.Enriched, m dim) {
 		k.proto = r.Proto
 	}
 	if m&dSrcGroup != 0 && r.Client.IsValid() {
-		k.srcHi, k.srcLo = addrWords(r.Client)
+		k.srcHi, k.srcLo = routing.AddrWords(r.Client)
 		k.fam |= famSrc
 		if r.Client.Is4() {
 			k.fam |= famSrc4
 		}
 	}
 	if m&dDstGroup != 0 && r.Server.IsValid() {
-		k.dstHi, k.dstLo = addrWords(r.Server)
+		k.dstHi, k.dstLo = routing.AddrWords(r.Server)
 		k.fam |= famDst
 		if r.Server.Is4() {
 			k.fam |= famDst4
@@ -137,8 +135,9 @@ func makeKey(k *key, r *record.Record, e *enrich.Enriched, m dim) {
 	}
 }
 
-// project keeps the fields of k that dimensions m use.
-func project(k *key, m dim) key {
+// project keeps the fields of k (a first-stage key whose records have the route attrs) that
+// dimensions m use.
+func project(k *key, attrs *routing.Attrs, m dim) key {
 	var v key
 	if m&dRouter != 0 {
 		v.router = k.router
@@ -147,7 +146,7 @@ func project(k *key, m dim) key {
 		v.class = k.class
 	}
 	if m&dPrefix != 0 {
-		v.pfxHi, v.pfxLo, v.pfxBits, v.attrs = k.pfxHi, k.pfxLo, k.pfxBits, k.attrs
+		v.pfxHi, v.pfxLo, v.pfxBits, v.attrs = k.pfxHi, k.pfxLo, k.pfxBits, attrs
 		v.fam |= k.fam & famPfx4
 	}
 	if m&dPeerAS != 0 {
@@ -226,10 +225,12 @@ type Aggregator struct {
 
 	// flush state, reused
 	views   []sums // the rows of each view of the group being flushed
+	direct  []bool // whether each view of the group being flushed is its first-stage table
 	byPath  []sums // as_on_path views: rows by route, before each AS is credited
 	asns    []uint32
 	paths   map[*routing.Attrs]*pathInfo
 	byText  map[string]*routing.Attrs
+	pathBuf []byte // path, building a path text
 	gen     uint32
 	classes map[uint16]string
 	codes   map[[2]byte]string
@@ -322,6 +323,8 @@ type pending struct {
 	h   uint64
 	s   *sums
 	rec int32
+	// byRoute: the group has the prefix dimension, whose key leaves the route to the slot
+	byRoute bool
 }
 
 // AddBatch accounts recs[i] enriched as ens[i] (len(ens) >= len(recs)) to the intervals
@@ -329,6 +332,13 @@ type pending struct {
 // records are made and their slots prefetched before any is added to; a batch of any size
 // gives the rows of the same records added one at a time. It allocates nothing once the
 // tables have grown to the load.
+//
+// A first-stage key with a prefix leaves the route (attribute set) out: the slot holds it, set
+// by the first record, since the route is a function of the router and prefix while the
+// routing table does not change. A record whose route differs from its slot's (a route that
+// changed during the interval, or a prefix routed differently by routers that are not in the
+// key) goes to a key with its route (sums.divert), rare; the flush merges such keys by path
+// text. Without them, a view with the group's dimensions is the first-stage table itself.
 func (a *Aggregator) AddBatch(recs []record.Record, ens []enrich.Enriched) {
 	ens = ens[:len(recs)]
 	a.records += uint64(len(recs))
@@ -345,7 +355,7 @@ func (a *Aggregator) AddBatch(recs []record.Record, ens []enrich.Enriched) {
 			for mask != 0 {
 				i := bits.TrailingZeros64(mask)
 				mask &= mask - 1
-				p = append(p, pending{s: &iv.base[i], rec: int32(base + j)})
+				p = append(p, pending{s: &iv.base[i], rec: int32(base + j), byRoute: a.groups[i].dims&dPrefix != 0})
 				q := &p[len(p)-1]
 				makeKey(&q.k, r, &ens[base+j], a.groups[i].dims)
 				q.h = hashKey(&q.k)
@@ -354,7 +364,14 @@ func (a *Aggregator) AddBatch(recs []record.Record, ens []enrich.Enriched) {
 		}
 		for j := range p {
 			q := &p[j]
-			addRecord(q.s.atHash(&q.k, q.h), &recs[q.rec], &ens[q.rec])
+			e := &ens[q.rec]
+			sl, fresh := q.s.slotAt(&q.k, q.h)
+			if fresh {
+				sl.route = e.Attrs
+			} else if q.byRoute && sl.route != e.Attrs {
+				sl = q.s.divert(&q.k, e.Attrs)
+			}
+			addRecord(&sl.m, &recs[q.rec], e)
 		}
 		a.pend = p[:0]
 	}
@@ -434,9 +451,17 @@ func (a *Aggregator) flushInterval(dst []record.Row, iv *interval) []record.Row 
 			a.views = append(a.views, newSums())
 			a.byPath = append(a.byPath, newSums())
 		}
-		a.fanOut(&iv.base[gi], g.views)
+		base := &iv.base[gi]
+		a.direct = a.direct[:0]
+		for _, v := range g.views {
+			a.direct = append(a.direct, isDirect(base, g.dims, v))
+		}
+		a.fanOut(base, g.views, a.direct)
 		for vi, v := range g.views {
 			t := &a.views[vi]
+			if a.direct[vi] {
+				t = base // emptied by Flush
+			}
 			if v.dims&dASOnPath != 0 && v.dims&dPrefix == 0 {
 				a.explode(t, &a.byPath[vi])
 			}
@@ -447,9 +472,13 @@ func (a *Aggregator) flushInterval(dst []record.Row, iv *interval) []record.Row 
 			}
 			for i := range t.len() {
 				t.prefetchEntry(i + flushAhead)
-				vk, vm := t.entry(i)
+				vk, vm, route := t.entry(i)
 				if vm.Zero() {
 					continue
+				}
+				if a.direct[vi] && v.dims&dPrefix != 0 {
+					k := *vk
+					k.attrs, vk = route, &k
 				}
 				dst = append(dst, record.Row{
 					View:       v.name,
@@ -459,10 +488,20 @@ func (a *Aggregator) flushInterval(dst []record.Row, iv *interval) []record.Row 
 					Metrics:    *vm,
 				})
 			}
-			t.reset()
+			if !a.direct[vi] {
+				t.reset()
+			}
 		}
 	}
 	return dst
+}
+
+// isDirect reports whether the rows of view v are the entries of its group's first-stage table
+// base (whose keys have the dimensions gdims) as they are, so that the flush reads them there
+// instead of building the view's table: v has the group's dimensions, no as_on_path, and no
+// key of base was diverted (each prefix had one route: no two rows to merge by path text).
+func isDirect(base *sums, gdims dim, v view) bool {
+	return v.dims == gdims && v.dims&dASOnPath == 0 && base.diverted == 0
 }
 
 // flushAhead is how many entries ahead of the one read a flush prefetches (entries are read in
@@ -475,14 +514,21 @@ const flushAhead = 16
 // view's other dimensions and the route (explode then credits each AS of the route once per
 // row there rather than once per first-stage entry). One pass over base, in chunks: the view
 // keys of a chunk of entries are made and their slots prefetched before any is added to, while
-// the next chunk's entries are being prefetched.
-func (a *Aggregator) fanOut(base *sums, views []view) {
+// the next chunk's entries are being prefetched. Views marked direct are skipped (their rows
+// are base's entries).
+func (a *Aggregator) fanOut(base *sums, views []view, direct []bool) {
+	if !slices.Contains(direct, false) {
+		return
+	}
 	inChunks(base, func(lo, hi int) {
 		p := a.fan[:0]
 		for i := lo; i < hi; i++ {
-			bk, bm := base.entry(i)
+			bk, bm, route := base.entry(i)
 			for vi, v := range views {
-				q := fanned{k: project(bk, v.dims), m: bm, t: &a.views[vi]}
+				if direct[vi] {
+					continue
+				}
+				q := fanned{k: project(bk, route, v.dims), m: bm, t: &a.views[vi]}
 				if v.dims&dPrefix != 0 && q.k.attrs != nil {
 					q.k.attrs = a.path(q.k.attrs).canon
 				}
@@ -490,10 +536,10 @@ func (a *Aggregator) fanOut(base *sums, views []view) {
 				case v.dims&dASOnPath == 0:
 					p = append(p, q)
 				case v.dims&dPrefix == 0:
-					q.k.attrs, q.t = bk.attrs, &a.byPath[vi]
+					q.k.attrs, q.t = route, &a.byPath[vi]
 					p = append(p, q)
 				default:
-					p = a.appendPerAS(p, q, bk.attrs)
+					p = a.appendPerAS(p, q, route)
 				}
 			}
 		}
@@ -507,7 +553,7 @@ func (a *Aggregator) explode(t, byPath *sums) {
 	inChunks(byPath, func(lo, hi int) {
 		p := a.fan[:0]
 		for i := lo; i < hi; i++ {
-			k, m := byPath.entry(i)
+			k, m, _ := byPath.entry(i)
 			q := fanned{k: *k, m: m, t: t}
 			q.k.attrs = nil
 			p = a.appendPerAS(p, q, k.attrs)
@@ -571,8 +617,20 @@ type fanned struct {
 func (a *Aggregator) path(attrs *routing.Attrs) *pathInfo {
 	p, ok := a.paths[attrs]
 	if !ok {
-		text := attrs.String()
-		canon, ok := a.byText[text]
+		// the text is built in a reused buffer and made a string only when it is new: most
+		// sets met in a flush share their path with another (other communities, MED)
+		a.pathBuf = attrs.AppendPath(a.pathBuf[:0])
+		canon, ok := a.byText[string(a.pathBuf)]
+		var c *pathInfo
+		if ok {
+			c = a.paths[canon]
+		}
+		var text string
+		if c != nil {
+			text = c.text // one string per path text in the rows, whichever set they come from
+		} else {
+			text = string(a.pathBuf)
+		}
 		if !ok {
 			canon = attrs
 			a.byText[text] = attrs

@@ -534,6 +534,36 @@ func TestSamePathMerges(t *testing.T) {
 	}
 }
 
+// TestPathTextShared: attribute sets with the same path share one text string, and a set
+// whose text is known costs its path entry only (the text is not built as a new string).
+func TestPathTextShared(t *testing.T) {
+	ag, err := New(Config{Routers: []string{"r"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := &routing.Attrs{Path: []routing.Segment{seq(64500, 3356, 15169)}, Communities: []uint32{0}}
+	text := ag.path(first).text
+	sets := make([]*routing.Attrs, 100)
+	for i := range sets {
+		sets[i] = &routing.Attrs{Path: []routing.Segment{seq(64500, 3356, 15169)}, Communities: []uint32{uint32(i + 1)}}
+	}
+	i := 0
+	allocs := testing.AllocsPerRun(len(sets)-1, func() {
+		p := ag.path(sets[i])
+		i++
+		if p.text != text || unsafe.StringData(p.text) != unsafe.StringData(text) || p.canon != first {
+			t.Fatalf("set %d: text %q (own string: %v), canonical %p; want the first set's %q, %p",
+				i, p.text, unsafe.StringData(p.text) != unsafe.StringData(text), p.canon, text, first)
+		}
+	})
+	if allocs > 1 {
+		t.Errorf("%.1f allocations per set of a known path text, want 1 (its path entry)", allocs)
+	}
+	if got := ag.path(&routing.Attrs{Path: []routing.Segment{seq(64501)}}).text; got != "64501" {
+		t.Errorf("new path text %q, want 64501", got)
+	}
+}
+
 // TestAddBatchEqualsAdd: AddBatch in batches of random sizes gives exactly the rows of
 // batches of one record, in the same order, over random loads and views, through several flushes.
 func TestAddBatchEqualsOneByOne(t *testing.T) {
@@ -768,6 +798,68 @@ func TestOracleRandomViewsAndFlushes(t *testing.T) {
 		}
 		if t.Failed() {
 			t.Fatalf("seed %d: views %+v", seed, views)
+		}
+	}
+}
+
+// TestDirectView: a view with its group's dimensions (and no as_on_path) is flushed from the
+// first-stage table itself, without building its own table, while each prefix has one route
+// during the interval; once a route is replaced by another with the same path, the flush builds
+// the table and merges them. The rows are the oracle's either way.
+func TestDirectView(t *testing.T) {
+	views := []ViewConfig{
+		{Name: "prefix", Dimensions: []string{DimRouter, DimClass, DimPrefix}, Sources: trafstatSources},
+		{Name: "conntrack", Dimensions: []string{DimProto, DimSrcGroup, DimDstGroup, DimPort}, Sources: []string{"conntrack"}},
+	}
+	w := newWorld(7)
+	table := w.e.Routers()[0].Table.(*enrich.StaticTable)
+	a, err := New(Config{Views: views, Routers: w.names, Interval: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round, replace := range []bool{false, false, true} {
+		recs := w.records(3000, int64(1_700_000_000+600*round)*1e9)
+		for i := range recs {
+			if i%5 == 0 {
+				recs[i].Source = record.SourceConntrack
+			}
+		}
+		if replace {
+			// a route replaced by one with the same path and other communities, in the middle
+			// of the load (the enricher is asked again: no cache)
+			bits, old, _ := table.Lookup(w.prefixes[0].Addr())
+			p := netip.PrefixFrom(w.prefixes[0].Addr(), bits).Masked()
+			for _, i := range []int{0, len(recs) - 1} { // one record of the prefix before, one after
+				recs[i].Client, recs[i].Server, recs[i].Source = p.Addr(), w.servers[0], record.SourceReportV1
+				recs[i].Class, recs[i].Time = 1, recs[0].Time
+			}
+			ens := make([]enrich.Enriched, len(recs))
+			for i := range recs {
+				if i == len(recs)/2 {
+					table.Insert(p, &routing.Attrs{Path: old.Path, Communities: []uint32{42}})
+				}
+				w.e.Enrich(&recs[i], &ens[i])
+			}
+			a.AddBatch(recs, ens)
+			got := rowLines(a.FlushAll(nil))
+			table.Insert(p, old)
+			// the oracle enriches once, after the change: only the path text matters to it
+			want := rowLines(oracle(views, w.e, w.names, recs, time.Minute))
+			if !slices.Equal(got, want) {
+				t.Fatalf("round %d: aggregator and oracle differ (-aggregator +oracle):\n%s", round, lineDiff(strings.Join(got, "\n"), strings.Join(want, "\n")))
+			}
+			if len(a.views[0].slots) == 0 {
+				t.Errorf("round %d: two attribute sets with one path and the prefix view was not built to merge them", round)
+			}
+			continue
+		}
+		got := rowLines(aggregateAll(t, a, w.e, recs))
+		want := rowLines(oracle(views, w.e, w.names, recs, time.Minute))
+		if !slices.Equal(got, want) {
+			t.Fatalf("round %d: aggregator and oracle differ (-aggregator +oracle):\n%s", round, lineDiff(strings.Join(got, "\n"), strings.Join(want, "\n")))
+		}
+		if len(a.views[0].slots) != 0 {
+			t.Errorf("round %d: the prefix view's table was built: want its rows read from the first stage", round)
 		}
 	}
 }

@@ -11,7 +11,9 @@
 // per key rather than per record. Keys are compact comparable values (router index, class id,
 // prefix as two words, the interned *routing.Attrs, ASNs…) held by value, never a reference
 // into the enrichment cache, in open-addressing tables reused across intervals, so that adding
-// a record allocates nothing.
+// a record allocates nothing. A first-stage key with a prefix leaves the route out and its slot
+// holds it (see Aggregator.AddBatch), so that a view with all of its group's dimensions is
+// written straight from the first-stage table.
 //
 // Semantics of the default views (trafstat's tables, DESIGN.md):
 //

@@ -50,8 +50,9 @@ type Config struct {
 	BGP bgp.Config `yaml:"bgp"`
 	// Accounting is the pipeline from the spool to the store: intervals, commits, views.
 	Accounting pipeline.Config `yaml:"accounting"`
-	// Hugepages puts the heap on 2 MiB pages after a routing table is bulk-loaded, for
-	// lookups that miss the caches; off unless enable: true (see package hugepage).
+	// Hugepages puts the heap on 2 MiB pages after a routing table is loaded from MRT files
+	// (on by default) and, with bgp: true, after a BGP session's bulk changes (see package
+	// hugepage).
 	Hugepages hugepage.Config `yaml:"hugepages"`
 }
 

@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,6 +34,36 @@ func TestExampleConfig(t *testing.T) {
 	}
 	if strings.Contains(string(must(cfg.Redacted().Dump())), cfg.Report.Keys[0].Secret) {
 		t.Error("Redacted() dump shows the secret")
+	}
+}
+
+// TestExampleConfigOptionalSections uncomments the example's optional sections (accounting,
+// geo, tcpinfo, conntrack) and decodes them strictly: every key they show must exist.
+func TestExampleConfigOptionalSections(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(testenv.Root(), "deploy", "netledger.example.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		switch {
+		case slices.Contains([]string{"# accounting:", "# geo:", "# tcpinfo:", "# conntrack:"}, line):
+			in, line = true, line[2:]
+		case in && strings.HasPrefix(line, "#   "):
+			line = line[2:]
+		default:
+			in = false
+		}
+		out = append(out, line)
+	}
+	cfg := DefaultConfig()
+	if err := DecodeConfig(strings.NewReader(strings.Join(out, "\n")), &cfg); err != nil {
+		t.Fatalf("uncommented example: %v", err)
+	}
+	if !cfg.TCPInfo.Enabled || !cfg.Conntrack.Enabled || len(cfg.Geo.CountryDatabases) != 1 || cfg.Accounting.Interval != time.Minute {
+		t.Errorf("optional sections not read as written: tcpinfo %v conntrack %v geo %v accounting %v",
+			cfg.TCPInfo.Enabled, cfg.Conntrack.Enabled, cfg.Geo.CountryDatabases, cfg.Accounting.Interval)
 	}
 }
 

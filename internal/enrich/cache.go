@@ -1,7 +1,6 @@
 package enrich
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"sync/atomic"
 	"time"
@@ -166,10 +165,6 @@ func (c *Cache) clear() {
 	}
 }
 
-func addrWords(a netip.Addr) (hi, lo uint64) {
-	b := a.As16()
-	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
-}
 
 func hashClient(hi, lo uint64, router uint16) uint64 {
 	h := (hi ^ 0x9E3779B97F4A7C15) * 0xBF58476D1CE4E5B9
@@ -201,7 +196,7 @@ func (c *Cache) EnrichBatch(recs []record.Record, out []Enriched) {
 		for i := range n {
 			r := &recs[i]
 			idx := c.e.router(r.Server)
-			hi, lo := addrWords(r.Client)
+			hi, lo := routing.AddrWords(r.Client)
 			h := hashClient(hi, lo, idx)
 			c.hash[i], c.router[i] = h, idx
 			prefetch.Slot(c.entries, h&c.mask)
@@ -225,7 +220,7 @@ func (c *Cache) lookup(r *record.Record, h uint64, router uint16, out *Enriched)
 	if is4 {
 		flags = entryIs4
 	}
-	hi, lo := addrWords(a)
+	hi, lo := routing.AddrWords(a)
 	i := h & c.mask
 	for {
 		en := &c.entries[i]
@@ -281,10 +276,15 @@ func (c *Cache) insert(en *cacheEntry, h uint64) {
 	c.live++
 }
 
-// grow doubles the table, keeping the valid entries.
+// grow enlarges the table, keeping the valid entries: fourfold up to 2^18 entries (12 MB), so
+// that a fresh cache filling up allocates and reinserts less on the way, then twofold.
 func (c *Cache) grow() {
 	old := c.entries
-	c.entries = make([]cacheEntry, 2*len(old))
+	n := 2 * len(old)
+	if 4*len(old) <= 1<<18 {
+		n = 4 * len(old)
+	}
+	c.entries = make([]cacheEntry, min(n, c.max))
 	c.mask = uint64(len(c.entries) - 1)
 	for j := range old {
 		en := &old[j]

@@ -3,6 +3,7 @@ package enrich
 import (
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -207,5 +208,36 @@ func TestEnrichBatchAllocatesNothing(t *testing.T) {
 	c.EnrichBatch(recs, out)
 	if n := testing.AllocsPerRun(100, func() { c.EnrichBatch(recs, out) }); n != 0 {
 		t.Errorf("EnrichBatch allocates %v times per batch", n)
+	}
+}
+
+// TestCacheGrowsFourfoldWhileSmall: a cache filling up grows fourfold up to 2^18 entries, then
+// twofold up to its maximum, and keeps its entries (hits) across the growths.
+func TestCacheGrowsFourfoldWhileSmall(t *testing.T) {
+	tab := new(StaticTable)
+	tab.Insert(netip.MustParsePrefix("10.0.0.0/8"), &routing.Attrs{Path: []routing.Segment{seq(1, 2)}})
+	c := New([]Router{{Name: "r1", Table: tab}}, nil).NewCache(1 << 20)
+	recs := make([]record.Record, 512)
+	out := make([]Enriched, len(recs))
+	sizes := []int{len(c.entries)}
+	const clients = 600_000
+	for base := 0; base < clients; base += len(recs) {
+		for i := range recs {
+			n := base + i
+			recs[i].Client = netip.AddrFrom4([4]byte{10, byte(n >> 16), byte(n >> 8), byte(n)})
+		}
+		c.EnrichBatch(recs, out)
+		if n := len(c.entries); n != sizes[len(sizes)-1] {
+			sizes = append(sizes, n)
+		}
+	}
+	want := []int{1 << 12, 1 << 14, 1 << 16, 1 << 18, 1 << 19, 1 << 20}
+	if !slices.Equal(sizes, want) {
+		t.Fatalf("cache sizes %v, want %v", sizes, want)
+	}
+	before := c.Stats()
+	c.EnrichBatch(recs, out) // the last clients: still there
+	if st := c.Stats(); st.Hits-before.Hits != uint64(len(recs)) {
+		t.Errorf("%d hits of %d after growing", st.Hits-before.Hits, len(recs))
 	}
 }

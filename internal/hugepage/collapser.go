@@ -10,12 +10,19 @@ import (
 
 // Config configures a Collapser.
 type Config struct {
-	// Enable turns collapsing on. It is off by default: on the 2-core PVM guest where it was
-	// measured, lookups over a full table were not reproducibly faster on huge pages (three
-	// runs: 20–40 % less CPU time, the same, and slower; docs/benchmarks.md), and huge pages
-	// over heap that the runtime later returns in pieces are split, their memory possibly
-	// kept by the kernel until it needs it (deferred split).
+	// Enable turns collapsing on after MRT loads (Request). It is on by default: on the
+	// 2-core PVM guest where it was measured, hot lookups over a full table took 43 ns on huge
+	// pages against 67 on 4 KiB pages (IPv4, wall time, quiet machine, session 4), and 5–7 ns
+	// less once the TLB had been flushed and refilled (session 5, docs/benchmarks.md
+	// "Lookups"); a table loaded from MRT files keeps part of its huge pages once the runtime
+	// has returned the load's garbage (82 of 304 MB in one measurement).
 	Enable bool `yaml:"enable"`
+	// BGP also collapses after a BGP session's bulk changes (RequestBGP: End-of-RIB
+	// compaction, replacement table). Off by default: a table fed by a session keeps changing,
+	// and once the runtime returns the transfer's garbage in pieces the kernel splits nearly
+	// every collapsed chunk (0–2 MB of 170–210 MB left, session 4), so the copying buys nothing
+	// that lasts. It does not cost resident memory either (same RSS per route, bgpload).
+	BGP bool `yaml:"bgp"`
 	// MinInterval is the least time between two collapses: a request sooner than that after
 	// the last one is put off until it has passed (several coalesce into one).
 	MinInterval time.Duration `yaml:"min_interval"`
@@ -24,9 +31,10 @@ type Config struct {
 	MaxEmpty int `yaml:"max_empty"`
 }
 
-// DefaultConfig returns the default configuration: off; when enabled, at most once a minute.
+// DefaultConfig returns the default configuration: on after MRT loads, off after BGP bulk
+// changes, at most once a minute.
 func DefaultConfig() Config {
-	return Config{MinInterval: time.Minute, MaxEmpty: DefaultMaxEmpty}
+	return Config{Enable: true, MinInterval: time.Minute, MaxEmpty: DefaultMaxEmpty}
 }
 
 // Deps are a Collapser's dependencies.
@@ -102,6 +110,15 @@ func (c *Collapser) Request() {
 		wait = 0
 	}
 	time.AfterFunc(wait, c.run)
+}
+
+// RequestBGP is Request for a BGP session's bulk changes: it does nothing unless BGP is set
+// too.
+func (c *Collapser) RequestBGP() {
+	if c == nil || !c.cfg.BGP {
+		return
+	}
+	c.Request()
 }
 
 // CollapseNow collapses at once, in the caller, regardless of the rate limit (tests,

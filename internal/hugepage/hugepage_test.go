@@ -157,7 +157,9 @@ func TestCollapseSkipsSparse(t *testing.T) {
 }
 
 func TestCollapserDisabled(t *testing.T) {
-	c, err := New(DefaultConfig(), Deps{})
+	cfg := DefaultConfig()
+	cfg.Enable = false
+	c, err := New(cfg, Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,4 +220,40 @@ func (c *Collapser) isPending() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.pending
+}
+
+// TestRequestBGP: by default a Collapser runs after MRT loads (Request) and not after a BGP
+// session's bulk changes (RequestBGP) unless BGP is set.
+func TestRequestBGP(t *testing.T) {
+	def := DefaultConfig()
+	if !def.Enable || def.BGP {
+		t.Fatalf("DefaultConfig() = %+v, want Enable and not BGP", def)
+	}
+	cfg := def
+	cfg.MinInterval = time.Hour
+	c, err := New(cfg, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.last = time.Now() // any request is put off by an hour: nothing runs in this test
+	c.RequestBGP()
+	if c.isPending() {
+		t.Error("RequestBGP scheduled a collapse with BGP off")
+	}
+	c.Request()
+	if !c.isPending() {
+		t.Error("Request scheduled no collapse with Enable on")
+	}
+	cfg.BGP = true
+	c, err = New(cfg, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.last = time.Now()
+	c.RequestBGP()
+	if !c.isPending() {
+		t.Error("RequestBGP scheduled no collapse with BGP on")
+	}
+	var nilC *Collapser
+	nilC.RequestBGP()
 }

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/netledger/netledger/internal/aggregate"
-	"github.com/netledger/netledger/internal/enrich"
 	"github.com/netledger/netledger/internal/record"
 	"github.com/netledger/netledger/internal/spool"
 	"github.com/netledger/netledger/internal/store"
@@ -98,18 +96,8 @@ func dbTotals(t *testing.T, path, level string) map[string]record.Metrics {
 // number of rows).
 func expectedTotals(t *testing.T, recs []record.Record) map[string]record.Metrics {
 	t.Helper()
-	e := testEnricher()
-	a, err := aggregate.New(aggregate.Config{Routers: []string{"r"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ens := make([]enrich.Enriched, len(recs))
-	for i := range recs {
-		e.Enrich(&recs[i], &ens[i])
-	}
-	a.AddBatch(recs, ens)
 	out := map[string]record.Metrics{}
-	for _, r := range a.FlushAll(nil) {
+	for _, r := range onePassRows(t, recs) {
 		m := out[r.View]
 		m.Requests += r.Metrics.Requests
 		m.Bytes += r.Metrics.Bytes

@@ -9,6 +9,13 @@
 // with the same batch and nothing more is read meanwhile (the backlog stays in the spool, held
 // from retention); after a crash, the records after the committed position are read again and
 // counted for the first time.
+//
+// Three goroutines share the work, so that several cores are used: the reading goroutine reads
+// batches of records from the spool and decodes them, the enriching goroutine enriches them, and
+// the accounting goroutine adds them to the views and commits. Batches go one way, through
+// channels, and come back empty through another: at most readAhead batches are read and not
+// yet accounted, and the position committed is always the position after the last batch
+// accounted, never the reader's.
 package pipeline
 
 import (
@@ -34,6 +41,24 @@ const Consumer = "accounting"
 // readBatch is the number of records read from the spool at once.
 const readBatch = 4096
 
+// readAhead is the number of batches in flight between the reading goroutine and the
+// accounting one: enough for each stage to keep going while the others work on a batch, few
+// enough that a stalled commit holds little memory (about 1 MB a batch).
+const readAhead = 6
+
+// batch is a block of records read from the spool and enriched, on its way from the reading
+// goroutine to the accounting one.
+type batch struct {
+	recs []record.Record
+	enr  []enrich.Enriched
+	n    int
+	pos  spool.Position // the position after recs[:n]
+	// unrouted and noRouter count recs[:n] without a route and without a router
+	unrouted, noRouter uint64
+	// err stopped reading after recs[:n]
+	err error
+}
+
 // Deps are what the pipeline reads from and writes to.
 type Deps struct {
 	Spool    *spool.Spool
@@ -56,10 +81,10 @@ type Pipeline struct {
 	log  *slog.Logger
 	agg  *aggregate.Aggregator
 
-	buf   []record.Record
-	enr   []enrich.Enriched
-	cache *enrich.Cache
-	rows  []record.Row
+	batches []*batch      // readAhead batches, reused
+	cache   *enrich.Cache // used by the enriching goroutine only
+	rows    []record.Row
+	pos     spool.Position // after the last batch accounted
 
 	committed atomic.Pointer[spool.Position]
 	m         metrics
@@ -72,6 +97,7 @@ type Pipeline struct {
 
 type metrics struct {
 	records, rows, commits, commitErrors, unrouted, noRouter prometheus.Counter
+	batches, readerStalls, accountingStalls                  prometheus.Counter
 	commitSeconds                                            prometheus.Histogram
 }
 
@@ -99,8 +125,10 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pipeline{cfg: cfg, deps: deps, log: deps.Logger, agg: agg, buf: make([]record.Record, readBatch),
-		enr: make([]enrich.Enriched, readBatch), cache: deps.Enricher.NewCache(0)}
+	p := &Pipeline{cfg: cfg, deps: deps, log: deps.Logger, agg: agg, cache: deps.Enricher.NewCache(0)}
+	for range readAhead {
+		p.batches = append(p.batches, &batch{recs: make([]record.Record, readBatch), enr: make([]enrich.Enriched, readBatch)})
+	}
 	p.m = metrics{
 		records: prometheus.NewCounter(prometheus.CounterOpts{Name: "netledger_accounting_records_total",
 			Help: "Records accounted and committed to the store."}),
@@ -114,6 +142,12 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 			Help: "Committed records whose client has no route in its router's table (accounted to the unrouted bucket)."}),
 		noRouter: prometheus.NewCounter(prometheus.CounterOpts{Name: "netledger_accounting_no_router_records_total",
 			Help: "Committed records whose server address no configured router serves (accounted to router \"unknown\")."}),
+		batches: prometheus.NewCounter(prometheus.CounterOpts{Name: "netledger_accounting_batches_total",
+			Help: "Batches of records read from the spool and enriched (accounted or not)."}),
+		readerStalls: prometheus.NewCounter(prometheus.CounterOpts{Name: "netledger_accounting_reader_stalls_total",
+			Help: "Times the reading goroutine waited for the accounting goroutine to free a batch (accounting or commits are the bottleneck)."}),
+		accountingStalls: prometheus.NewCounter(prometheus.CounterOpts{Name: "netledger_accounting_accounting_stalls_total",
+			Help: "Times the accounting goroutine waited for a batch while the reader was reading one (reading and enrichment are the bottleneck)."}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "netledger_accounting_commit_seconds",
 			Help: "Time of successful commits.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)}),
 	}
@@ -125,7 +159,8 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 		misses := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "netledger_accounting_enrich_cache_misses_total",
 			Help: "Records whose client was looked up in the routing and geo tables (read, committed or not)."}, func() float64 { return float64(p.cache.Stats().Misses) })
 		for _, c := range []prometheus.Collector{p.m.records, p.m.rows, p.m.commits, p.m.commitErrors,
-			p.m.unrouted, p.m.noRouter, p.m.commitSeconds, lag, hits, misses} {
+			p.m.unrouted, p.m.noRouter, p.m.batches, p.m.readerStalls, p.m.accountingStalls, p.m.commitSeconds,
+			lag, hits, misses} {
 			if err := deps.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("cannot register accounting metrics: %w", err)
 			}
@@ -153,36 +188,64 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return nil
 		}
 	}
-	r, err := p.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	err = p.loop(ctx, r)
-	// shutdown: the sources have stopped and the spool is synced; account the rest and
-	// commit, retrying for a while if the store fails (what is not committed is read again
-	// at the next start)
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if err == nil {
-		err = p.drain(sctx, r)
-	}
-	if cerr := p.commit(sctx, r.Position()); err == nil {
-		err = cerr
-	}
-	return err
+	return p.account(ctx, true)
 }
 
 // Drain accounts every record in the spool after the committed position, commits, and
 // returns (netledger replay, benchmarks).
 func (p *Pipeline) Drain(ctx context.Context) error {
+	return p.account(ctx, false)
+}
+
+// account reads from the committed position and accounts what it reads until the reader has
+// caught up (follow false) or, when following, until ctx is done and the reader has then
+// caught up, committing every commit interval and at the end.
+func (p *Pipeline) account(ctx context.Context, follow bool) error {
 	r, err := p.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	err = p.drain(ctx, r)
-	if cerr := p.commit(ctx, r.Position()); err == nil {
+	// free → reading → decoded → enriching → full → accounting → free; every channel has room
+	// for every batch, so that only taking a batch blocks
+	free := make(chan *batch, readAhead)
+	decoded := make(chan *batch, readAhead)
+	full := make(chan *batch, readAhead)
+	for _, b := range p.batches {
+		free <- b
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{}, 2)
+	wctx, cancelWait := context.WithCancel(ctx)
+	defer cancelWait()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		p.feed(ctx, wctx, r, follow, stop, free, decoded)
+	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		p.enrich(decoded, full)
+	}()
+	err = p.consume(ctx, follow, free, full)
+	// the reading goroutine stops (it may be waiting for a free batch or for the spool), then
+	// the enriching one; what they read and the accounting did not take is read again by the
+	// next run
+	close(stop)
+	cancelWait()
+	for range full {
+	}
+	<-done
+	<-done
+	// shutdown: the sources have stopped and the spool is synced; commit what was accounted,
+	// retrying for a while if the store fails (what is not committed is read again at the
+	// next start)
+	cctx := ctx
+	if follow {
+		var cancel context.CancelFunc
+		cctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+	}
+	if cerr := p.commit(cctx, p.pos); err == nil {
 		err = cerr
 	}
 	return err
@@ -201,39 +264,126 @@ func (p *Pipeline) open(ctx context.Context) (*spool.Reader, error) {
 	}
 	pos = r.Position()
 	p.committed.Store(&pos)
+	p.pos = pos
 	p.log.Info("accounting from spool position", "position", pos.String())
 	return r, nil
 }
 
-// loop reads, accounts and commits until ctx is done.
-func (p *Pipeline) loop(ctx context.Context, r *spool.Reader) error {
-	last := time.Now()
+// feed is the reading goroutine: it takes empty batches from free, fills them from r and
+// sends them to decoded, until the reader has caught up (follow false; when
+// following, once ctx is done), a read fails (the batch carrying the error is the last), or
+// stop is closed (wctx is then cancelled). It closes decoded when it returns.
+func (p *Pipeline) feed(ctx, wctx context.Context, r *spool.Reader, follow bool, stop <-chan struct{}, free <-chan *batch, decoded chan<- *batch) {
+	defer close(decoded)
+	var b *batch // a batch read into and not sent yet
+	sent := r.Position()
 	for {
-		n, err := p.read(r)
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			wctx, cancel := ctx, context.CancelFunc(func() {})
-			if p.dirty(r) {
-				wctx, cancel = context.WithDeadline(ctx, last.Add(p.cfg.CommitInterval))
+		if b == nil {
+			select {
+			case b = <-free:
+			default:
+				p.m.readerStalls.Inc()
+				select {
+				case b = <-free:
+				case <-stop:
+					return
+				}
 			}
-			err := r.Wait(wctx)
-			cancel()
-			switch {
-			case ctx.Err() != nil || errors.Is(err, spool.ErrClosed):
+		}
+		p.read(r, b)
+		if b.n > 0 || b.err != nil || b.pos != sent {
+			// (a batch without records moves the position past skipped corrupt data)
+			p.m.batches.Inc()
+			decoded <- b // never blocks: decoded has room for every batch
+			if b.err != nil {
+				return
+			}
+			sent, b = b.pos, nil
+			continue
+		}
+		// caught up
+		if !follow || ctx.Err() != nil {
+			return
+		}
+		err := r.Wait(wctx)
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		switch {
+		case errors.Is(err, spool.ErrClosed):
+			return
+		case ctx.Err() != nil:
+			// shutdown: read what was synced before it, then stop
+		case err != nil:
+			b.err = err
+			decoded <- b
+			return
+		}
+	}
+}
+
+// consume is the accounting goroutine: it adds the batches from full to the views and
+// returns them to free, committing every commit interval (while ctx is not done when
+// following), until full is closed or a batch carries a read error.
+func (p *Pipeline) consume(ctx context.Context, follow bool, free chan<- *batch, full <-chan *batch) error {
+	last := time.Now()
+	timer := time.NewTimer(p.cfg.CommitInterval)
+	defer timer.Stop()
+	for {
+		var b *batch
+		ok, due := false, false
+		select {
+		case b, ok = <-full:
+		default:
+			p.m.accountingStalls.Inc()
+			// nothing ready: wait for a batch, or commit what was accounted once the commit
+			// interval is over
+			var tick <-chan time.Time
+			if p.dirty() && (!follow || ctx.Err() == nil) {
+				timer.Reset(time.Until(last.Add(p.cfg.CommitInterval)))
+				tick = timer.C
+			}
+			select {
+			case b, ok = <-full:
+			case <-tick:
+				due = true
+			}
+		}
+		if !due {
+			if !ok {
 				return nil
-			case err != nil && !errors.Is(err, context.DeadlineExceeded):
+			}
+			err := p.take(b)
+			free <- b
+			if err != nil {
 				return err
 			}
 		}
-		if p.dirty(r) && time.Since(last) >= p.cfg.CommitInterval {
-			if err := p.commit(ctx, r.Position()); err != nil {
-				return nil // ctx done while retrying: the final commit retries
+		if p.dirty() && time.Since(last) >= p.cfg.CommitInterval && (!follow || ctx.Err() == nil) {
+			if err := p.commit(ctx, p.pos); err != nil {
+				if follow {
+					continue // ctx done while retrying: the final commit retries
+				}
+				return err
 			}
 			last = time.Now()
 		}
 	}
+}
+
+// take accounts the records of b.
+func (p *Pipeline) take(b *batch) error {
+	p.agg.AddBatch(b.recs[:b.n], b.enr)
+	p.pos = b.pos
+	p.unrouted += b.unrouted
+	p.noRouter += b.noRouter
+	if b.err != nil {
+		// the records before the damage are accounted; what follows cannot be read
+		return fmt.Errorf("cannot read the spool: %w", b.err)
+	}
+	return nil
 }
 
 // landed reports whether the store's saved position is pos.
@@ -244,43 +394,35 @@ func (p *Pipeline) landed(ctx context.Context, pos store.Position) bool {
 	return err == nil && sp == pos
 }
 
-// dirty reports whether records were read since the last commit.
-func (p *Pipeline) dirty(r *spool.Reader) bool { return r.Position() != *p.committed.Load() }
+// dirty reports whether records were accounted since the last commit.
+func (p *Pipeline) dirty() bool { return p.pos != *p.committed.Load() }
 
-// drain accounts records until the reader has caught up, committing every commit interval.
-func (p *Pipeline) drain(ctx context.Context, r *spool.Reader) error {
-	last := time.Now()
-	for {
-		n, err := p.read(r)
-		if err != nil || n == 0 {
-			return err
-		}
-		if time.Since(last) >= p.cfg.CommitInterval {
-			if err := p.commit(ctx, r.Position()); err != nil {
-				return err
-			}
-			last = time.Now()
-		}
+// read reads one batch of records from r into b.
+func (p *Pipeline) read(r *spool.Reader, b *batch) {
+	b.n, b.pos, b.err = r.Read(b.recs)
+}
+
+// enrich is the enriching goroutine: it enriches the batches from decoded and sends them to
+// full, until decoded is closed; it closes full then.
+func (p *Pipeline) enrich(decoded <-chan *batch, full chan<- *batch) {
+	defer close(full)
+	for b := range decoded {
+		p.enrichBatch(b)
+		full <- b // never blocks: full has room for every batch
 	}
 }
 
-// read reads one batch of records and accounts them.
-func (p *Pipeline) read(r *spool.Reader) (int, error) {
-	n, _, err := r.Read(p.buf)
-	p.cache.EnrichBatch(p.buf[:n], p.enr)
-	for i := range n {
-		if e := &p.enr[i]; e.Router == enrich.NoRouter {
-			p.noRouter++
+// enrichBatch enriches the records of b and counts the unrouted ones.
+func (p *Pipeline) enrichBatch(b *batch) {
+	b.unrouted, b.noRouter = 0, 0
+	p.cache.EnrichBatch(b.recs[:b.n], b.enr)
+	for i := range b.n {
+		if e := &b.enr[i]; e.Router == enrich.NoRouter {
+			b.noRouter++
 		} else if !e.Prefix.IsValid() {
-			p.unrouted++
+			b.unrouted++
 		}
 	}
-	p.agg.AddBatch(p.buf[:n], p.enr)
-	if err != nil {
-		// the records before the damage are accounted; what follows cannot be read
-		return n, fmt.Errorf("cannot read the spool: %w", err)
-	}
-	return n, nil
 }
 
 // commit writes the rows of everything accounted since the last commit with pos, retrying

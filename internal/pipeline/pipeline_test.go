@@ -233,7 +233,9 @@ func TestRestartsCountOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.read(r); err != nil {
+	p.read(r, p.batches[0])
+	p.enrichBatch(p.batches[0])
+	if err := p.take(p.batches[0]); err != nil {
 		t.Fatal(err)
 	}
 	r.Close() // crash: nothing committed

@@ -286,8 +286,6 @@ func (in *interner) intern(a *Attrs) (uint32, bool) {
 	return slot, true
 }
 
-func (in *interner) ref(slot uint32) { in.slots.get(slot).refs++ }
-
 // release drops one reference to slot; the last one frees the attribute set.
 func (in *interner) release(slot uint32) {
 	e := in.slots.get(slot)

@@ -97,12 +97,22 @@ func newWriter() writer {
 func (r *RIB) Lookup(a netip.Addr) (bits int, at *Attrs, ok bool) {
 	s := r.snap.Load()
 	var v uint32
-	if a.Is4() {
-		v, ok = s.trie.v4.Lookup(a)
-	} else if a.Is4In6() {
-		v, ok = s.trie.v4.Lookup(a.Unmap())
+	// trie.Lookup written out: bart is called from here, a call less
+	if a.Is4() || a.Is4In6() {
+		a = a.Unmap()
+		if t, b := s.trie.sub4(a); t != nil {
+			v, ok = t.Lookup(b)
+		}
+		if !ok {
+			v, ok = s.trie.v4short.Lookup(a)
+		}
 	} else {
-		v, ok = s.trie.v6.Lookup(a)
+		if t, b := s.trie.sub6(a); t != nil {
+			v, ok = t.Lookup(b)
+		}
+		if !ok {
+			v, ok = s.trie.v6short.Lookup(a)
+		}
 	}
 	if !ok {
 		return 0, nil, false

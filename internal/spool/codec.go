@@ -189,9 +189,21 @@ type dec struct {
 	bad  bool
 }
 
+// uvarint reads the uvarint of field bit (0 when absent). Most fields are small (ports,
+// classes, counts, sizes under 16 KiB): one or two bytes, read here without the call and
+// loop of binary.Uvarint.
 func (d *dec) uvarint(bit uint64) uint64 {
 	if d.bits&bit == 0 {
 		return 0
+	}
+	p := d.p
+	if len(p) > 0 && p[0] < 0x80 {
+		d.p = p[1:]
+		return uint64(p[0])
+	}
+	if len(p) > 1 && p[1] < 0x80 {
+		d.p = p[2:]
+		return uint64(p[0]&0x7f) | uint64(p[1])<<7
 	}
 	v, k := binary.Uvarint(d.p)
 	if k <= 0 {

@@ -38,8 +38,8 @@ type Deps struct {
 	// Registerer receives the metrics (nil: not registered).
 	Registerer prometheus.Registerer
 	// Hugepages, when set, is asked to put the heap on huge pages after each bulk table
-	// change: an MRT load, a BGP session's End-of-RIB compaction or replacement table
-	// (rate-limited and in the background; see package hugepage).
+	// change: an MRT load (Request), a BGP session's End-of-RIB compaction or replacement
+	// table (RequestBGP) (rate-limited and in the background; see package hugepage).
 	Hugepages *hugepage.Collapser
 }
 
@@ -345,7 +345,8 @@ func LookupRoute(rib *routing.RIB, asn uint32, a netip.Addr) Route {
 }
 
 // bulkRIB is the RIB a BGP session writes: after the bulk changes (a replacement table swapped
-// in, the compaction at End-of-RIB) it asks for the heap to be put on huge pages.
+// in, the compaction at End-of-RIB) it asks for the heap to be put on huge pages (if
+// hugepages.bgp is set).
 type bulkRIB struct {
 	*routing.RIB
 	hugepages *hugepage.Collapser
@@ -355,7 +356,7 @@ type bulkRIB struct {
 func (b bulkRIB) Load(fn func(u routing.Updater) error) error {
 	err := b.RIB.Load(fn)
 	if err == nil {
-		b.hugepages.Request()
+		b.hugepages.RequestBGP()
 	}
 	return err
 }
@@ -363,5 +364,5 @@ func (b bulkRIB) Load(fn func(u routing.Updater) error) error {
 // Compact implements bgp.Compacter.
 func (b bulkRIB) Compact() {
 	b.RIB.Compact()
-	b.hugepages.Request()
+	b.hugepages.RequestBGP()
 }

@@ -18,7 +18,6 @@ import (
 type memTarget struct {
 	ids  map[string]bool
 	rows map[ctcsv.Key]map[int64]ctcsv.Row
-	fail bool
 }
 
 func newMem() *memTarget {

@@ -52,6 +52,13 @@ type Config struct {
 	// and close between two dumps are then missed, and the rest of a connection after its
 	// last dump too.
 	DumpOnly bool `yaml:"dump_only"`
+	// DumpMethod is how the interval dumps read the sockets: "bpf", a BPF TCP socket iterator
+	// that copies only the fields netledger uses (Linux 5.9+ with BTF; CAP_BPF and CAP_PERFMON,
+	// or CAP_SYS_ADMIN; about half the kernel CPU of a netlink dump, and one walk whatever
+	// Partitions says); "netlink", the sock_diag dump (partitioned as Partitions says); "auto"
+	// (or empty), the iterator where it loads, else netlink — the log and
+	// netledger_tcpinfo_dump_method say which. Destroy notifications always come over netlink.
+	DumpMethod string `yaml:"dump_method"`
 }
 
 // ClassRule assigns Class to connections whose local port is Port (0: any) and whose local
@@ -68,6 +75,7 @@ func DefaultConfig() Config {
 	return Config{
 		Interval:      10 * time.Second,
 		ReceiveBuffer: 32 << 20,
+		DumpMethod:    DumpAuto,
 	}
 }
 
@@ -86,6 +94,11 @@ func (c Config) Validate() error {
 		return errors.New("tcpinfo dump_only needs an interval")
 	case c.Cgroup != "" && c.Interval == 0:
 		return errors.New("tcpinfo cgroup needs an interval (listeners are dumped with the sockets)")
+	}
+	switch c.DumpMethod {
+	case "", DumpAuto, DumpBPF, DumpNetlink:
+	default:
+		return fmt.Errorf("tcpinfo dump_method %q: want auto, bpf or netlink", c.DumpMethod)
 	}
 	for _, p := range c.Addresses {
 		if !p.IsValid() {

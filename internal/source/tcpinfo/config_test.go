@@ -20,6 +20,7 @@ addresses: [192.0.2.0/24, "2001:db8::/32"]
 netns: web
 cgroup: /sys/fs/cgroup/system.slice/nginx.service
 partitions: 4
+dump_method: netlink
 classes:
   - {port: 443, class: 2}
   - {prefix: 192.0.2.128/25, class: 3}
@@ -33,7 +34,8 @@ classes:
 	want := Config{Enabled: true, Interval: 5 * time.Second, ReceiveBuffer: 64 << 20, Ports: []uint16{80, 443},
 		Addresses: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32")},
 		NetNS:     "web", Cgroup: "/sys/fs/cgroup/system.slice/nginx.service", Partitions: 4,
-		Classes: []ClassRule{{Port: 443, Class: 2}, {Prefix: netip.MustParsePrefix("192.0.2.128/25"), Class: 3}}}
+		DumpMethod: DumpNetlink,
+		Classes:    []ClassRule{{Port: 443, Class: 2}, {Prefix: netip.MustParsePrefix("192.0.2.128/25"), Class: 3}}}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("decoded\n got %+v\nwant %+v", cfg, want)
 	}

@@ -92,3 +92,22 @@ func TestRecordFixture(t *testing.T) {
 	}
 	t.Logf("recorded %d bytes", len(out))
 }
+
+// dialAccept connects to listener l at dial (its own address when empty) and returns both ends
+// of the connection.
+func dialAccept(t testing.TB, l net.Listener, dial string) (client, server net.Conn) {
+	t.Helper()
+	if dial == "" {
+		dial = l.Addr().String()
+	}
+	c, err := net.Dial("tcp", dial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := l.Accept()
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	return c, s
+}

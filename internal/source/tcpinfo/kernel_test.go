@@ -55,6 +55,13 @@ func startSource(t *testing.T, cfg Config) (*Source, *collector) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("source did not start")
 	}
+	// The kernel tests run as root on a kernel with the BPF socket iterator: the default
+	// (auto) must pick it, so that they test the production path.
+	if (cfg.DumpMethod == "" || cfg.DumpMethod == DumpAuto) && cfg.Interval > 0 {
+		if m := src.Stats().DumpMethod; m != DumpBPF {
+			t.Errorf("dump method %q by default as root, want %q", m, DumpBPF)
+		}
+	}
 	return src, col
 }
 
@@ -86,21 +93,28 @@ func serve(l net.Listener, size func(n int) (chunks int, chunk int, pause time.D
 }
 
 type sideTotals struct {
-	conns            int
-	clientRead, sent uint64
-	perClient        map[string]uint64 // client address:port → bytes the client read
-	serverRead       sync.Map
+	perClient  map[string]uint64 // client address:port → bytes the client read
+	serverRead sync.Map
 }
 
 // TestKernelLoopback checks the source against the kernel over loopback in a private
 // namespace: every connection is accounted once, bytes sum to what the other side read, a long
 // connection is split over dumps and its deltas sum to its total, and a port outside the filter
-// produces nothing.
+// produces nothing; with either dump method.
 func TestKernelLoopback(t *testing.T) {
+	for _, method := range []string{DumpBPF, DumpNetlink} {
+		t.Run(method, func(t *testing.T) { testKernelLoopback(t, method) })
+	}
+}
+
+func testKernelLoopback(t *testing.T, method string) {
 	ns := newNetNS(t)
 	src, col := startSource(t, Config{Interval: 300 * time.Millisecond, ReceiveBuffer: 4 << 20,
-		Ports: []uint16{8080}, NetNS: ns,
+		Ports: []uint16{8080}, NetNS: ns, DumpMethod: method,
 		Classes: []ClassRule{{Prefix: netip.MustParsePrefix("::1/128"), Class: 6}, {Port: 8080, Class: 4}}})
+	if m := src.Stats().DumpMethod; m != method {
+		t.Fatalf("dump method %q, want %q", m, method)
+	}
 
 	var listeners []net.Listener
 	inNetNS(t, ns, func() {

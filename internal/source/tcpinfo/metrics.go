@@ -31,13 +31,16 @@ var (
 		"Duration of the last dump of established sockets.", nil, nil)
 	descRcvbuf = prometheus.NewDesc("netledger_tcpinfo_receive_buffer_bytes",
 		"Receive buffer the kernel granted to the destroy-notification socket.", nil, nil)
+	descDumpMethod = prometheus.NewDesc("netledger_tcpinfo_dump_method",
+		"1 for the method the interval dumps use (bpf: the BPF socket iterator; netlink: sock_diag), 0 for the other.",
+		[]string{"method"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (s *Source) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descNotifications, descLost, descOverruns, descRecords, descFiltered,
 		descDecodeErrors, descSinkErrors, descDumps, descDumpErrors, descDumpSockets, descVanished, descTracked,
-		descDumpSeconds, descRcvbuf} {
+		descDumpSeconds, descRcvbuf, descDumpMethod} {
 		ch <- d
 	}
 }
@@ -62,4 +65,11 @@ func (s *Source) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descTracked, prometheus.GaugeValue, float64(st.Tracked))
 	ch <- prometheus.MustNewConstMetric(descDumpSeconds, prometheus.GaugeValue, st.LastDump.Seconds())
 	ch <- prometheus.MustNewConstMetric(descRcvbuf, prometheus.GaugeValue, float64(s.rcvbuf.Load()))
+	for _, m := range []string{DumpBPF, DumpNetlink} {
+		v := 0.0
+		if st.DumpMethod == m {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descDumpMethod, prometheus.GaugeValue, v, m)
+	}
 }

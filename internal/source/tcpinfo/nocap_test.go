@@ -14,14 +14,15 @@ import (
 
 // TestNoCapability runs the source as user nobody (no capabilities). Linux lets it subscribe to
 // destroy notifications, but not force its receive buffer past net.core.rmem_max (it says so),
-// nor enter another namespace (a clear error); dump_only mode works too.
+// nor enter another namespace (a clear error), nor load the BPF socket iterator (dump_method
+// auto falls back to netlink dumps; bpf is a clear error); dump_only mode works too.
 func TestNoCapability(t *testing.T) {
 	b, err := testenv.RunAsNobody(t, "^TestNoCapabilityHelper$", "NETLEDGER_TCPINFO_NOCAP=1")
 	if err != nil {
 		t.Fatalf("helper as nobody: %v\n%s", err, b)
 	}
 	for _, want := range []string{"capped by net.core.rmem_max", "netns error: cannot open network namespace",
-		"CAP_SYS_ADMIN", "dumps ok"} {
+		"CAP_SYS_ADMIN", "dumps ok", "dump method netlink", "bpf error: tcpinfo: cannot load the BPF socket iterator"} {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("helper output lacks %q:\n%s", want, b)
 		}
@@ -45,6 +46,16 @@ func TestNoCapabilityHelper(t *testing.T) {
 	if err := src.Run(ctx); err != nil {
 		t.Fatalf("Run() = %v", err)
 	}
+	fmt.Println("dump method", src.Stats().DumpMethod)
+	bpf := cfg
+	bpf.DumpMethod = DumpBPF
+	if src, err = New(bpf, Deps{Sink: sink}); err != nil {
+		t.Fatal(err)
+	}
+	if err = src.Run(context.Background()); err == nil {
+		t.Fatal("Run() with dump_method bpf as nobody: no error")
+	}
+	fmt.Println("bpf error:", err)
 	cfg.NetNS = "/proc/1/ns/net"
 	if src, err = New(cfg, Deps{Sink: sink}); err != nil {
 		t.Fatal(err)

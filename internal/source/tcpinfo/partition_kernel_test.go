@@ -54,14 +54,7 @@ func TestPartitionsExactlyOnce(t *testing.T) {
 			}
 			defer l.Close()
 			for j := 0; j < 25; j++ {
-				c, err := net.Dial("tcp", l.Addr().String())
-				if err != nil {
-					t.Fatal(err)
-				}
-				s, err := l.Accept()
-				if err != nil {
-					t.Fatal(err)
-				}
+				c, s := dialAccept(t, l, "")
 				conns = append(conns, c, s)
 				for _, e := range []net.Conn{c, s} {
 					tu := tuple{addrPort(e.LocalAddr()), addrPort(e.RemoteAddr())}
@@ -159,6 +152,27 @@ func TestPartitionsExactlyOnce(t *testing.T) {
 			}
 		}
 	}
+	// The BPF socket iterator: one walk of both families.
+	t.Run("bpf", func(t *testing.T) {
+		col := &collector{}
+		s, err := New(Config{Interval: time.Second, NetNS: ns}, Deps{Sink: col.sink})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := newDumper(s, nil)
+		d.iter = openTestIter(t, ns, nil)
+		if err := d.run(); err != nil {
+			t.Fatal(err)
+		}
+		got := map[tuple]int{}
+		for _, r := range col.snapshot() {
+			got[tuple{netip.AddrPortFrom(r.Server, r.ServerPort), netip.AddrPortFrom(r.Client, r.ClientPort)}]++
+		}
+		if d.n != uint64(len(want)) {
+			t.Errorf("dump saw %d sockets, want %d", d.n, len(want))
+		}
+		check(t, plan{}, got)
+	})
 	// The production path: the first dump cuts evenly, the next where the first saw the sockets.
 	t.Run("adaptive", func(t *testing.T) {
 		col := &collector{}

@@ -46,6 +46,7 @@ type Source struct {
 	dumpSockets                                 atomic.Uint64
 	lastDumpNanos                               atomic.Int64
 	rcvbuf                                      atomic.Int64
+	method                                      atomic.Int32 // the dump method in use: methodNone until Run chose
 
 	destroyConn atomic.Pointer[conn] // for the drop counter
 	started     chan struct{}        // closed once the sockets are open (tests)
@@ -101,7 +102,11 @@ func (s *Source) Run(ctx context.Context) error {
 			}
 		}
 	}
+	var iter *sockIter
 	if err == nil && s.cfg.Interval > 0 {
+		iter, err = s.openIter(nsfd)
+	}
+	if err == nil && s.cfg.Interval > 0 && iter == nil {
 		for i := 0; i < s.partitions() && err == nil; i++ {
 			var c *conn
 			if c, err = dialDiag(nsfd, recvBufSize); err == nil {
@@ -121,7 +126,13 @@ func (s *Source) Run(ctx context.Context) error {
 		unix.Close(nsfd)
 	}
 	if err != nil {
+		if destroy != nil {
+			destroy.close()
+		}
 		return fmt.Errorf("tcpinfo: %w", err)
+	}
+	if iter != nil {
+		defer iter.close()
 	}
 	if destroy != nil {
 		s.destroyConn.Store(destroy)
@@ -133,7 +144,8 @@ func (s *Source) Run(ctx context.Context) error {
 		}
 	}
 	s.log.Info("tcpinfo source started", "netns", s.cfg.NetNS, "interval", s.cfg.Interval,
-		"receive_buffer", s.rcvbuf.Load(), "destroy_notifications", destroy != nil, "dump_partitions", len(dumps))
+		"receive_buffer", s.rcvbuf.Load(), "destroy_notifications", destroy != nil,
+		"dump_method", methodNames[s.method.Load()], "dump_partitions", len(dumps))
 	close(s.started)
 
 	ctx, cancel := context.WithCancel(ctx)
@@ -148,8 +160,8 @@ func (s *Source) Run(ctx context.Context) error {
 			}
 		})
 	}
-	if len(dumps) > 0 {
-		wg.Go(func() { s.dumpLoop(ctx, dumps) })
+	if len(dumps) > 0 || iter != nil {
+		wg.Go(func() { s.dumpLoop(ctx, dumps, iter) })
 	}
 	<-ctx.Done()
 	if destroy != nil {
@@ -271,9 +283,46 @@ func (s *Source) partitions() int {
 	return min(runtime.GOMAXPROCS(0), maxPartitions)
 }
 
-// dumpLoop dumps the established sockets at once and then every interval.
-func (s *Source) dumpLoop(ctx context.Context, conns []*conn) {
+// Dump methods in use (Source.method).
+const (
+	methodNone int32 = iota
+	methodNetlink
+	methodBPF
+)
+
+var methodNames = [...]string{methodNone: "none", methodNetlink: DumpNetlink, methodBPF: DumpBPF}
+
+// openIter loads the BPF socket iterator unless the configuration asks for netlink dumps. When
+// the iterator cannot be loaded, it returns the error with dump_method bpf, and nil (netlink
+// dumps) with auto, saying why in the log.
+func (s *Source) openIter(nsfd int) (*sockIter, error) {
+	s.method.Store(methodNetlink)
+	if s.cfg.DumpMethod == DumpNetlink {
+		return nil, nil
+	}
+	states := uint32(dumpStates)
+	cgroup := s.tr.filter.cgroups != nil
+	if cgroup {
+		states |= listenStates // the listeners' local ports, for the closed connections
+	}
+	it, err := loadSockIter(states, s.cfg.Ports, cgroup, nsfd)
+	if err != nil {
+		if s.cfg.DumpMethod == DumpBPF {
+			return nil, err
+		}
+		s.log.Info("BPF socket iterator unavailable: dumping sockets over netlink sock_diag (slower; "+
+			"the iterator needs Linux 5.9+ with BTF and CAP_BPF with CAP_PERFMON, or CAP_SYS_ADMIN)", "error", err)
+		return nil, nil
+	}
+	s.method.Store(methodBPF)
+	return it, nil
+}
+
+// dumpLoop dumps the established sockets at once and then every interval, with the BPF
+// iterator when there is one, else on the netlink sockets.
+func (s *Source) dumpLoop(ctx context.Context, conns []*conn, iter *sockIter) {
 	d := newDumper(s, conns)
+	d.iter = iter
 	t := time.NewTicker(s.cfg.Interval)
 	defer t.Stop()
 	for {
@@ -294,8 +343,9 @@ func (s *Source) dumpLoop(ctx context.Context, conns []*conn) {
 // tracker lock.
 type dumper struct {
 	s        *Source
-	parts    []*part // one per netlink socket
-	bytecode []byte  // kernel-side local port filter
+	iter     *sockIter // the BPF iterator; nil: netlink dumps
+	parts    []*part   // one per netlink socket, or one without (the iterator's)
+	bytecode []byte    // kernel-side local port filter
 	noUnspec atomic.Bool
 	// overlap receives each partition's datagrams in a goroutine of their own while the
 	// partition decodes (see conn.dump): set by runPlan when a core is spare.
@@ -322,6 +372,7 @@ type part struct {
 	bytecode []byte   // the partition's range, then the port filter
 	socks    []Socket // decoded, waiting to be accounted
 	fn       func([]byte)
+	recFn    func([]byte) // handleRec
 	err      error
 }
 
@@ -333,12 +384,19 @@ func newDumper(s *Source, conns []*conn) *dumper {
 	bc := portBytecode(s.cfg.Ports)
 	d := &dumper{s: s, batch: make([]record.Record, 0, batchSize), bytecode: bc}
 	for _, c := range conns {
-		p := &part{d: d, c: c, req: make([]byte, nlmsgHdrLen+inetDiagReqCompatLen+4+16+len(bc)),
-			socks: make([]Socket, 0, partBatch)}
-		p.fn = p.handle
-		d.parts = append(d.parts, p)
+		d.addPart(c)
+	}
+	if len(conns) == 0 {
+		d.addPart(nil) // the BPF iterator's
 	}
 	return d
+}
+
+func (d *dumper) addPart(c *conn) {
+	p := &part{d: d, c: c, req: make([]byte, nlmsgHdrLen+inetDiagReqCompatLen+4+16+len(d.bytecode)),
+		socks: make([]Socket, 0, partBatch)}
+	p.fn, p.recFn = p.handle, p.handleRec
+	d.parts = append(d.parts, p)
 }
 
 // run performs one dump of both families, cut in as many partitions as the dumper has sockets,
@@ -361,10 +419,14 @@ func (d *dumper) runPlan(pl plan) error {
 	s := d.s
 	s.mu.Lock()
 	var err error
-	if s.tr.filter.cgroups != nil {
+	if d.iter != nil {
+		s.tr.beginDump()
+		err = d.walkIter()
+		s.tr.endDump(time.Now().UnixNano(), err == nil)
+	} else if s.tr.filter.cgroups != nil {
 		err = d.listeners()
 	}
-	if err == nil || errors.Is(err, errDumpInterrupted) {
+	if d.iter == nil && (err == nil || errors.Is(err, errDumpInterrupted)) {
 		s.tr.beginDump()
 		n := pl.partitions()
 		if n == 1 {
@@ -466,6 +528,50 @@ func (d *dumper) listeners() error {
 	}
 	d.cgPorts, d.s.tr.cgPorts = d.s.tr.cgPorts, d.cgPorts
 	return err
+}
+
+// walkIter runs one dump with the BPF iterator: a single walk of the namespace's TCP sockets
+// (both families; and the listeners, for the cgroup filter), accounted by the one part.
+func (d *dumper) walkIter() error {
+	cg := d.s.tr.filter.cgroups != nil
+	if cg {
+		if d.cgPorts == nil {
+			d.cgPorts = new(portSet)
+		}
+		clear(d.cgPorts[:])
+	}
+	p := d.parts[0]
+	err := d.iter.walk(p.recFn)
+	p.account()
+	if err == nil && cg {
+		d.cgPorts, d.s.tr.cgPorts = d.s.tr.cgPorts, d.cgPorts
+	}
+	return err
+}
+
+// handleRec decodes one record of the BPF iterator; every partBatch of them are accounted
+// together. A listener (dumped for the cgroup filter only) notes its port when it is in the
+// configured cgroups, as listeners does.
+func (p *part) handleRec(rec []byte) {
+	n := len(p.socks)
+	p.socks = p.socks[:n+1]
+	sock := &p.socks[n]
+	if err := decodeRec(rec, sock, p.d.iter.cgroup); err != nil {
+		p.socks = p.socks[:n]
+		p.d.s.decodeErrors.Add(1)
+		p.d.s.logs.warn(p.d.s.log, "cannot decode BPF socket iterator record", err)
+		return
+	}
+	if sock.State == stateListen {
+		p.socks = p.socks[:n]
+		if p.d.s.tr.filter.inCgroups(sock.CgroupID) {
+			p.d.cgPorts.add(sock.LocalPort)
+		}
+		return
+	}
+	if len(p.socks) == cap(p.socks) {
+		p.account()
+	}
 }
 
 // handle decodes one dumped socket; every partBatch of them are accounted together.

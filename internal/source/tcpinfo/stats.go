@@ -10,6 +10,9 @@ type Stats struct {
 	Vanished                               uint64
 	Tracked                                int
 	LastDump                               time.Duration
+	// DumpMethod is the interval dumps' method in use: "bpf", "netlink", or "none" before
+	// Run chose (or without dumps).
+	DumpMethod string
 }
 
 // Stats returns the current counters.
@@ -32,5 +35,6 @@ func (s *Source) Stats() Stats {
 		Vanished:      vanished,
 		Tracked:       tracked,
 		LastDump:      time.Duration(s.lastDumpNanos.Load()),
+		DumpMethod:    methodNames[s.method.Load()],
 	}
 }

@@ -191,7 +191,7 @@ func TestConfigValidate(t *testing.T) {
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Errorf("default config: %v", err)
 	}
-	bad := []Config{{Interval: -1}, {Interval: 10}, {ReceiveBuffer: -1}, {DumpOnly: true}, {Addresses: []netip.Prefix{{}}}}
+	bad := []Config{{Interval: -1}, {Interval: 10}, {ReceiveBuffer: -1}, {DumpOnly: true}, {Addresses: []netip.Prefix{{}}}, {DumpMethod: "ebpf"}}
 	for _, c := range bad {
 		if c.Validate() == nil {
 			t.Errorf("Validate(%+v) = nil, want an error", c)

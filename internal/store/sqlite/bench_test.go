@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -89,8 +90,9 @@ var (
 // 3,000,000 daily points), plus one day of one-minute rows for 10,000 of them.
 func topDB(b *testing.B) string {
 	topOnce.Do(func() {
-		// Built once per machine (minutes); kept in the temporary directory for the next runs.
-		dir := filepath.Join(os.TempDir(), "netledger-bench-top-v4")
+		// Built once per machine (minutes); kept in the temporary directory for the next runs (v5:
+		// schema 6, which older binaries refuse).
+		dir := filepath.Join(os.TempDir(), "netledger-bench-top-v5")
 		topPath = filepath.Join(dir, "netledger.db")
 		if _, err := os.Stat(filepath.Join(dir, "complete")); err == nil {
 			return
@@ -171,12 +173,34 @@ func benchTop(b *testing.B, from, to time.Time) {
 	b.ReportMetric(float64((cpuTime()-c0).Milliseconds())/float64(b.N), "cpu-ms/op")
 }
 
+// BenchmarkCommitFreshHour is the store's share of BenchmarkEndToEnd's prefix view (its
+// commit of one hour of the original's benchmark): one commit of 154,278 one-hour rows of new
+// series, all in one hour, into a fresh store; the AS paths are 30,000 distinct strings.
+func BenchmarkCommitFreshHour(b *testing.B) { benchFresh(b, freshHourRows()) }
+
+func freshHourRows() []record.Row {
+	const series = 154278
+	rng := rand.New(rand.NewPCG(5, 5))
+	paths := make([]string, 30000)
+	for i := range paths {
+		paths[i] = fmt.Sprintf("%d %d %d %d", 64500+rng.IntN(50), 1000+rng.IntN(9000), 1000+rng.IntN(20000), 1000+rng.IntN(30000))
+	}
+	rows := make([]record.Row, 0, series)
+	for i := range series {
+		r := benchRow(i/4, t0, time.Hour, rng)
+		r.Dims.Router, r.Dims.Class = []string{"r1", "r2"}[i%2], []string{"1", "2"}[i/2%2]
+		r.Dims.Path = paths[(i/4)%len(paths)]
+		r.Dims.PeerAS, r.Dims.OriginAS = uint32(64500+i%50), uint32(1000+i/4%30000)
+		rows = append(rows, r)
+	}
+	return rows
+}
+
 // BenchmarkCommitFresh is the store's share of BenchmarkEndToEnd (internal/pipeline): one
 // commit of 270,000 one-hour rows into a fresh store — 135,000 series (prefixes under two
 // routers and two classes) in each of two hours, so that every series is new, the first hour
 // is packed by the commit and the day is not over.
 func BenchmarkCommitFresh(b *testing.B) {
-	ctx := context.Background()
 	const series = 135000
 	rng := rand.New(rand.NewPCG(3, 3))
 	rows := make([]record.Row, 0, 2*series)
@@ -187,6 +211,12 @@ func BenchmarkCommitFresh(b *testing.B) {
 			rows = append(rows, r)
 		}
 	}
+	benchFresh(b, rows)
+}
+
+// benchFresh commits rows into a fresh store per iteration.
+func benchFresh(b *testing.B, rows []record.Row) {
+	ctx := context.Background()
 	b.ReportAllocs()
 	var cpu time.Duration
 	for b.Loop() {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/netledger/netledger/internal/prefetch"
 	"github.com/netledger/netledger/internal/record"
 )
 
@@ -92,17 +93,20 @@ type point struct {
 
 // encodePrefix stores a prefix as its address bytes (4 or 16) and its length; the zero prefix
 // (the unrouted bucket) as no bytes.
-func encodePrefix(p netip.Prefix) []byte {
+func encodePrefix(p netip.Prefix) []byte { return appendPrefix(nil, p)[1:] }
+
+// appendPrefix appends the length of p's encodePrefix bytes (one byte) and the bytes.
+func appendPrefix(dst []byte, p netip.Prefix) []byte {
 	if !p.IsValid() {
-		return []byte{}
+		return append(dst, 0)
 	}
 	a := p.Addr()
 	if a.Is4() {
 		b := a.As4()
-		return []byte{b[0], b[1], b[2], b[3], byte(p.Bits())}
+		return append(dst, 5, b[0], b[1], b[2], b[3], byte(p.Bits()))
 	}
 	b := a.As16()
-	return append(b[:], byte(p.Bits()))
+	return append(append(append(dst, 17), b[:]...), byte(p.Bits()))
 }
 
 func decodePrefix(b []byte) (netip.Prefix, error) {
@@ -130,16 +134,19 @@ func decodeAddrs(d *record.Dims, prefix, src, dst []byte) error {
 	return err
 }
 
-func encodeAddr(a netip.Addr) []byte {
+func encodeAddr(a netip.Addr) []byte { return appendAddr(nil, a)[1:] }
+
+// appendAddr appends the length of a's encodeAddr bytes (one byte) and the bytes.
+func appendAddr(dst []byte, a netip.Addr) []byte {
 	if !a.IsValid() {
-		return []byte{}
+		return append(dst, 0)
 	}
 	if a.Is4() {
 		b := a.As4()
-		return b[:]
+		return append(append(dst, 4), b[:]...)
 	}
 	b := a.As16()
-	return b[:]
+	return append(append(dst, 16), b[:]...)
 }
 
 func decodeAddr(b []byte) (netip.Addr, error) {
@@ -248,6 +255,9 @@ func (x *keyIndex) len() int { return x.n }
 
 // at returns the key of id (0 ≤ id < len).
 func (x *keyIndex) at(id int64) *seriesKey { return &x.chunks[id>>keyShift][id&keyMask] }
+
+// prefetch starts loading the key of id (0 ≤ id < len).
+func (x *keyIndex) prefetch(id int64) { prefetch.Slot(x.chunks[id>>keyShift], uint64(id&keyMask)) }
 
 func (x *keyIndex) add(k seriesKey) {
 	c := x.n >> keyShift

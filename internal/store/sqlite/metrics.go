@@ -14,8 +14,12 @@ type metrics struct {
 	// compactions counts the intervals whose delta packs were merged into one (in write
 	// transactions, committed or not).
 	compactions prometheus.Counter
-	queries     *prometheus.CounterVec
-	qseconds    *prometheus.HistogramVec
+	// checkpoints counts the checkpointer's runs by result, checkpointFrames the WAL frames
+	// (pages) they copied into the database file.
+	checkpoints      *prometheus.CounterVec
+	checkpointFrames prometheus.Counter
+	queries          *prometheus.CounterVec
+	qseconds         *prometheus.HistogramVec
 }
 
 func newMetrics() *metrics {
@@ -40,6 +44,14 @@ func newMetrics() *metrics {
 		compactions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "netledger_store_compactions_total",
 			Help: "Intervals whose delta packs the embedded store merged into one.",
+		}),
+		checkpoints: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "netledger_store_checkpoints_total",
+			Help: "WAL checkpoints of the embedded store's checkpointer by result.",
+		}, []string{"result"}),
+		checkpointFrames: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "netledger_store_checkpoint_frames_total",
+			Help: "WAL frames (pages) the embedded store's checkpointer copied into the database file.",
 		}),
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "netledger_store_queries_total",
@@ -76,5 +88,5 @@ func (m *metrics) query(kind string, t0 time.Time, err error) {
 // Collectors returns the store's Prometheus metrics, for the daemon's registry.
 func (s *Store) Collectors() []prometheus.Collector {
 	m := s.metrics
-	return []prometheus.Collector{m.ops, m.rows, m.seconds, m.expired, m.compactions, m.queries, m.qseconds}
+	return []prometheus.Collector{m.ops, m.rows, m.seconds, m.expired, m.compactions, m.checkpoints, m.checkpointFrames, m.queries, m.qseconds}
 }

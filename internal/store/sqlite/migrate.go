@@ -63,8 +63,7 @@ func migrateDeltaPacks(ctx context.Context, tx *sql.Tx) error {
 	weekIdx := map[int64]int{}
 	flush := func(ps []point) error {
 		sortPoints(ps)
-		m.points = ps
-		return m.writePoints(ctx, tx, 0)
+		return m.writeGroups(ctx, tx, m.groupsOf(ps), 0, false)
 	}
 	for level, table := range []string{"points_base", "points_hour", "points_day"} {
 		res := "0"

@@ -3,7 +3,7 @@ package sqlite
 import (
 	"encoding/binary"
 	"errors"
-	"slices"
+	"unsafe"
 
 	"github.com/netledger/netledger/internal/record"
 )
@@ -51,41 +51,13 @@ func (b *packBuilder) add(sid int64, m *record.Metrics) {
 	b.ms = append(b.ms, m)
 }
 
-// sameAs reports whether b holds the same points as o.
-func (b *packBuilder) sameAs(o *packBuilder) bool {
-	if o == nil || !slices.Equal(b.ids, o.ids) {
-		return false
-	}
-	for k, m := range b.ms {
-		if *m != *o.ms[k] {
-			return false
-		}
-	}
-	return true
-}
+// Metrics is its eleven uint64 sums in a pack's column order (TestMetricColumns): the
+// encoder reads them as an array instead of field by field.
+var _ [unsafe.Sizeof(record.Metrics{}) - 8*nMetrics]struct{}
+var _ [8*nMetrics - unsafe.Sizeof(record.Metrics{})]struct{}
 
-// metricField reads the metrics of a pack's columns, in their order.
-var metricField = [nMetrics]func(*record.Metrics) uint64{
-	func(m *record.Metrics) uint64 { return m.Requests },
-	func(m *record.Metrics) uint64 { return m.Bytes },
-	func(m *record.Metrics) uint64 { return m.BytesIn },
-	func(m *record.Metrics) uint64 { return m.Packets },
-	func(m *record.Metrics) uint64 { return m.PacketsIn },
-	func(m *record.Metrics) uint64 { return m.Retransmits },
-	func(m *record.Metrics) uint64 { return m.Duration },
-	func(m *record.Metrics) uint64 { return m.RTTSum },
-	func(m *record.Metrics) uint64 { return m.RTTCount },
-	func(m *record.Metrics) uint64 { return m.Conns },
-	func(m *record.Metrics) uint64 { return m.Open },
-}
-
-func appendBytes(dst, b []byte) []byte {
-	return append(append(dst, byte(len(b))), b...)
-}
-
-func metricArray(m *record.Metrics) [nMetrics]uint64 {
-	return [nMetrics]uint64{m.Requests, m.Bytes, m.BytesIn, m.Packets, m.PacketsIn, m.Retransmits,
-		m.Duration, m.RTTSum, m.RTTCount, m.Conns, m.Open}
+func metricCols(m *record.Metrics) *[nMetrics]uint64 {
+	return (*[nMetrics]uint64)(unsafe.Pointer(m))
 }
 
 func metricsFrom(a *[nMetrics]uint64) record.Metrics {
@@ -96,66 +68,125 @@ func metricsFrom(a *[nMetrics]uint64) record.Metrics {
 // data returns the data blob, written column by column.
 func (b *packBuilder) data() []byte {
 	n := len(b.ids)
-	sids := make([]byte, 0, 2*n)
+	// One pass over the points (the batch's rows: scattered) writes every column.
+	var (
+		cols    [nMetrics][]byte
+		nonzero [nMetrics]uint64
+	)
+	for c := range cols {
+		cols[c] = make([]byte, 0, 3*n)
+	}
+	for _, m := range b.ms {
+		for c, v := range metricCols(m) {
+			nonzero[c] |= v
+			cols[c] = appendUvarint(cols[c], v)
+		}
+	}
+	size := 32 + binary.MaxVarintLen64*n
+	for c := range cols {
+		size += len(cols[c])
+	}
+	data := binary.AppendUvarint(append(make([]byte, 0, size), packVersion), uint64(n))
+	h := len(data)
+	data = append(data, 0, 0, 0, 0, 0) // the ids' length, moved when shorter
 	var last int64
 	for _, id := range b.ids {
-		sids = binary.AppendUvarint(sids, uint64(id-last))
+		data = appendUvarint(data, uint64(id-last))
 		last = id
 	}
-	data := make([]byte, 0, 24+len(sids)+8*n)
-	data = binary.AppendUvarint(append(data, packVersion), uint64(n))
-	data = binary.AppendUvarint(data, uint64(len(sids)))
-	data = append(data, sids...)
-	for c := range nMetrics {
-		field := metricField[c]
-		nonzero := false
-		for _, m := range b.ms {
-			if field(m) != 0 {
-				nonzero = true
-				break
-			}
-		}
-		if !nonzero {
+	l := len(data) - h - 5
+	lb := binary.AppendUvarint(nil, uint64(l))
+	copy(data[h:], lb)
+	data = append(data[:h+len(lb)], data[h+5:]...)
+	for c := range cols {
+		if nonzero[c] == 0 {
 			data = append(data, 0)
 			continue
 		}
-		data = append(data, 1)
-		for _, m := range b.ms {
-			data = binary.AppendUvarint(data, field(m))
-		}
+		data = append(append(data, 1), cols[c]...)
 	}
 	return data
 }
 
-// strColumn is a column of strings: a dictionary and an index per value.
+// appendUvarint is binary.AppendUvarint with the one-byte case inlined: most values of a
+// pack are small.
+func appendUvarint(b []byte, v uint64) []byte {
+	if v < 0x80 {
+		return append(b, byte(v))
+	}
+	return binary.AppendUvarint(b, v)
+}
+
+// strColumn is the dictionary of a column of strings; the values' indices (uvarints) are the
+// caller's, in a local slice: appending them to a field of a heap object costs a write barrier
+// each while the garbage collector runs.
 type strColumn struct {
 	dict  map[string]uint64
 	words []string
-	idx   []byte
+	last  uint64 // the index of the word returned last (when words is not empty)
+	// byData finds the words of many-word columns (AS paths) by the address and length of
+	// their bytes, without reading them: the rows of a route share its path's string.
+	byData map[strData]uint64
 }
 
-func (c *strColumn) add(s string) {
+type strData struct {
+	p *byte
+	n int
+}
+
+// smallDict is the number of words a strColumn finds by comparing before it uses its map:
+// routers, classes, countries, regions are few.
+const smallDict = 8
+
+// word returns the index of s in the dictionary, adding it when new.
+func (c *strColumn) word(s string) uint64 {
+	// Neighbouring points mostly share their path, router, class…
+	if len(c.words) > 0 && s == c.words[c.last] {
+		return c.last
+	}
+	if len(c.words) <= smallDict {
+		for w, x := range c.words {
+			if x == s {
+				c.last = uint64(w)
+				return c.last
+			}
+		}
+		if len(c.words) < smallDict {
+			c.last = uint64(len(c.words))
+			c.words = append(c.words, s)
+			return c.last
+		}
+	}
 	if c.dict == nil {
-		c.dict = map[string]uint64{}
+		c.dict = make(map[string]uint64, 2*smallDict)
+		for w, x := range c.words {
+			c.dict[x] = uint64(w)
+		}
+		c.byData = map[strData]uint64{}
 	}
-	w, ok := c.dict[s]
+	sd := strData{unsafe.StringData(s), len(s)}
+	w, ok := c.byData[sd]
 	if !ok {
-		w = uint64(len(c.words))
-		c.dict[s] = w
-		c.words = append(c.words, s)
+		if w, ok = c.dict[s]; !ok {
+			w = uint64(len(c.words))
+			c.dict[s] = w
+			c.words = append(c.words, s)
+		}
+		c.byData[sd] = w
 	}
-	c.idx = binary.AppendUvarint(c.idx, w)
+	c.last = w
+	return w
 }
 
 // appendTo appends the dictionary (uvarint count, strings as uvarint length + bytes) and the
-// indices.
-func (c *strColumn) appendTo(dst []byte) []byte {
+// indices idx.
+func (c *strColumn) appendTo(dst, idx []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(c.words)))
 	for _, w := range c.words {
 		dst = binary.AppendUvarint(dst, uint64(len(w)))
 		dst = append(dst, w...)
 	}
-	return append(dst, c.idx...)
+	return append(dst, idx...)
 }
 
 // readStrColumn decodes n values of a strColumn.
@@ -186,28 +217,46 @@ func readStrColumn(p *[]byte, n int, out []string) error {
 // encodeDims returns the dims blob of n points whose dimensions dims returns.
 func encodeDims(n int, dims func(i int) *record.Dims) []byte {
 	var (
-		strs        [nStrings]strColumn
-		prefix, src []byte
-		dst         []byte
-		ints        [5][]byte
+		strs   [nStrings]strColumn
+		idx    [nStrings][]byte
+		prefix = make([]byte, 0, 6*n)
+		src    = make([]byte, 0, n)
+		dst    = make([]byte, 0, n)
+		ints   [5][]byte
 	)
+	for c := range idx {
+		idx[c] = make([]byte, 0, 3*n) // an index of up to 2M words in 3 bytes
+	}
+	for c := range ints {
+		ints[c] = make([]byte, 0, n)
+	}
 	for i := range n {
 		d := dims(i)
 		for c, s := range [nStrings]string{d.Router, d.Class, d.Path, d.Country, d.Region} {
-			strs[c].add(s)
+			idx[c] = appendUvarint(idx[c], strs[c].word(s))
 		}
-		prefix = appendBytes(prefix, encodePrefix(d.Prefix))
-		src = appendBytes(src, encodeAddr(d.SrcGroup))
-		dst = appendBytes(dst, encodeAddr(d.DstGroup))
+		prefix = appendPrefix(prefix, d.Prefix)
+		src = appendAddr(src, d.SrcGroup)
+		dst = appendAddr(dst, d.DstGroup)
 		ints[0] = binary.AppendUvarint(ints[0], uint64(d.PeerAS))
 		ints[1] = binary.AppendUvarint(ints[1], uint64(d.OriginAS))
 		ints[2] = binary.AppendUvarint(ints[2], uint64(d.ASN))
 		ints[3] = binary.AppendUvarint(ints[3], uint64(d.Proto))
 		ints[4] = binary.AppendVarint(ints[4], int64(d.Port))
 	}
-	blob := binary.AppendUvarint([]byte{packVersion}, uint64(n))
+	size := 16 + len(prefix) + len(src) + len(dst)
 	for i := range strs {
-		blob = strs[i].appendTo(blob)
+		size += 8 + len(idx[i])
+		for _, w := range strs[i].words {
+			size += 2 + len(w)
+		}
+	}
+	for _, c := range ints {
+		size += len(c)
+	}
+	blob := binary.AppendUvarint(append(make([]byte, 0, size), packVersion), uint64(n))
+	for i := range strs {
+		blob = strs[i].appendTo(blob, idx[i])
 	}
 	blob = append(append(append(blob, prefix...), src...), dst...)
 	for _, c := range ints {

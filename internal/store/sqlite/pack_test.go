@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"cmp"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -77,7 +78,8 @@ func FuzzPack(f *testing.F) {
 		r.decodeDims(dims, needRouter|needClass|needCountry, needPrefix)
 		r.addMetrics(make([]int32, r.n), make([][nMetrics]uint64, 1))
 		decodeAllDims(dims, r.n)
-		decodeSeries(dims)
+		decodeSeries(dims, nil)
+		decodeSeries(data, dims)
 	})
 }
 
@@ -107,6 +109,46 @@ func TestSelectFirst(t *testing.T) {
 		slices.SortFunc(all, order)
 		if !slices.Equal(got, all[:n]) {
 			t.Fatalf("vals %v, n %d: %v, want %v", vals, n, got, all[:n])
+		}
+	}
+}
+
+// TestMetricColumns checks that metricCols reads Metrics in the pack's column order (the order
+// of metricsFrom).
+func TestMetricColumns(t *testing.T) {
+	var a [nMetrics]uint64
+	for i := range a {
+		a[i] = uint64(i + 1)
+	}
+	m := metricsFrom(&a)
+	if got := *metricCols(&m); got != a {
+		t.Fatalf("columns %v, want %v", got, a)
+	}
+}
+
+// TestStrColumn round-trips string columns of few and of many distinct words (found by
+// comparison, then through the map), with runs and repeats.
+func TestStrColumn(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, words := range []int{1, smallDict - 1, smallDict, smallDict + 1, 1000} {
+		var c strColumn
+		var idx []byte
+		vals := make([]string, 5000)
+		for i := range vals {
+			if i > 0 && rng.IntN(3) == 0 {
+				vals[i] = vals[i-1]
+			} else {
+				vals[i] = fmt.Sprint("w", rng.IntN(words))
+			}
+			idx = appendUvarint(idx, c.word(vals[i]))
+		}
+		p := c.appendTo(nil, idx)
+		got := make([]string, len(vals))
+		if err := readStrColumn(&p, len(vals), got); err != nil || len(p) != 0 {
+			t.Fatalf("%d words: %v, %d bytes left", words, err, len(p))
+		}
+		if !slices.Equal(got, vals) || len(c.words) > words {
+			t.Fatalf("%d words: %d in the dictionary, values differ: %v", words, len(c.words), !slices.Equal(got, vals))
 		}
 	}
 }

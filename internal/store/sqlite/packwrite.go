@@ -21,83 +21,63 @@ type bucket struct {
 	view  string
 }
 
-// writePoints writes s.points (in key order) as one delta pack per level, interval start and
-// view, then compacts the intervals holding several packs that are over by end (the end of the
-// newest interval written) or hold maxDeltas packs.
-func (s *Store) writePoints(ctx context.Context, tx *sql.Tx, end int64) error {
-	if len(s.points) == 0 {
+// writeGroups writes the groups (rollUp's: finer levels first) as one delta pack each, then
+// compacts the intervals holding several packs that are over by end (the end of the newest
+// interval written) or hold maxDeltas packs.
+// parallel: the blobs are encoded on a pool of goroutines while this one inserts them.
+func (s *Store) writeGroups(ctx context.Context, tx *sql.Tx, gs []group, end int64, parallel bool) error {
+	if len(gs) == 0 {
 		return s.compactOver(ctx, tx, end)
 	}
+	// Job 2i is group i's data blob, 2i+1 its dims blob; nil when the group shares them.
+	jobs := newBlobJobs(2*len(gs), parallel, func(k int) []byte {
+		g := &gs[k/2]
+		switch {
+		case g.same >= 0:
+			return nil
+		case k%2 == 0:
+			return g.data()
+		case g.sameDims >= 0 || s.newPackOf(g.ids) >= 0:
+			return nil
+		}
+		return s.encodeDimsOf(g.ids)
+	})
+	defer jobs.wait()
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO packs (level, start, view, res, data, dims) VALUES (?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return err
 	}
 	defer ins.Close()
-	var (
-		views   = map[string]*packBuilder{}
-		last    = map[string]*packBuilder{} // per view, the pack written last
-		blobIDs = map[*packBuilder][2]int64{}
-		order   []string
-		written []bucket
-		ends    []int64
-	)
-	ps := s.points
-	for i := 0; i < len(ps); {
-		level, start := ps[i].level, ps[i].start
-		clear(views)
-		order = order[:0]
-		j := i
-		for j < len(ps) && ps[j].level == level && ps[j].start == start {
-			j++
+	blobs := make([][2]int64, len(gs)) // per group: its data and dims blob
+	ends := make([]int64, len(gs))
+	for i := range gs {
+		g := &gs[i]
+		res, ivEnd := g.res, g.start+g.res
+		if g.level > levelBase {
+			res, ivEnd = levelSeconds[min(g.level, levelDay)], g.start+packSeconds(g.level)
 		}
-		for k := i; k < j; k++ {
-			p := &ps[k]
-			v := s.keys.at(p.sid).view
-			b := views[v]
-			if b == nil {
-				b = &packBuilder{ids: make([]int64, 0, j-k), ms: make([]*record.Metrics, 0, j-k)}
-				views[v] = b
-				order = append(order, v)
+		ends[i] = ivEnd
+		ids := &blobs[i]
+		if g.same >= 0 {
+			*ids = blobs[g.same]
+		} else {
+			if ids[0], err = s.insertBlob(ctx, tx, jobs.get(2*i)); err != nil {
+				return err
 			}
-			b.add(p.sid, &p.m)
-			b.res = max(b.res, p.res)
+			if g.sameDims >= 0 {
+				ids[1] = blobs[g.sameDims][1]
+			} else if p := s.newPackOf(g.ids); p >= 0 {
+				ids[1] = s.newPacks[p].dims
+			} else if ids[1], err = s.insertBlob(ctx, tx, jobs.get(2*i+1)); err != nil {
+				return err
+			}
 		}
-		i = j
-		for _, v := range order {
-			b := views[v]
-			res, ivEnd := b.res, start+b.res
-			if level > levelBase {
-				res, ivEnd = levelSeconds[min(level, levelDay)], start+packSeconds(level)
-			}
-			// The packs of a view at the four levels mostly hold the same series (their dims
-			// blob is shared), often the same sums too (their data blob is).
-			var ids [2]int64
-			prev := last[v]
-			switch {
-			case b.sameAs(prev):
-				ids = blobIDs[prev]
-			case prev != nil && slices.Equal(b.ids, prev.ids):
-				ids[1] = blobIDs[prev][1]
-				if ids[0], err = insertBlob(ctx, tx, b.data()); err != nil {
-					return err
-				}
-			default:
-				if ids[0], err = insertBlob(ctx, tx, b.data()); err != nil {
-					return err
-				}
-				if ids[1], err = insertBlob(ctx, tx, s.encodeDims(b.ids)); err != nil {
-					return err
-				}
-			}
-			blobIDs[b], last[v] = ids, b
-			if _, err := ins.ExecContext(ctx, level, start, v, res, ids[0], ids[1]); err != nil {
-				return fmt.Errorf("cannot write pack: %w", err)
-			}
-			written = append(written, bucket{level, start, v})
-			ends = append(ends, ivEnd)
+		if _, err := ins.ExecContext(ctx, g.level, g.start, g.view, res, ids[0], ids[1]); err != nil {
+			return fmt.Errorf("cannot write pack: %w", err)
 		}
 	}
-	for i, b := range written {
+	for i := range gs {
+		b := gs[i].bucket
 		var n int
 		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM packs WHERE level = ? AND view = ? AND start = ?`,
 			b.level, b.view, b.start).Scan(&n); err != nil {
@@ -119,7 +99,8 @@ func (s *Store) writePoints(ctx context.Context, tx *sql.Tx, end int64) error {
 	return s.compactOver(ctx, tx, end)
 }
 
-func insertBlob(ctx context.Context, tx *sql.Tx, b []byte) (int64, error) {
+func (s *Store) insertBlob(ctx context.Context, tx *sql.Tx, b []byte) (int64, error) {
+	s.txBytes += int64(len(b))
 	res, err := tx.ExecContext(ctx, `INSERT INTO blobs (data) VALUES (?)`, b)
 	if err != nil {
 		return 0, fmt.Errorf("cannot write pack: %w", err)
@@ -127,10 +108,11 @@ func insertBlob(ctx context.Context, tx *sql.Tx, b []byte) (int64, error) {
 	return res.LastInsertId()
 }
 
-// dropBlobs deletes the blobs of ids that no pack refers to any more (all such blobs when ids
-// is nil).
+// dropBlobs deletes the blobs of ids that no pack or series pack refers to any more (all such
+// blobs when ids is nil).
 func dropBlobs(ctx context.Context, tx *sql.Tx, ids []int64) error {
-	const orphan = `NOT EXISTS (SELECT 1 FROM packs WHERE data = blobs.id) AND NOT EXISTS (SELECT 1 FROM packs WHERE dims = blobs.id)`
+	const orphan = `NOT EXISTS (SELECT 1 FROM packs WHERE data = blobs.id) AND NOT EXISTS (SELECT 1 FROM packs WHERE dims = blobs.id)
+		AND NOT EXISTS (SELECT 1 FROM series_packs WHERE dims = blobs.id)`
 	if ids == nil {
 		_, err := tx.ExecContext(ctx, `DELETE FROM blobs WHERE `+orphan)
 		return err
@@ -143,13 +125,31 @@ func dropBlobs(ctx context.Context, tx *sql.Tx, ids []int64) error {
 	return nil
 }
 
-// encodeDims returns the dims blob of the series ids (ascending): that of the series pack when
-// they are the series the write added (a fresh store's first commit, the series of a new view).
-func (s *Store) encodeDims(ids []int64) []byte {
-	if n := int64(len(ids)); n > 0 && s.newDims != nil && ids[0] == s.newFirst && ids[n-1] == s.newFirst+n-1 &&
-		s.keys.len() == int(s.newFirst+n) {
-		return s.newDims
+// dimsBlob returns the id of a dims blob of the series ids (ascending): that of a series pack
+// of the write when they are its series (a fresh store's first commit, the series of a new
+// view), else a new blob.
+func (s *Store) dimsBlob(ctx context.Context, tx *sql.Tx, ids []int64) (int64, error) {
+	if p := s.newPackOf(ids); p >= 0 {
+		return s.newPacks[p].dims, nil
 	}
+	return s.insertBlob(ctx, tx, s.encodeDimsOf(ids))
+}
+
+// newPackOf returns the index in s.newPacks of the series pack of the write whose series are
+// ids (ascending), or -1.
+func (s *Store) newPackOf(ids []int64) int {
+	if n := int64(len(ids)); n > 0 {
+		for k, p := range s.newPacks { // distinct ascending ids from first to first + n - 1: all of them
+			if p.n == n && ids[0] == p.first && ids[n-1] == p.first+n-1 {
+				return k
+			}
+		}
+	}
+	return -1
+}
+
+// encodeDimsOf returns the dims blob of the series ids.
+func (s *Store) encodeDimsOf(ids []int64) []byte {
 	return encodeDims(len(ids), func(i int) *record.Dims { return &s.keys.at(ids[i]).dims })
 }
 
@@ -260,11 +260,11 @@ func (s *Store) rewrite(ctx context.Context, tx *sql.Tx, level int, start int64,
 			ms[i] = metricsFrom(&sums[k])
 			b.add(sids[k], &ms[i])
 		}
-		data, err := insertBlob(ctx, tx, b.data())
+		data, err := s.insertBlob(ctx, tx, b.data())
 		if err != nil {
 			return err
 		}
-		dims, err := insertBlob(ctx, tx, s.encodeDims(b.ids))
+		dims, err := s.dimsBlob(ctx, tx, b.ids)
 		if err != nil {
 			return err
 		}

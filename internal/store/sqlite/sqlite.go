@@ -1,19 +1,25 @@
 // Package sqlite is the embedded store: view rows in one SQLite file (modernc.org/sqlite, pure
 // Go), written in WAL mode by one writer while any number of readers query.
 //
-// Schema (migrations/0005_delta_packs.sql): every level — the views' base interval, hourly,
-// daily, and weekly sums of the days — is stored as packs: the points of one view at one
-// interval start, column-wise in two blobs (pack.go: series ids and metrics in data, their
-// dimensions in dims; equal blobs of one write are stored once, in blobs). A commit adds each
-// row to its base point and roll-ups in memory and appends, per view, level and interval start
-// it touches, one delta pack with the commit's sums, in one transaction with the consumer's
-// spool position; queries add up all the packs of an interval. An interval's packs are merged
-// into one (compacted) by the write that finds the interval over or holding maxDeltas packs
-// (packwrite.go). Series are interned as integer ids: the writer keeps every series' key and id
-// in memory (loaded at its first write, topped up from the database inside each write
+// Schema (migrations/0005_delta_packs.sql, 0006): every level — the views' base interval,
+// hourly, daily, and weekly sums of the days — is stored as packs: the points of one view at
+// one interval start, column-wise in two blobs (pack.go: series ids and metrics in data, their
+// dimensions in dims; blobs that several packs of a write share are stored once, in blobs). A
+// commit groups its rows per view, level and interval start in memory (group.go: a coarser
+// interval fed by one finer group is that group, blobs included) and appends one delta pack per
+// group with the commit's sums, in one transaction with the consumer's spool position; queries
+// add up all the packs of an interval. An interval's packs are merged into one (compacted) by
+// the write that finds the interval over or holding maxDeltas packs (packwrite.go). Series are
+// interned as integer ids: the writer keeps every series' key and id in memory (a hash index,
+// series.go; loaded at its first write, topped up from the database inside each write
 // transaction, where another process's new series are seen) and stores the keys of the series a
-// write creates as one series pack. Queries answer from the coarsest resolution whose interval
-// boundaries cover the range exactly and fill the edges from finer ones.
+// write creates as series packs, whose dims blobs the write's packs of the same series share.
+// A write of many rows (an hour flushed at once) hashes its keys and encodes its blobs on a
+// pool of goroutines while the writer groups the rows and inserts the finished blobs in the
+// serial order (encode.go); the WAL is copied into the database file by a checkpointer of its
+// own, not inside the commit (checkpoint.go).
+// Queries answer from the coarsest resolution whose interval boundaries cover the range exactly
+// and fill the edges from finer ones.
 //
 // Migrations are embedded SQL files applied in order, each in its own transaction (with a Go
 // step for those that convert data, migrate.go), recorded in schema_migrations.
@@ -53,17 +59,20 @@ type Store struct {
 	now       func() time.Time
 	metrics   *metrics
 
-	wmu     sync.Mutex          // serialises writers in this process; guards the fields below
-	sids    map[seriesKey]int64 // every stored series (syncSeries)
-	keys    keyIndex            // by id (0 unused): committed series, then those of the write under way
-	maxSid  int64               // the highest id of committed series
-	acc     map[pointKey]int
-	points  []point
-	spare   []point // rollUp's other buffer
-	rowSids []int64 // per row of the batch being written: its series id, 0 unknown
-	// The series the write under way added: the first id and their dims blob (nil when none).
-	newFirst int64
-	newDims  []byte
+	wmu       sync.Mutex    // serialises writers in this process; guards the fields below
+	index     seriesIndex   // every stored series' id by key (syncSeries)
+	keys      keyIndex      // by id (0 unused): committed series, then those of the write under way
+	maxSid    int64         // the highest id of committed series
+	rowSids   []int64       // per row of the batch being written: its series id, 0 unknown
+	rowHashes []uint64      // per row of a large batch: its key's hash (seriesIDs)
+	grouper   grouper       // writeRows' buffers
+	newPacks  []seriesRange // the series packs of the write under way
+	txBytes   int64         // the blob bytes of the write under way
+	walBytes  int64         // the bytes written since the checkpointer was last kicked
+
+	ckpt     *sql.DB       // the checkpointer's connection (checkpoint.go)
+	kick     chan struct{} // a checkpoint is due
+	ckptDone chan struct{} // closed when the checkpointer has stopped
 	savePos  *sql.Stmt
 }
 
@@ -106,8 +115,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 		collector: collector,
 		now:       time.Now,
 		metrics:   newMetrics(),
-		sids:      map[seriesKey]int64{},
-		acc:       map[pointKey]int{},
+		index:     newSeriesIndex(),
 	}
 	s.keys.add(seriesKey{}) // id 0
 	for _, o := range opts {
@@ -136,6 +144,10 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	if err := s.prepare(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.startCheckpointer(); err != nil {
+		return nil, err
+	}
+	s.wrote(checkpointBytes) // what a migration wrote
 	ok = true
 	return s, nil
 }
@@ -157,6 +169,9 @@ func dsn(cfg Config, readOnly bool) string {
 		q.Add("_pragma", "cache_size(-131072)")
 		// Multi-row statements keep a statement journal: in memory, not a temporary file.
 		q.Add("_pragma", "temp_store(MEMORY)")
+		// The WAL is copied into the database file by the checkpointer, not by the commit
+		// that takes it over 1,000 pages (checkpoint.go).
+		q.Add("_pragma", "wal_autocheckpoint(0)")
 		q.Set("_txlock", "immediate")
 	}
 	return "file:" + (&url.URL{Path: cfg.Path}).EscapedPath() + "?" + q.Encode()
@@ -166,7 +181,7 @@ func dsn(cfg Config, readOnly bool) string {
 func (s *Store) Close() error {
 	s.wmu.Lock() // after the write under way
 	defer s.wmu.Unlock()
-	var errs []error
+	errs := []error{s.stopCheckpointer()}
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
 		s.r = nil

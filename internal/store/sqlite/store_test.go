@@ -262,7 +262,7 @@ func dump(t *testing.T, s *Store) []string {
 // storedSeries returns the stored series' keys by id.
 func storedSeries(t testing.TB, s *Store) map[int64]seriesKey {
 	t.Helper()
-	rows, err := s.r.Query(`SELECT first, n, data FROM series_packs`)
+	rows, err := s.r.Query(`SELECT s.first, s.n, s.data, b.data FROM series_packs s LEFT JOIN blobs b ON b.id = s.dims`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,11 +270,11 @@ func storedSeries(t testing.TB, s *Store) map[int64]seriesKey {
 	out := map[int64]seriesKey{}
 	for rows.Next() {
 		var first, n int64
-		var data []byte
-		if err := rows.Scan(&first, &n, &data); err != nil {
+		var data, dims []byte
+		if err := rows.Scan(&first, &n, &data, &dims); err != nil {
 			t.Fatal(err)
 		}
-		keys, err := decodeSeries(data)
+		keys, err := decodeSeries(data, dims)
 		if err != nil || int64(len(keys)) != n {
 			t.Fatalf("series pack %d: %d keys, want %d, %v", first, len(keys), n, err)
 		}
@@ -604,8 +604,8 @@ func TestCommitFaultRollsBack(t *testing.T) {
 	if p, _ := s.Position(ctx, "accounting"); p != first.Position {
 		t.Fatalf("position %v after a failed commit, want %v", p, first.Position)
 	}
-	if n := len(storedSeries(t, s)); n != 1 || s.keys.len() != 2 || len(s.sids) != 1 {
-		t.Fatalf("%d series (%d, %d in the index) after a failed commit", n, s.keys.len()-1, len(s.sids))
+	if n := len(storedSeries(t, s)); n != 1 || s.keys.len() != 2 || s.index.len() != 1 {
+		t.Fatalf("%d series (%d, %d in the index) after a failed commit", n, s.keys.len()-1, s.index.len())
 	}
 	// Resuming from the saved position commits the batch once.
 	fail = false
@@ -797,7 +797,7 @@ func TestSeriesPacks(t *testing.T) {
 		t.Fatalf("%d series packs, want 2 (one per commit that added series)", packs)
 	}
 	// The index a new process loads (syncSeries) agrees with the stored points.
-	s.sids, s.maxSid = map[seriesKey]int64{}, 0
+	s.index, s.maxSid = newSeriesIndex(), 0
 	s.keys.truncate(1)
 	bySid := map[int64]uint64{}
 	for k, m := range storedPoints(t, s, levelBase) {
@@ -805,10 +805,14 @@ func TestSeriesPacks(t *testing.T) {
 	}
 	got := map[seriesKey]uint64{}
 	err = s.write(ctx, func(tx *sql.Tx) error {
-		if len(s.sids) != len(want) {
-			return fmt.Errorf("%d ids loaded, want %d", len(s.sids), len(want))
+		if s.index.len() != len(want) {
+			return fmt.Errorf("%d ids loaded, want %d", s.index.len(), len(want))
 		}
-		for k, id := range s.sids {
+		for k := range want {
+			id, ok := s.index.lookup(&s.keys, &k)
+			if !ok {
+				return fmt.Errorf("series %v not loaded", k)
+			}
 			got[k] = bySid[id]
 		}
 		return nil

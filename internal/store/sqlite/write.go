@@ -69,7 +69,7 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		tx.Rollback()
 		return err
 	}
-	s.newDims = nil
+	s.newPacks, s.txBytes = s.newPacks[:0], 0
 	err = fn(tx)
 	if err == nil {
 		err = tx.Commit()
@@ -78,104 +78,51 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	}
 	if err != nil { // a failed write forgets the series it added
 		for id := s.maxSid + 1; id < int64(s.keys.len()); id++ {
-			delete(s.sids, *s.keys.at(id))
+			s.index.forget(&s.keys, id)
 		}
 		s.keys.truncate(int(s.maxSid) + 1)
 		return err
 	}
 	s.maxSid = int64(s.keys.len()) - 1
+	s.wrote(s.txBytes)
 	return nil
 }
 
 // writeRows adds rows (merged within the batch first) to one delta pack per view, level and
 // interval they touch, and compacts the intervals that are over or hold many packs.
 func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row) error {
-	clear(s.acc)
-	s.points = slices.Grow(s.points[:0], len(rows))
-	if err := s.seriesIDs(ctx, tx, collector, rows); err != nil {
+	// A large write (an hour flushed at once) encodes its new series while this goroutine
+	// groups the rows, and its packs while this goroutine inserts the finished blobs.
+	parallel := len(rows) >= parallelRows
+	first := int64(s.keys.len())
+	s.seriesIDs(collector, rows, parallel)
+	s.newPacks = s.seriesRanges(first, int64(s.keys.len()))
+	series := newBlobJobs(2*len(s.newPacks), parallel, func(i int) []byte {
+		p := s.newPacks[i/2]
+		key := func(i int) *seriesKey { return s.keys.at(p.first + int64(i)) }
+		if i%2 == 0 {
+			return seriesHead(seriesVersionDims, int(p.n), key)
+		}
+		return encodeDims(int(p.n), func(i int) *record.Dims { return &key(i).dims })
+	})
+	defer series.wait()
+	gs, end, err := s.grouper.group(rows, s.rowSids)
+	if err != nil {
 		return err
 	}
-	var end int64
-	for i := range rows {
-		r := &rows[i]
-		if r.Metrics.Zero() {
-			continue
-		}
-		if r.View == "" {
-			return errors.New("row without view")
-		}
-		level, err := levelOf(r.Resolution)
-		if err != nil {
+	for i := range s.newPacks {
+		p := &s.newPacks[i]
+		pack := series.get(2 * i)
+		s.txBytes += int64(len(pack))
+		if p.dims, err = s.insertBlob(ctx, tx, series.get(2*i+1)); err != nil {
 			return err
 		}
-		sid := s.rowSids[i]
-		start := r.Start.Unix()
-		res := int64(r.Resolution / time.Second)
-		end = max(end, start+res)
-		k := pointKey{level, start, sid}
-		if j, ok := s.acc[k]; ok {
-			s.points[j].m.Add(&r.Metrics)
-			s.points[j].res = max(s.points[j].res, res)
-			continue
+		if _, err := tx.ExecContext(ctx, `INSERT INTO series_packs (first, n, data, dims) VALUES (?, ?, ?, ?)`,
+			p.first, p.n, pack, p.dims); err != nil {
+			return fmt.Errorf("cannot write series: %w", err)
 		}
-		s.acc[k] = len(s.points)
-		s.points = append(s.points, point{k, res, r.Metrics})
 	}
-	s.rollUp()
-	return s.writePoints(ctx, tx, end)
-}
-
-// rollUp turns s.points (the rows merged at their own level) into the points of every level
-// in key order: each level's points are its own and those of the level below summed into its
-// intervals.
-func (s *Store) rollUp() {
-	own := s.points
-	if len(own) == 0 {
-		return
-	}
-	if !slices.IsSortedFunc(own, cmpPoint) { // new series of one interval come in order
-		sortPoints(own)
-	}
-	all := slices.Grow(s.spare[:0], (packLevels-own[0].level)*len(own))
-	lo, hi := 0, 0 // the previous level's points in all
-	i := 0
-	for l := range packLevels {
-		j := i
-		for j < len(own) && own[j].level == l {
-			j++
-		}
-		first := len(all)
-		all = append(all, own[i:j]...)
-		i = j
-		if l > levelBase {
-			for _, p := range all[lo:hi] {
-				p.level, p.start = l, floorTo(p.start, packSeconds(l))
-				all = append(all, p)
-			}
-			all = all[:first+len(mergePoints(all[first:]))]
-		}
-		lo, hi = first, len(all)
-	}
-	s.points, s.spare = all, own
-}
-
-// mergePoints sorts points (when they are not in order) and sums those of the same key, in
-// place.
-func mergePoints(ps []point) []point {
-	if !slices.IsSortedFunc(ps, cmpPoint) {
-		slices.SortFunc(ps, cmpPoint)
-	}
-	n := 0
-	for i := range ps {
-		if n > 0 && ps[n-1].pointKey == ps[i].pointKey {
-			ps[n-1].m.Add(&ps[i].m)
-			ps[n-1].res = max(ps[n-1].res, ps[i].res)
-			continue
-		}
-		ps[n] = ps[i]
-		n++
-	}
-	return ps[:n]
+	return s.writeGroups(ctx, tx, gs, end, parallel)
 }
 
 // sortPoints sorts points in key order: level, start, series id.
@@ -206,18 +153,28 @@ func cmpInt(a, b int64) int {
 // only those another process added). Series are never deleted, and BEGIN IMMEDIATE holds the
 // database's write lock, so the index is complete until the transaction ends.
 func (s *Store) syncSeries(ctx context.Context, tx *sql.Tx) error {
-	rows, err := tx.QueryContext(ctx, `SELECT first, data FROM series_packs WHERE first > ? ORDER BY first`, s.maxSid)
+	if s.index.len() == 0 { // the first write: room for every stored series
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(n), 0) FROM series_packs`).Scan(&n); err != nil {
+			return fmt.Errorf("cannot read series: %w", err)
+		}
+		if n > 0 {
+			s.index.reset(n)
+		}
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT s.first, s.data, b.data FROM series_packs s LEFT JOIN blobs b ON b.id = s.dims
+		WHERE s.first > ? ORDER BY s.first`, s.maxSid)
 	if err != nil {
 		return fmt.Errorf("cannot read series: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		var first int64
-		var data []byte
-		if err := rows.Scan(&first, &data); err != nil {
+		var data, dims []byte
+		if err := rows.Scan(&first, &data, &dims); err != nil {
 			return fmt.Errorf("cannot read series: %w", err)
 		}
-		keys, err := decodeSeries(data)
+		keys, err := decodeSeries(data, dims)
 		if err != nil {
 			return fmt.Errorf("series pack %d: %w", first, err)
 		}
@@ -226,7 +183,7 @@ func (s *Store) syncSeries(ctx context.Context, tx *sql.Tx) error {
 		}
 		for i, k := range keys {
 			s.keys.add(k)
-			s.sids[k] = first + int64(i)
+			s.index.add(&s.keys, &k, first+int64(i))
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -237,40 +194,104 @@ func (s *Store) syncSeries(ctx context.Context, tx *sql.Tx) error {
 }
 
 // seriesIDs sets s.rowSids[i] to row i's series id, and gives the series not in the index the
-// next free ids, adding them to the index and storing their keys in one series pack.
-// The in-memory index (syncSeries) is the only guard of a key's uniqueness: the store is the
-// database's one writer while it holds the write lock.
-func (s *Store) seriesIDs(ctx context.Context, tx *sql.Tx, collector string, rows []record.Row) error {
+// next free ids, adding them to the index (writeRows stores their keys in series packs). The
+// in-memory index (syncSeries) is the only guard of a key's uniqueness: the store is the
+// database's one writer while it holds the write lock. parallel: the keys are hashed on
+// GOMAXPROCS goroutines first.
+func (s *Store) seriesIDs(collector string, rows []record.Row, parallel bool) {
 	s.rowSids = slices.Grow(s.rowSids[:0], len(rows))[:len(rows)]
 	clear(s.rowSids)
-	if len(s.sids) == 0 { // the first series of a store: room for a batch of new ones
-		s.sids = make(map[seriesKey]int64, len(rows))
+	if s.index.len() == 0 { // the first series of a store: room for a batch of new ones
+		s.index.reset(len(rows))
 	}
-	first := int64(s.keys.len())
-	for i := range rows {
-		r := &rows[i]
-		if r.Metrics.Zero() || r.View == "" {
-			continue
-		}
-		k := seriesKey{r.View, collector, r.Dims}
-		id, ok := s.sids[k]
-		if !ok {
-			id = int64(s.keys.len())
-			s.sids[k] = id
-			s.keys.add(k)
-		}
-		s.rowSids[i] = id
+	live := func(r *record.Row) bool { return !r.Metrics.Zero() && r.View != "" } // the row has a series
+	if parallel {
+		s.rowHashes = slices.Grow(s.rowHashes[:0], len(rows))[:len(rows)]
+		hashAll(len(rows), s.rowHashes, func(i int) uint64 {
+			r := &rows[i]
+			if !live(r) {
+				return 0
+			}
+			k := seriesKey{r.View, collector, r.Dims}
+			return s.index.hashKey(&k)
+		})
 	}
-	s.newFirst, s.newDims = first, nil
-	if n := int64(s.keys.len()) - first; n > 0 {
-		var pack []byte
-		pack, s.newDims = encodeSeries(int(n), func(i int) *seriesKey { return s.keys.at(first + int64(i)) })
-		if _, err := tx.ExecContext(ctx, `INSERT INTO series_packs (first, n, data) VALUES (?, ?, ?)`,
-			first, n, pack); err != nil {
-			return fmt.Errorf("cannot write series: %w", err)
+	// Rows go in blocks whose hashes are computed and their slots prefetched first, then the
+	// keys of the ids found (checked against the rows' keys), so that the cache misses of a
+	// block overlap.
+	const block = 16
+	var (
+		ks [block]seriesKey
+		hs [block]uint64
+		ok [block]bool // live
+	)
+	for lo := 0; lo < len(rows); lo += block {
+		hi := min(lo+block, len(rows))
+		for i := lo; i < hi; i++ {
+			r := &rows[i]
+			if ok[i-lo] = live(r); ok[i-lo] {
+				ks[i-lo] = seriesKey{r.View, collector, r.Dims}
+				if parallel {
+					hs[i-lo] = s.rowHashes[i]
+				} else {
+					hs[i-lo] = s.index.hashKey(&ks[i-lo])
+				}
+				s.index.byHash.prefetch(hs[i-lo])
+			}
+		}
+		for i := lo; i < hi; i++ {
+			if !ok[i-lo] {
+				continue
+			}
+			if id, ok := s.index.byHash.get(hs[i-lo]); ok {
+				s.keys.prefetch(id)
+			}
+		}
+		for i := lo; i < hi; i++ {
+			if !ok[i-lo] {
+				continue
+			}
+			id, found := s.index.id(&s.keys, &ks[i-lo], hs[i-lo], int64(s.keys.len()))
+			if !found {
+				s.keys.add(ks[i-lo])
+			}
+			s.rowSids[i] = id
 		}
 	}
-	return nil
+}
+
+// seriesRange is a series pack of a write: the ids first to first + n - 1, and its dims blob.
+type seriesRange struct {
+	first, n, dims int64
+}
+
+// minViewPack is the number of new series of one view that get a series pack of their own.
+const minViewPack = 1024
+
+// seriesRanges splits the new series [first, end) into series packs: a run of at least
+// minViewPack series of one view (the rows come view by view) is a pack of its own, whose dims
+// blob the view's packs of the write share; shorter runs share packs.
+func (s *Store) seriesRanges(first, end int64) []seriesRange {
+	var out []seriesRange
+	from := first // the start of the pack under way
+	for lo := first; lo < end; {
+		hi := lo + 1
+		for hi < end && s.keys.at(hi).view == s.keys.at(lo).view {
+			hi++
+		}
+		if hi-lo >= minViewPack {
+			if from < lo {
+				out = append(out, seriesRange{first: from, n: lo - from})
+			}
+			out = append(out, seriesRange{first: lo, n: hi - lo})
+			from = hi
+		}
+		lo = hi
+	}
+	if from < end {
+		out = append(out, seriesRange{first: from, n: end - from})
+	}
+	return out
 }
 
 // Replace deletes this collector's rows with starts in [from, to) at every resolution — the

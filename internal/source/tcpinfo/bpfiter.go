@@ -1,0 +1,305 @@
+package tcpinfo
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"runtime"
+
+	"github.com/cilium/ebpf"
+	bpflink "github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+	"golang.org/x/sys/unix"
+)
+
+// Dump methods (Config.DumpMethod).
+const (
+	// DumpAuto uses the BPF socket iterator where the kernel and the process's privileges
+	// allow it, else the netlink sock_diag dump.
+	DumpAuto = "auto"
+	// DumpBPF uses the BPF socket iterator (Linux 5.9+ with BTF, CAP_BPF and CAP_PERFMON or
+	// CAP_SYS_ADMIN), and fails at start without it.
+	DumpBPF = "bpf"
+	// DumpNetlink uses the netlink sock_diag dump.
+	DumpNetlink = "netlink"
+)
+
+// The BPF iterator's record (struct tcp_rec in bpf/iter.c; tcpIterTcpRec is bpf2go's Go
+// rendering of it, which the layout test compares with these offsets).
+const (
+	tcpRecLen         = 136
+	recCookie         = 0
+	recBytesAcked     = 8
+	recBytesReceived  = 16
+	recBytesSent      = 24
+	recBytesRetrans   = 32
+	recDeliveryRate   = 40
+	recBusyTime       = 48
+	recCgroupID       = 56
+	recLocal          = 64
+	recRemote         = 80
+	recSegsOut        = 96
+	recSegsIn         = 100
+	recTotalRetrans   = 104
+	recMSS            = 108
+	recRTT            = 112
+	recRTTVar         = 116
+	recMinRTT         = 120
+	recLocalPort      = 124
+	recRemotePort     = 126
+	recFamily         = 128
+	recState          = 129
+	iterReadSize      = 64 << 10 // the kernel hands at most its seq_file buffer (32 KiB) a read
+	iterPortBitsWords = 1 << 16 / 64
+)
+
+var errRecShort = errors.New("BPF iterator record truncated")
+
+// decodeRec decodes one BPF iterator record into s. It allocates nothing. A record carries
+// every counter the tracker uses (the iterator runs only on kernels that have them all), and
+// the cgroup id when the iterator was loaded for the cgroup filter.
+func decodeRec(b []byte, s *Socket, cgroup bool) error {
+	if len(b) < tcpRecLen {
+		return errRecShort
+	}
+	ne := binary.NativeEndian
+	*s = Socket{
+		Family:        b[recFamily],
+		State:         b[recState],
+		LocalPort:     ne.Uint16(b[recLocalPort:]),
+		RemotePort:    ne.Uint16(b[recRemotePort:]),
+		Cookie:        ne.Uint64(b[recCookie:]),
+		SndMSS:        ne.Uint32(b[recMSS:]),
+		RTT:           ne.Uint32(b[recRTT:]),
+		RTTVar:        ne.Uint32(b[recRTTVar:]),
+		MinRTT:        ne.Uint32(b[recMinRTT:]),
+		TotalRetrans:  ne.Uint32(b[recTotalRetrans:]),
+		SegsOut:       ne.Uint32(b[recSegsOut:]),
+		SegsIn:        ne.Uint32(b[recSegsIn:]),
+		BytesAcked:    ne.Uint64(b[recBytesAcked:]),
+		BytesReceived: ne.Uint64(b[recBytesReceived:]),
+		DeliveryRate:  ne.Uint64(b[recDeliveryRate:]),
+		BusyTime:      ne.Uint64(b[recBusyTime:]),
+		BytesSent:     ne.Uint64(b[recBytesSent:]),
+		BytesRetrans:  ne.Uint64(b[recBytesRetrans:]),
+		HaveBytesSent: true, HaveBusyTime: true, HaveMinRTT: true, HaveDeliveryRate: true,
+	}
+	if cgroup {
+		s.CgroupID, s.HaveCgroup = ne.Uint64(b[recCgroupID:]), true
+	}
+	switch s.Family {
+	case afInet:
+		s.Local = netip.AddrFrom4([4]byte(b[recLocal : recLocal+4]))
+		s.Remote = netip.AddrFrom4([4]byte(b[recRemote : recRemote+4]))
+	case afInet6:
+		s.Local = netip.AddrFrom16([16]byte(b[recLocal : recLocal+16]))
+		s.Remote = netip.AddrFrom16([16]byte(b[recRemote : recRemote+16]))
+	default:
+		return errFamily
+	}
+	return nil
+}
+
+// sockIter is the BPF TCP socket iterator, loaded and attached: every open of it is one walk
+// of the TCP sockets of the namespace it is opened in, read as a stream of records.
+type sockIter struct {
+	objs   tcpIterObjects
+	link   *bpflink.Iter
+	nsfd   int // the namespace walked (a descriptor of our own), or -1: the process's
+	cgroup bool
+	buf    []byte
+	rs     recStream
+}
+
+// loadSockIter loads the iterator for the states (a bitmask, dumpStates or with
+// listenStates), the local ports (none: all) and, with cgroup, the cgroup ids, and checks that
+// it can be opened in the namespace nsfd (-1: the process's; duplicated, the caller keeps its
+// own).
+func loadSockIter(states uint32, ports []uint16, cgroup bool, nsfd int) (*sockIter, error) {
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK, later ones do not. Where
+	// raising it is refused, the load says what is wrong.
+	_ = rlimit.RemoveMemlock()
+	jiffy, err := usecPerJiffy()
+	if err != nil {
+		return nil, fmt.Errorf("cannot load the BPF socket iterator: %w", err)
+	}
+	spec, err := loadTcpIter()
+	if err != nil {
+		return nil, fmt.Errorf("cannot load the BPF socket iterator: %w", err)
+	}
+	var bits [iterPortBitsWords]uint64
+	for _, p := range ports {
+		bits[p/64] |= 1 << (p % 64)
+	}
+	for name, v := range map[string]any{
+		"wanted_states":  states,
+		"usec_per_jiffy": jiffy,
+		"filter_ports":   b2u8(len(ports) > 0),
+		"want_cgroup":    b2u8(cgroup),
+		"port_bits":      bits,
+	} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("cannot set BPF iterator variable %s: %w", name, err)
+		}
+	}
+	it := &sockIter{nsfd: -1, cgroup: cgroup, buf: make([]byte, iterReadSize)}
+	if err := spec.LoadAndAssign(&it.objs, nil); err != nil {
+		var verr *ebpf.VerifierError
+		if errors.As(err, &verr) {
+			return nil, fmt.Errorf("cannot load the BPF socket iterator: %+v", verr)
+		}
+		return nil, fmt.Errorf("cannot load the BPF socket iterator: %w", err)
+	}
+	if it.link, err = bpflink.AttachIter(bpflink.IterOptions{Program: it.objs.DumpTcp}); err != nil {
+		it.objs.Close()
+		return nil, fmt.Errorf("cannot attach the BPF socket iterator: %w", err)
+	}
+	if nsfd >= 0 {
+		if it.nsfd, err = unix.FcntlInt(uintptr(nsfd), unix.F_DUPFD_CLOEXEC, 0); err != nil {
+			it.close()
+			return nil, fmt.Errorf("cannot keep the network namespace open: %w", err)
+		}
+	}
+	f, err := it.open()
+	if err != nil {
+		it.close()
+		return nil, err
+	}
+	f.Close()
+	return it, nil
+}
+
+func b2u8(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// usecPerJiffy returns USEC_PER_SEC / HZ, the kernel's scale of tcp_info's busy time. The
+// resolution of the coarse clocks is one tick (TICK_NSEC, kernel/time/posix-timers.c).
+func usecPerJiffy() (uint32, error) {
+	var ts unix.Timespec
+	if err := unix.ClockGetres(unix.CLOCK_MONOTONIC_COARSE, &ts); err != nil {
+		return 0, fmt.Errorf("cannot read the kernel's tick: %w", err)
+	}
+	tick := ts.Nano()
+	if tick <= 0 || tick > 1e8 {
+		return 0, fmt.Errorf("implausible kernel tick %d ns", tick)
+	}
+	hz := uint32(math.Round(1e9 / float64(tick)))
+	return 1e6 / hz, nil
+}
+
+// open creates one walk of the sockets. The kernel binds an iterator to the network namespace
+// of the thread that creates it, so in another namespace it is created on a thread switched
+// into it, which is never switched back: it ends with its goroutine.
+func (it *sockIter) open() (io.ReadCloser, error) {
+	if it.nsfd < 0 {
+		return it.openHere()
+	}
+	type result struct {
+		f   io.ReadCloser
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
+		if err := unix.Setns(it.nsfd, unix.CLONE_NEWNET); err != nil {
+			done <- result{err: fmt.Errorf("cannot enter the network namespace: %w", err)}
+			return
+		}
+		f, err := it.openHere()
+		done <- result{f, err}
+	}()
+	r := <-done
+	return r.f, r.err
+}
+
+func (it *sockIter) openHere() (io.ReadCloser, error) {
+	rc, err := it.link.Open()
+	if err != nil {
+		return nil, fmt.Errorf("cannot open the BPF socket iterator: %w", err)
+	}
+	return rc, nil
+}
+
+// walk runs one walk, calling fn with every record. The kernel walks the sockets inside each
+// read, and fn handles the records of a read before the next: reading in a goroutine of its own
+// while fn runs (as netlink dumps do when a core is spare) cost more CPU than it saved, and made
+// the dump slower on a loaded machine (docs/benchmarks.md, "Session 5").
+func (it *sockIter) walk(fn func(rec []byte)) error {
+	f, err := it.open()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	it.rs.have = 0 // what a failed walk left
+	if err := readRecs(f, it.buf, &it.rs, fn); err != nil {
+		return fmt.Errorf("cannot read the BPF socket iterator: %w", err)
+	}
+	return nil
+}
+
+// recStream cuts a stream of reads into records. The kernel writes whole records into each
+// read; a record split across reads is put together all the same.
+type recStream struct {
+	carry [tcpRecLen]byte
+	have  int
+}
+
+// feed calls fn with every record that b completes.
+func (rs *recStream) feed(b []byte, fn func(rec []byte)) {
+	if rs.have > 0 {
+		k := copy(rs.carry[rs.have:], b)
+		rs.have += k
+		b = b[k:]
+		if rs.have < tcpRecLen {
+			return
+		}
+		fn(rs.carry[:])
+		rs.have = 0
+	}
+	whole := len(b) - len(b)%tcpRecLen
+	for off := 0; off < whole; off += tcpRecLen {
+		fn(b[off : off+tcpRecLen])
+	}
+	rs.have = copy(rs.carry[:], b[whole:])
+}
+
+// end returns errRecShort when the stream ended inside a record.
+func (rs *recStream) end() error {
+	if rs.have != 0 {
+		rs.have = 0
+		return errRecShort
+	}
+	return nil
+}
+
+// readRecs reads r to its end into buf, calling fn with every record. rs holds a record split
+// across reads (a value of its own would escape: fn may keep what it is given).
+func readRecs(r io.Reader, buf []byte, rs *recStream, fn func(rec []byte)) error {
+	for {
+		n, err := r.Read(buf)
+		rs.feed(buf[:n], fn)
+		if err == io.EOF {
+			return rs.end()
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (it *sockIter) close() {
+	if it.link != nil {
+		it.link.Close()
+	}
+	it.objs.Close()
+	if it.nsfd >= 0 {
+		unix.Close(it.nsfd)
+	}
+}

@@ -1,0 +1,74 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/netledger/netledger/internal/store"
+)
+
+// TestCheckpointer commits more than checkpointBytes. With the checkpointer stopped, the
+// commits leave every frame in the WAL (the writer does not checkpoint); with it running, it
+// copies the WAL into the database file after the write that takes it over (counted), and Close
+// waits for it. Both stores hold the same rows after a reopen.
+func TestCheckpointer(t *testing.T) {
+	ctx := context.Background()
+	rows := freshHourRows() // ≈ 7 MB of blobs: one kick
+	for _, running := range []bool{false, true} {
+		s, cfg := openTest(t)
+		var auto int
+		if err := s.w.QueryRow(`PRAGMA wal_autocheckpoint`).Scan(&auto); err != nil || auto != 0 {
+			t.Fatalf("writer's wal_autocheckpoint %d, %v", auto, err)
+		}
+		waitCheckpoints(t, s, 1) // the one at Open
+		if !running {
+			s.wmu.Lock()
+			s.stopCheckpointer()
+			s.wmu.Unlock()
+		}
+		frames := testutil.ToFloat64(s.metrics.checkpointFrames)
+		if err := s.Commit(ctx, store.Batch{Consumer: "accounting", Position: store.Position{Segment: 1}, Rows: rows}); err != nil {
+			t.Fatal(err)
+		}
+		if running {
+			waitCheckpoints(t, s, 2)
+			if copied := testutil.ToFloat64(s.metrics.checkpointFrames) - frames; copied < 300 {
+				t.Fatalf("the checkpointer copied %v frames of a 7 MB commit", copied)
+			}
+		} else {
+			db, err := sql.Open("sqlite", dsn(cfg, false))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var busy, log, copied int
+			err = db.QueryRow(`PRAGMA wal_checkpoint(PASSIVE)`).Scan(&busy, &log, &copied)
+			db.Close()
+			if err != nil || log < 300 || copied != log {
+				t.Fatalf("after the commit the WAL held %d frames (%d copied now, %v): want the whole commit", log, copied, err)
+			}
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		totals, err := ReadTotals(ctx, cfg.Path, "hour")
+		if err != nil || totals["prefix"].Points != len(rows) {
+			t.Fatalf("running %v: after a reopen %v, %v", running, totals, err)
+		}
+	}
+}
+
+// waitCheckpoints waits until the checkpointer has run n times.
+func waitCheckpoints(t *testing.T, s *Store, n float64) {
+	t.Helper()
+	for range 1000 {
+		if testutil.ToFloat64(s.metrics.checkpoints.WithLabelValues("ok")) >= n {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("%v checkpoints, want %v", testutil.ToFloat64(s.metrics.checkpoints.WithLabelValues("ok")), n)
+}
