@@ -100,12 +100,17 @@ func BenchmarkDump100k(b *testing.B) {
 		})
 	}
 	b.Run("bpf", func(b *testing.B) {
-		benchDumpBPF(b, ns, ports, helpers*perHelper)
+		benchDumpBPF(b, ns, ports, helpers*perHelper, false)
+	})
+	// The same, reading in the dump's goroutine (as with GOMAXPROCS 1).
+	b.Run("bpf-serial", func(b *testing.B) {
+		benchDumpBPF(b, ns, ports, helpers*perHelper, true)
 	})
 }
 
-// benchDumpBPF is benchDump with the BPF socket iterator: one walk, decode, delta accounting.
-func benchDumpBPF(b *testing.B, ns string, ports []uint16, conns int) {
+// benchDumpBPF is benchDump with the BPF socket iterator: one walk, decode, delta accounting;
+// with serial, read in the dump's goroutine even with a core to spare.
+func benchDumpBPF(b *testing.B, ns string, ports []uint16, conns int, serial bool) {
 	var records int
 	s, err := New(Config{Interval: time.Second, Ports: ports, NetNS: ns, DumpMethod: DumpBPF},
 		Deps{Sink: func(r []record.Record) error { records += len(r); return nil }})
@@ -114,6 +119,7 @@ func benchDumpBPF(b *testing.B, ns string, ports []uint16, conns int) {
 	}
 	d := newDumper(s, nil)
 	d.iter = openTestIter(b, ns, ports)
+	d.iter.serial = serial
 	dumps := timedDump(b, d, conns)
 	best, cpu, sys := measureDumps(b, dumps)
 	reportDumps(b, best, cpu, sys)
@@ -121,6 +127,9 @@ func benchDumpBPF(b *testing.B, ns string, ports []uint16, conns int) {
 		b.Errorf("%d records, want ≥ %d (the first dump accounts every server socket)", records, conns)
 	}
 	b.ReportMetric(float64(d.n), "sockets/dump")
+	if serial {
+		return
+	}
 	// The floor: the walk with the records read and dropped (kernel time and copies only).
 	floor, floorCPU := bestOf3(func() {
 		if err := d.iter.walk(func([]byte) {}); err != nil {

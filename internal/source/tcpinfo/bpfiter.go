@@ -112,6 +112,8 @@ type sockIter struct {
 	cgroup bool
 	buf    []byte
 	rs     recStream
+	pipe   *recPipe // the overlapped reader, made by the first walk that uses it
+	serial bool     // read in the walk's goroutine even with a core to spare (benchmarks)
 }
 
 // loadSockIter loads the iterator for the states (a bitmask, dumpStates or with
@@ -228,9 +230,9 @@ func (it *sockIter) openHere() (io.ReadCloser, error) {
 }
 
 // walk runs one walk, calling fn with every record. The kernel walks the sockets inside each
-// read, and fn handles the records of a read before the next: reading in a goroutine of its own
-// while fn runs (as netlink dumps do when a core is spare) cost more CPU than it saved, and made
-// the dump slower on a loaded machine (docs/benchmarks.md, "Session 5").
+// read: with a core to spare (GOMAXPROCS > 1, unless serial is set), a goroutine of its own reads
+// while fn handles what the earlier reads gave (recPipe), so that a dump takes about the longer of
+// the kernel's walk and our accounting instead of their sum.
 func (it *sockIter) walk(fn func(rec []byte)) error {
 	f, err := it.open()
 	if err != nil {
@@ -238,10 +240,91 @@ func (it *sockIter) walk(fn func(rec []byte)) error {
 	}
 	defer f.Close()
 	it.rs.have = 0 // what a failed walk left
-	if err := readRecs(f, it.buf, &it.rs, fn); err != nil {
+	if !it.serial && runtime.GOMAXPROCS(0) > 1 {
+		if it.pipe == nil {
+			it.pipe = newRecPipe(pipeChunks, pipeChunkSize)
+		}
+		err = it.pipe.readRecs(f, &it.rs, fn)
+	} else {
+		err = readRecs(f, it.buf, &it.rs, fn)
+	}
+	if err != nil {
 		return fmt.Errorf("cannot read the BPF socket iterator: %w", err)
 	}
 	return nil
+}
+
+// The overlapped reader's buffers: each is filled by several reads (the kernel hands at most
+// seqBufSize a read) before it is handed over, so that a dump of 100,000 sockets (13.6 MB) takes
+// 14 handovers, not 420 (one per read): handovers of 64 KiB and 256 KiB cost more CPU and were
+// slower (docs/benchmarks.md, "Session 6").
+const (
+	seqBufSize    = 32 << 10 // bpf_seq_read's buffer (PAGE_SIZE << 3, kernel/bpf/bpf_iter.c)
+	pipeChunkSize = 32 * seqBufSize
+	pipeChunks    = 3
+)
+
+// recPipe reads an iterator in a goroutine of its own while the caller's goroutine handles the
+// records: the reader fills free buffers with whole reads and hands each over full; the caller
+// cuts it into records and gives it back. Its buffers and channels are made once and reused by
+// every walk: a walk ends only when the reader has handed over its last buffer (at the end of
+// the stream or on an error), and every buffer is back in free by then.
+type recPipe struct {
+	free    chan []byte
+	full    chan pipeChunk
+	minRead int // the room a read is made with
+}
+
+type pipeChunk struct {
+	b   []byte
+	err error // the read that ended the chunk failed (io.EOF: the stream ended)
+}
+
+// newRecPipe makes a pipe of chunks buffers of size bytes, read into while they have room for
+// a whole kernel buffer (or, when smaller, for size bytes).
+func newRecPipe(chunks, size int) *recPipe {
+	p := &recPipe{free: make(chan []byte, chunks), full: make(chan pipeChunk, chunks),
+		minRead: min(size, seqBufSize)}
+	for range chunks {
+		p.free <- make([]byte, 0, size)
+	}
+	return p
+}
+
+// readRecs reads r to its end, calling fn with every record (in the caller's goroutine, in
+// order, as readRecs does).
+func (p *recPipe) readRecs(r io.Reader, rs *recStream, fn func(rec []byte)) error {
+	go p.fill(r)
+	for {
+		c := <-p.full
+		rs.feed(c.b, fn)
+		p.free <- c.b[:0]
+		if c.err == io.EOF {
+			return rs.end()
+		}
+		if c.err != nil {
+			rs.have = 0
+			return c.err
+		}
+	}
+}
+
+// fill reads r into the free buffers until r ends or fails. A read is made only with room for a
+// whole kernel buffer (with less, the kernel keeps the rest for the next read).
+func (p *recPipe) fill(r io.Reader) {
+	for {
+		b := <-p.free
+		var err error
+		for err == nil && cap(b)-len(b) >= p.minRead {
+			var n int
+			n, err = r.Read(b[len(b):cap(b)])
+			b = b[:len(b)+n]
+		}
+		p.full <- pipeChunk{b, err}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // recStream cuts a stream of reads into records. The kernel writes whole records into each
