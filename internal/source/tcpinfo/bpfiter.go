@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/netip"
 	"runtime"
+	"time"
 
 	"github.com/cilium/ebpf"
 	bpflink "github.com/cilium/ebpf/link"
@@ -113,8 +114,19 @@ type sockIter struct {
 	buf    []byte
 	rs     recStream
 	pipe   *recPipe // the overlapped reader, made by the first walk that uses it
-	serial bool     // read in the walk's goroutine even with a core to spare (benchmarks)
+	read   readMode // readAuto, or the reader the tests and benchmarks force
+	choose readChooser
+	piped  uint64 // walks read with the pipe
 }
+
+// readMode says how a walk reads the iterator.
+type readMode uint8
+
+const (
+	readAuto   readMode = iota // readChooser's pick
+	readPipe                   // the overlapped reader (recPipe)
+	readSerial                 // in the walk's goroutine
+)
 
 // loadSockIter loads the iterator for the states (a bitmask, dumpStates or with
 // listenStates), the local ports (none: all) and, with cgroup, the cgroup ids, and checks that
@@ -230,9 +242,10 @@ func (it *sockIter) openHere() (io.ReadCloser, error) {
 }
 
 // walk runs one walk, calling fn with every record. The kernel walks the sockets inside each
-// read: with a core to spare (GOMAXPROCS > 1, unless serial is set), a goroutine of its own reads
-// while fn handles what the earlier reads gave (recPipe), so that a dump takes about the longer of
-// the kernel's walk and our accounting instead of their sum.
+// read: with a core to spare, a goroutine of its own reads while fn handles what the earlier
+// reads gave (recPipe), so that a walk takes about the longer of the kernel's walk and our
+// accounting instead of their sum. Without one (GOMAXPROCS 1, or other processes keeping both
+// cores busy) the handovers only add to it: readChooser picks the reader.
 func (it *sockIter) walk(fn func(rec []byte)) error {
 	f, err := it.open()
 	if err != nil {
@@ -240,18 +253,83 @@ func (it *sockIter) walk(fn func(rec []byte)) error {
 	}
 	defer f.Close()
 	it.rs.have = 0 // what a failed walk left
-	if !it.serial && runtime.GOMAXPROCS(0) > 1 {
+	pipe := it.read == readPipe || (it.read == readAuto && runtime.GOMAXPROCS(0) > 1 && it.choose.pipe())
+	recs := 0
+	count := func(rec []byte) { recs++; fn(rec) }
+	start := time.Now()
+	if pipe {
+		it.piped++
 		if it.pipe == nil {
 			it.pipe = newRecPipe(pipeChunks, pipeChunkSize)
 		}
-		err = it.pipe.readRecs(f, &it.rs, fn)
+		err = it.pipe.readRecs(f, &it.rs, count)
 	} else {
-		err = readRecs(f, it.buf, &it.rs, fn)
+		err = readRecs(f, it.buf, &it.rs, count)
 	}
 	if err != nil {
 		return fmt.Errorf("cannot read the BPF socket iterator: %w", err)
 	}
+	if it.read == readAuto {
+		it.choose.done(pipe, time.Since(start), recs)
+	}
 	return nil
+}
+
+// readChooser picks the reader of each walk by how long each took per record lately: the
+// overlapped reader is faster only while a core is free for its second goroutine; on a machine
+// whose cores other processes keep busy it was slower and cost 5–15 % more CPU (docs/benchmarks.md,
+// "Session 6"). Both are timed as they run; the faster is used, and the other tried again every
+// exploreEvery walks, so that the choice follows the machine's load. The first walk (every
+// socket new, not timed) overlaps; a walk of fewer than minPipeRecs records reads serially: it
+// spans too few of the pipe's buffers to overlap much.
+type readChooser struct {
+	nsPerRec [2]float64 // recent walks' time per record: [0] overlapped, [1] serial; 0: not yet timed
+	walks    uint64
+	lastRecs int
+}
+
+const (
+	exploreEvery = 8
+	minPipeRecs  = 4 * pipeChunkSize / tcpRecLen
+)
+
+// pipe reports whether the next walk overlaps.
+func (c *readChooser) pipe() bool {
+	c.walks++
+	switch {
+	case c.walks == 1:
+		return true
+	case c.lastRecs < minPipeRecs:
+		return false
+	case c.nsPerRec[1] == 0:
+		return false
+	case c.nsPerRec[0] == 0:
+		return true
+	}
+	best := c.nsPerRec[0] <= c.nsPerRec[1]
+	if c.walks%exploreEvery == 0 {
+		return !best
+	}
+	return best
+}
+
+// done records a walk that succeeded: it took d for recs records.
+func (c *readChooser) done(pipe bool, d time.Duration, recs int) {
+	first := c.walks == 1
+	c.lastRecs = recs
+	if first || recs < minPipeRecs {
+		return
+	}
+	i := 0
+	if !pipe {
+		i = 1
+	}
+	v := float64(d) / float64(recs)
+	if c.nsPerRec[i] == 0 {
+		c.nsPerRec[i] = v
+	} else {
+		c.nsPerRec[i] += (v - c.nsPerRec[i]) / 2
+	}
 }
 
 // The overlapped reader's buffers: each is filled by several reads (the kernel hands at most

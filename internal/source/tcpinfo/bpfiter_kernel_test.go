@@ -235,7 +235,10 @@ func TestBPFPipeMatchesSerial(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // the last ACKs
 	it := openTestIter(t, ns, nil)
 	walk := func(pipe *recPipe) []byte {
-		it.serial, it.pipe = pipe == nil, pipe
+		it.read, it.pipe = readSerial, pipe
+		if pipe != nil {
+			it.read = readPipe
+		}
 		var b []byte
 		if err := it.walk(func(rec []byte) { b = append(b, rec...) }); err != nil {
 			t.Fatal(err)

@@ -249,6 +249,51 @@ func TestRecPipe(t *testing.T) {
 	}
 }
 
+// TestReadChooser: the first walk overlaps; then each reader is timed once, the faster is used,
+// the other tried every exploreEvery walks, and the choice follows when their times cross;
+// small walks read serially.
+func TestReadChooser(t *testing.T) {
+	const big = 100_000
+	// Walk times per record of the overlapped and the serial reader, by walk (from 1).
+	slowPipe := func(int) (time.Duration, time.Duration) { return 900, 700 }
+	fastPipe := func(int) (time.Duration, time.Duration) { return 600, 800 }
+	crossing := func(w int) (time.Duration, time.Duration) {
+		if w < 20 {
+			return 900, 700 // a loaded machine
+		}
+		return 500, 800 // a core to spare
+	}
+	for _, c := range []struct {
+		name  string
+		times func(int) (time.Duration, time.Duration)
+		recs  int
+		want  string // P: overlapped, S: serial, by walk
+	}{
+		{"pipe faster", fastPipe, big, "PSPPPPPSPPPPPPPSPPPP"},
+		{"serial faster", slowPipe, big, "PSPSSSSPSSSSSSSPSSSS"},
+		{"load goes", crossing, big, "PSPSSSSPSSSSSSSPSSSSSSSPPPPPPPPSPPPPPPPS"},
+		{"small walks", fastPipe, minPipeRecs - 1, "PSSSSSSSSSSS"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var ch readChooser
+			var got []byte
+			for w := 1; w <= len(c.want); w++ {
+				pipe := ch.pipe()
+				p, s := c.times(w)
+				d, pick := s, byte('S')
+				if pipe {
+					d, pick = p, 'P'
+				}
+				got = append(got, pick)
+				ch.done(pipe, d*time.Duration(c.recs), c.recs)
+			}
+			if string(got) != c.want {
+				t.Errorf("readers %s, want %s", got, c.want)
+			}
+		})
+	}
+}
+
 // TestDecodeRecAllocs: reading and decoding records allocates nothing.
 func TestDecodeRecAllocs(t *testing.T) {
 	r, _ := testRec(afInet6, local6, remote6, stateEstablished)
