@@ -262,3 +262,37 @@ func TestBPFPipeMatchesSerial(t *testing.T) {
 		}
 	}
 }
+
+// TestDumpsOverlappedCounted: a BPF dump read with the pipe is counted in DumpsOverlapped, a
+// serial one is not, and both account the same sockets.
+func TestDumpsOverlappedCounted(t *testing.T) {
+	ns := newNetNS(t)
+	inNetNS(t, ns, func() {
+		l, err := net.Listen("tcp", "127.0.0.1:8080")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		c, s := dialAccept(t, l, "")
+		t.Cleanup(func() { c.Close(); s.Close() })
+	})
+	src, err := New(Config{Interval: time.Second, NetNS: ns, DumpMethod: DumpBPF},
+		Deps{Sink: func([]record.Record) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := newDumper(src, nil)
+	d.iter = openTestIter(t, ns, nil)
+	for _, c := range []struct {
+		read readMode
+		want uint64
+	}{{readPipe, 1}, {readSerial, 1}, {readPipe, 2}} {
+		d.iter.read = c.read
+		if err := d.run(); err != nil {
+			t.Fatal(err)
+		}
+		if st := src.Stats(); st.DumpsOverlapped != c.want || d.n != 2 {
+			t.Errorf("after a dump with reader %d: %d overlapped dumps, want %d; %d sockets, want 2", c.read, st.DumpsOverlapped, c.want, d.n)
+		}
+	}
+}
