@@ -334,8 +334,8 @@ func (c *readChooser) done(pipe bool, d time.Duration, recs int) {
 
 // The overlapped reader's buffers: each is filled by several reads (the kernel hands at most
 // seqBufSize a read) before it is handed over, so that a dump of 100,000 sockets (13.6 MB) takes
-// 14 handovers, not 420 (one per read): handovers of 64 KiB and 256 KiB cost more CPU and were
-// slower (docs/benchmarks.md, "Session 6").
+// 14 handovers, not 420 (one per read): handovers of 64 KiB were slower, and of 256 KiB cost
+// more CPU (docs/benchmarks.md, "Session 6").
 const (
 	seqBufSize    = 32 << 10 // bpf_seq_read's buffer (PAGE_SIZE << 3, kernel/bpf/bpf_iter.c)
 	pipeChunkSize = 32 * seqBufSize
