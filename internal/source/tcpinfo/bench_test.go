@@ -100,12 +100,73 @@ func BenchmarkDump100k(b *testing.B) {
 		})
 	}
 	b.Run("bpf", func(b *testing.B) {
-		benchDumpBPF(b, ns, ports, helpers*perHelper)
+		benchDumpBPF(b, ns, ports, helpers*perHelper, false)
+	})
+	// The same, reading in the dump's goroutine (as with GOMAXPROCS 1).
+	b.Run("bpf-serial", func(b *testing.B) {
+		benchDumpBPF(b, ns, ports, helpers*perHelper, true)
+	})
+	// Both, alternated in one process: on a shared machine, sequential runs see other loads.
+	b.Run("bpf-alternated", func(b *testing.B) {
+		benchPipeVsSerial(b, ns, ports, helpers*perHelper)
 	})
 }
 
-// benchDumpBPF is benchDump with the BPF socket iterator: one walk, decode, delta accounting.
-func benchDumpBPF(b *testing.B, ns string, ports []uint16, conns int) {
+// benchPipeVsSerial runs b.N rounds of three dumps with the overlapped reader and three read in
+// the dump's goroutine, on two sources over the same sockets, and reports for each the mean and
+// the fastest dump and the mean CPU time.
+func benchPipeVsSerial(b *testing.B, ns string, ports []uint16, conns int) {
+	type side struct {
+		name            string
+		dump            func() time.Duration
+		wall, best, cpu time.Duration
+	}
+	var sides []*side
+	for _, serial := range []bool{false, true} {
+		s, err := New(Config{Interval: time.Second, Ports: ports, NetNS: ns, DumpMethod: DumpBPF},
+			Deps{Sink: func([]record.Record) error { return nil }})
+		if err != nil {
+			b.Fatal(err)
+		}
+		d := newDumper(s, nil)
+		d.iter = openTestIter(b, ns, ports)
+		d.iter.read = readPipe
+		if serial {
+			d.iter.read = readSerial
+		}
+		sd := &side{name: "pipe", dump: timedDump(b, d, conns), best: 1 << 62}
+		if serial {
+			sd.name = "serial"
+		}
+		sd.dump() // the first dump sees every socket new
+		sides = append(sides, sd)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, sd := range sides {
+			var ru0, ru1 unix.Rusage
+			unix.Getrusage(unix.RUSAGE_SELF, &ru0)
+			for range 3 {
+				w := sd.dump()
+				sd.wall += w
+				sd.best = min(sd.best, w)
+			}
+			unix.Getrusage(unix.RUSAGE_SELF, &ru1)
+			sd.cpu += time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+		}
+	}
+	b.StopTimer()
+	for _, sd := range sides {
+		n := float64(3 * b.N)
+		b.ReportMetric(float64(sd.wall.Microseconds())/1000/n, sd.name+"-ms/dump")
+		b.ReportMetric(float64(sd.best.Microseconds())/1000, sd.name+"-best-ms/dump")
+		b.ReportMetric(float64(sd.cpu.Microseconds())/1000/n, sd.name+"-cpu-ms/dump")
+	}
+}
+
+// benchDumpBPF is benchDump with the BPF socket iterator: one walk, decode, delta accounting,
+// read as the source reads (readChooser) or, with serial, in the dump's goroutine.
+func benchDumpBPF(b *testing.B, ns string, ports []uint16, conns int, serial bool) {
 	var records int
 	s, err := New(Config{Interval: time.Second, Ports: ports, NetNS: ns, DumpMethod: DumpBPF},
 		Deps{Sink: func(r []record.Record) error { records += len(r); return nil }})
@@ -114,6 +175,9 @@ func benchDumpBPF(b *testing.B, ns string, ports []uint16, conns int) {
 	}
 	d := newDumper(s, nil)
 	d.iter = openTestIter(b, ns, ports)
+	if serial {
+		d.iter.read = readSerial
+	}
 	dumps := timedDump(b, d, conns)
 	best, cpu, sys := measureDumps(b, dumps)
 	reportDumps(b, best, cpu, sys)
@@ -121,6 +185,11 @@ func benchDumpBPF(b *testing.B, ns string, ports []uint16, conns int) {
 		b.Errorf("%d records, want ≥ %d (the first dump accounts every server socket)", records, conns)
 	}
 	b.ReportMetric(float64(d.n), "sockets/dump")
+	if serial {
+		return
+	}
+	b.ReportMetric(float64(d.iter.piped)/float64(b.N), "piped/dump")
+	d.iter.read = readSerial
 	// The floor: the walk with the records read and dropped (kernel time and copies only).
 	floor, floorCPU := bestOf3(func() {
 		if err := d.iter.walk(func([]byte) {}); err != nil {

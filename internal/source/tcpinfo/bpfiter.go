@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/netip"
 	"runtime"
+	"time"
 
 	"github.com/cilium/ebpf"
 	bpflink "github.com/cilium/ebpf/link"
@@ -112,7 +113,20 @@ type sockIter struct {
 	cgroup bool
 	buf    []byte
 	rs     recStream
+	pipe   *recPipe // the overlapped reader, made by the first walk that uses it
+	read   readMode // readAuto, or the reader the tests and benchmarks force
+	choose readChooser
+	piped  uint64 // walks read with the pipe
 }
+
+// readMode says how a walk reads the iterator.
+type readMode uint8
+
+const (
+	readAuto   readMode = iota // readChooser's pick
+	readPipe                   // the overlapped reader (recPipe)
+	readSerial                 // in the walk's goroutine
+)
 
 // loadSockIter loads the iterator for the states (a bitmask, dumpStates or with
 // listenStates), the local ports (none: all) and, with cgroup, the cgroup ids, and checks that
@@ -228,9 +242,10 @@ func (it *sockIter) openHere() (io.ReadCloser, error) {
 }
 
 // walk runs one walk, calling fn with every record. The kernel walks the sockets inside each
-// read, and fn handles the records of a read before the next: reading in a goroutine of its own
-// while fn runs (as netlink dumps do when a core is spare) cost more CPU than it saved, and made
-// the dump slower on a loaded machine (docs/benchmarks.md, "Session 5").
+// read: with a core to spare, a goroutine of its own reads while fn handles what the earlier
+// reads gave (recPipe), so that a walk takes about the longer of the kernel's walk and our
+// accounting instead of their sum. Without one (GOMAXPROCS 1, or other processes keeping both
+// cores busy) the handovers only add to it: readChooser picks the reader.
 func (it *sockIter) walk(fn func(rec []byte)) error {
 	f, err := it.open()
 	if err != nil {
@@ -238,10 +253,156 @@ func (it *sockIter) walk(fn func(rec []byte)) error {
 	}
 	defer f.Close()
 	it.rs.have = 0 // what a failed walk left
-	if err := readRecs(f, it.buf, &it.rs, fn); err != nil {
+	pipe := it.read == readPipe || (it.read == readAuto && runtime.GOMAXPROCS(0) > 1 && it.choose.pipe())
+	recs := 0
+	count := func(rec []byte) { recs++; fn(rec) }
+	start := time.Now()
+	if pipe {
+		it.piped++
+		if it.pipe == nil {
+			it.pipe = newRecPipe(pipeChunks, pipeChunkSize)
+		}
+		err = it.pipe.readRecs(f, &it.rs, count)
+	} else {
+		err = readRecs(f, it.buf, &it.rs, count)
+	}
+	if err != nil {
 		return fmt.Errorf("cannot read the BPF socket iterator: %w", err)
 	}
+	if it.read == readAuto {
+		it.choose.done(pipe, time.Since(start), recs)
+	}
 	return nil
+}
+
+// readChooser picks the reader of each walk by how long each took per record lately: the
+// overlapped reader is faster only while a core is free for its second goroutine; on a machine
+// whose cores other processes keep busy it was slower and cost 5–15 % more CPU (docs/benchmarks.md,
+// "Session 6"). Both are timed as they run; the faster is used, and the other tried again every
+// exploreEvery walks, so that the choice follows the machine's load. The first walk (every
+// socket new, not timed) overlaps; a walk of fewer than minPipeRecs records reads serially: it
+// spans too few of the pipe's buffers to overlap much.
+type readChooser struct {
+	nsPerRec [2]float64 // recent walks' time per record: [0] overlapped, [1] serial; 0: not yet timed
+	walks    uint64
+	lastRecs int
+}
+
+const (
+	exploreEvery = 8
+	minPipeRecs  = 4 * pipeChunkSize / tcpRecLen
+)
+
+// pipe reports whether the next walk overlaps.
+func (c *readChooser) pipe() bool {
+	c.walks++
+	switch {
+	case c.walks == 1:
+		return true
+	case c.lastRecs < minPipeRecs:
+		return false
+	case c.nsPerRec[1] == 0:
+		return false
+	case c.nsPerRec[0] == 0:
+		return true
+	}
+	best := c.nsPerRec[0] <= c.nsPerRec[1]
+	if c.walks%exploreEvery == 0 {
+		return !best
+	}
+	return best
+}
+
+// done records a walk that succeeded: it took d for recs records.
+func (c *readChooser) done(pipe bool, d time.Duration, recs int) {
+	first := c.walks == 1
+	c.lastRecs = recs
+	if first || recs < minPipeRecs {
+		return
+	}
+	i := 0
+	if !pipe {
+		i = 1
+	}
+	v := float64(d) / float64(recs)
+	if c.nsPerRec[i] == 0 {
+		c.nsPerRec[i] = v
+	} else {
+		c.nsPerRec[i] += (v - c.nsPerRec[i]) / 2
+	}
+}
+
+// The overlapped reader's buffers: each is filled by several reads (the kernel hands at most
+// seqBufSize a read) before it is handed over, so that a dump of 100,000 sockets (13.6 MB) takes
+// 14 handovers, not 420 (one per read): handovers of 64 KiB were slower, and of 256 KiB cost
+// more CPU (docs/benchmarks.md, "Session 6").
+const (
+	seqBufSize    = 32 << 10 // bpf_seq_read's buffer (PAGE_SIZE << 3, kernel/bpf/bpf_iter.c)
+	pipeChunkSize = 32 * seqBufSize
+	pipeChunks    = 3
+)
+
+// recPipe reads an iterator in a goroutine of its own while the caller's goroutine handles the
+// records: the reader fills free buffers with whole reads and hands each over full; the caller
+// cuts it into records and gives it back. Its buffers and channels are made once and reused by
+// every walk: a walk ends only when the reader has handed over its last buffer (at the end of
+// the stream or on an error), and every buffer is back in free by then.
+type recPipe struct {
+	free    chan []byte
+	full    chan pipeChunk
+	minRead int // the room a read is made with
+}
+
+type pipeChunk struct {
+	b   []byte
+	err error // the read that ended the chunk failed (io.EOF: the stream ended)
+}
+
+// newRecPipe makes a pipe of chunks buffers of size bytes, read into while they have room for
+// a whole kernel buffer (or, when smaller, for size bytes).
+func newRecPipe(chunks, size int) *recPipe {
+	p := &recPipe{free: make(chan []byte, chunks), full: make(chan pipeChunk, chunks),
+		minRead: min(size, seqBufSize)}
+	for range chunks {
+		p.free <- make([]byte, 0, size)
+	}
+	return p
+}
+
+// readRecs reads r to its end, calling fn with every record (in the caller's goroutine, in
+// order, as readRecs does).
+func (p *recPipe) readRecs(r io.Reader, rs *recStream, fn func(rec []byte)) error {
+	go p.fill(r)
+	for {
+		c := <-p.full
+		rs.feed(c.b, fn)
+		p.free <- c.b[:0]
+		if c.err == io.EOF {
+			return rs.end()
+		}
+		if c.err != nil {
+			rs.have = 0
+			return c.err
+		}
+	}
+}
+
+// fill reads r into the free buffers until r ends or fails. A read is made only with room for a
+// whole kernel buffer (with less, the kernel keeps the rest for the next read).
+func (p *recPipe) fill(r io.Reader) {
+	for {
+		b := <-p.free
+		var err error
+		for err == nil && cap(b)-len(b) >= p.minRead {
+			var n int
+			n, err = r.Read(b[len(b):cap(b)])
+			b = b[:len(b)+n]
+		}
+		p.full <- pipeChunk{b, err}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // recStream cuts a stream of reads into records. The kernel writes whole records into each

@@ -3,6 +3,7 @@ package tcpinfo
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/netip"
 	"testing"
@@ -174,6 +175,122 @@ func TestReadRecs(t *testing.T) {
 	r := io.MultiReader(bytes.NewReader(stream[:tcpRecLen]), iotest.ErrReader(boom))
 	if _, err := read(r, iterReadSize); !errors.Is(err, boom) {
 		t.Errorf("read error: err = %v, want %v", err, boom)
+	}
+}
+
+// TestRecPipe: the overlapped reader calls fn with the same records, in the same order, as
+// readRecs, however the reads and its buffers split them; it fails as readRecs does; and a
+// failed walk leaves it whole for the next (run with -race: the reading goroutine writes the
+// buffers the caller reads).
+func TestRecPipe(t *testing.T) {
+	var stream []byte
+	for i := range 500 {
+		r, _ := testRec(afInet6, local6, netip.AddrPortFrom(remote6.Addr(), uint16(40000+i)), stateEstablished)
+		r.Cookie = uint64(i + 1)
+		stream = append(stream, recBytes(r)...)
+	}
+	collect := func(read func(fn func([]byte)) error) ([]byte, error) {
+		var got []byte
+		err := read(func(rec []byte) {
+			if len(rec) != tcpRecLen {
+				t.Fatalf("record of %d bytes", len(rec))
+			}
+			got = append(got, rec...)
+		})
+		return got, err
+	}
+	want, err := collect(func(fn func([]byte)) error {
+		return readRecs(bytes.NewReader(stream), make([]byte, iterReadSize), new(recStream), fn)
+	})
+	if err != nil || !bytes.Equal(want, stream) {
+		t.Fatalf("readRecs: %d bytes, %v", len(want), err)
+	}
+	readers := []struct {
+		name string
+		r    func([]byte) io.Reader
+	}{
+		{"whole reads", func(b []byte) io.Reader { return bytes.NewReader(b) }},
+		{"one byte a read", func(b []byte) io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) }},
+		{"half reads", func(b []byte) io.Reader { return iotest.HalfReader(bytes.NewReader(b)) }},
+		{"EOF with data", func(b []byte) io.Reader { return iotest.DataErrReader(bytes.NewReader(b)) }},
+	}
+	for _, size := range []int{tcpRecLen, 1000, 3 * seqBufSize, pipeChunkSize} {
+		p := newRecPipe(pipeChunks, size)
+		var rs recStream
+		for _, c := range readers {
+			t.Run(fmt.Sprintf("%s/chunk=%d", c.name, size), func(t *testing.T) {
+				got, err := collect(func(fn func([]byte)) error { return p.readRecs(c.r(stream), &rs, fn) })
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Fatalf("got %d bytes, want %d, or other records", len(got), len(want))
+				}
+			})
+		}
+		if _, err := collect(func(fn func([]byte)) error {
+			return p.readRecs(bytes.NewReader(stream[:len(stream)-1]), &rs, fn)
+		}); !errors.Is(err, errRecShort) {
+			t.Errorf("chunk %d, partial last record: err = %v, want %v", size, err, errRecShort)
+		}
+		boom := errors.New("boom")
+		r := io.MultiReader(bytes.NewReader(stream[:len(stream)/2+7]), iotest.ErrReader(boom))
+		if _, err := collect(func(fn func([]byte)) error { return p.readRecs(r, &rs, fn) }); !errors.Is(err, boom) {
+			t.Errorf("chunk %d, read error: err = %v, want %v", size, err, boom)
+		}
+		// After the failures, a walk gets every buffer back and no record of them.
+		got, err := collect(func(fn func([]byte)) error { return p.readRecs(bytes.NewReader(stream), &rs, fn) })
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("chunk %d, after failures: %d bytes, %v", size, len(got), err)
+		}
+		if len(p.free) != pipeChunks {
+			t.Errorf("chunk %d: %d buffers free after the walks, want %d", size, len(p.free), pipeChunks)
+		}
+	}
+}
+
+// TestReadChooser: the first walk overlaps; then each reader is timed once, the faster is used,
+// the other tried every exploreEvery walks, and the choice follows when their times cross;
+// small walks read serially.
+func TestReadChooser(t *testing.T) {
+	const big = 100_000
+	// Walk times per record of the overlapped and the serial reader, by walk (from 1).
+	slowPipe := func(int) (time.Duration, time.Duration) { return 900, 700 }
+	fastPipe := func(int) (time.Duration, time.Duration) { return 600, 800 }
+	crossing := func(w int) (time.Duration, time.Duration) {
+		if w < 20 {
+			return 900, 700 // a loaded machine
+		}
+		return 500, 800 // a core to spare
+	}
+	for _, c := range []struct {
+		name  string
+		times func(int) (time.Duration, time.Duration)
+		recs  int
+		want  string // P: overlapped, S: serial, by walk
+	}{
+		{"pipe faster", fastPipe, big, "PSPPPPPSPPPPPPPSPPPP"},
+		{"serial faster", slowPipe, big, "PSPSSSSPSSSSSSSPSSSS"},
+		{"load goes", crossing, big, "PSPSSSSPSSSSSSSPSSSSSSSPPPPPPPPSPPPPPPPS"},
+		{"small walks", fastPipe, minPipeRecs - 1, "PSSSSSSSSSSS"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var ch readChooser
+			var got []byte
+			for w := 1; w <= len(c.want); w++ {
+				pipe := ch.pipe()
+				p, s := c.times(w)
+				d, pick := s, byte('S')
+				if pipe {
+					d, pick = p, 'P'
+				}
+				got = append(got, pick)
+				ch.done(pipe, d*time.Duration(c.recs), c.recs)
+			}
+			if string(got) != c.want {
+				t.Errorf("readers %s, want %s", got, c.want)
+			}
+		})
 	}
 }
 

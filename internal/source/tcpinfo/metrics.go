@@ -23,6 +23,8 @@ var (
 		"Dumps of established sockets that failed.", nil, nil)
 	descDumpSockets = prometheus.NewDesc("netledger_tcpinfo_dump_sockets_total",
 		"Sockets seen by dumps.", nil, nil)
+	descDumpsOverlapped = prometheus.NewDesc("netledger_tcpinfo_dumps_overlapped_total",
+		"BPF dumps whose iterator was read in a goroutine of its own while the records were accounted (chosen while it was the faster).", nil, nil)
 	descVanished = prometheus.NewDesc("netledger_tcpinfo_vanished_total",
 		"Sockets that disappeared between two dumps without a destroy notification (lost in an overrun); their traffic after the last dump is not accounted.", nil, nil)
 	descTracked = prometheus.NewDesc("netledger_tcpinfo_tracked_sockets",
@@ -39,7 +41,7 @@ var (
 // Describe implements prometheus.Collector.
 func (s *Source) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descNotifications, descLost, descOverruns, descRecords, descFiltered,
-		descDecodeErrors, descSinkErrors, descDumps, descDumpErrors, descDumpSockets, descVanished, descTracked,
+		descDecodeErrors, descSinkErrors, descDumps, descDumpErrors, descDumpSockets, descDumpsOverlapped, descVanished, descTracked,
 		descDumpSeconds, descRcvbuf, descDumpMethod} {
 		ch <- d
 	}
@@ -61,6 +63,7 @@ func (s *Source) Collect(ch chan<- prometheus.Metric) {
 	counter(descDumps, st.Dumps)
 	counter(descDumpErrors, st.DumpErrors)
 	counter(descDumpSockets, st.DumpSockets)
+	counter(descDumpsOverlapped, st.DumpsOverlapped)
 	counter(descVanished, st.Vanished)
 	ch <- prometheus.MustNewConstMetric(descTracked, prometheus.GaugeValue, float64(st.Tracked))
 	ch <- prometheus.MustNewConstMetric(descDumpSeconds, prometheus.GaugeValue, st.LastDump.Seconds())

@@ -44,6 +44,7 @@ type Source struct {
 	notifications, lost, overruns, records      atomic.Uint64
 	decodeErrors, sinkErrors, dumps, dumpErrors atomic.Uint64
 	dumpSockets                                 atomic.Uint64
+	dumpsOverlapped                             atomic.Uint64
 	lastDumpNanos                               atomic.Int64
 	rcvbuf                                      atomic.Int64
 	method                                      atomic.Int32 // the dump method in use: methodNone until Run chose
@@ -541,8 +542,10 @@ func (d *dumper) walkIter() error {
 		clear(d.cgPorts[:])
 	}
 	p := d.parts[0]
+	piped := d.iter.piped
 	err := d.iter.walk(p.recFn)
 	p.account()
+	d.s.dumpsOverlapped.Add(d.iter.piped - piped)
 	if err == nil && cg {
 		d.cgPorts, d.s.tr.cgPorts = d.s.tr.cgPorts, d.cgPorts
 	}
