@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	rtmetrics "runtime/metrics"
 	"strconv"
 	"testing"
 	"time"
@@ -125,6 +126,8 @@ func BenchmarkEndToEnd(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			var rows, storeSec float64
 			var cpu time.Duration
+			var readerStalls, accountingStalls float64
+			var gcs uint64
 			for range b.N {
 				b.StopTimer()
 				runs++
@@ -143,14 +146,17 @@ func BenchmarkEndToEnd(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				c0 := time.Duration(cpuTime())
+				c0, g0 := time.Duration(cpuTime()), gcCycles()
 				b.StartTimer()
 				if err := p.Drain(ctx); err != nil {
 					b.Fatal(err)
 				}
 				b.StopTimer()
 				cpu += time.Duration(cpuTime()) - c0
+				gcs += gcCycles() - g0
 				rows = testutil.ToFloat64(p.m.rows)
+				readerStalls += testutil.ToFloat64(p.m.readerStalls)
+				accountingStalls += testutil.ToFloat64(p.m.accountingStalls)
 				var m dto.Metric
 				if err := p.m.commitSeconds.Write(&m); err != nil {
 					b.Fatal(err)
@@ -166,6 +172,14 @@ func BenchmarkEndToEnd(b *testing.B) {
 			// The wall time of the store's commits (Store.Commit) per run; the rest of ns/op is
 			// reading, enrichment, aggregation and the flush.
 			b.ReportMetric(storeSec*1e3/float64(b.N), "store-ms/op")
+			// How often the reading goroutine waited for a free batch (the enriching or
+			// accounting goroutine is behind) and the accounting goroutine for an enriched one
+			// (reading or enrichment is behind), of 245 batches per run.
+			b.ReportMetric(readerStalls/float64(b.N), "reader-stalls/op")
+			b.ReportMetric(accountingStalls/float64(b.N), "accounting-stalls/op")
+			// The garbage collector's cycles per run (its CPU time, as runtime/metrics
+			// estimates it, is the time its workers held a P: inflated on a loaded machine).
+			b.ReportMetric(float64(gcs)/float64(b.N), "gcs/op")
 		})
 	}
 }
@@ -181,4 +195,11 @@ func (s *positionStore) Commit(_ context.Context, b store.Batch) error {
 	}
 	s.pos[b.Consumer] = b.Position
 	return nil
+}
+
+// gcCycles returns the garbage collector's cycles so far.
+func gcCycles() uint64 {
+	s := []rtmetrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	rtmetrics.Read(s)
+	return s[0].Value.Uint64()
 }

@@ -5,10 +5,14 @@
 //
 // Exactly once: the rows of a commit are exactly the records between the previous committed
 // position and the new one — rows of intervals still open included (the store adds rows with
-// equal keys), so the stored totals and the position always agree. A failed commit is retried
-// with the same batch and nothing more is read meanwhile (the backlog stays in the spool, held
-// from retention); after a crash, the records after the committed position are read again and
-// counted for the first time.
+// equal keys), so the stored totals and the position always agree. A commit runs on a goroutine
+// of its own while the accounting goroutine goes on adding batches to the views: one commit at
+// a time, in spool order — a commit that falls due while one is in flight is handed over once
+// that one has landed. A failed commit is retried with the same batch; meanwhile the accounting
+// goes on until the next commit is due, then waits, and the reading stops once every batch is
+// full (the backlog stays in the spool, held from retention). A commit abandoned at shutdown (still failing) has its rows
+// committed with the final one, whose position covers both. After a crash, the records after
+// the committed position are read again and counted for the first time.
 //
 // Three goroutines share the work, so that several cores are used: the reading goroutine reads
 // batches of records from the spool and decodes them, the enriching goroutine enriches them, and
@@ -81,18 +85,46 @@ type Pipeline struct {
 	log  *slog.Logger
 	agg  *aggregate.Aggregator
 
-	batches []*batch      // readAhead batches, reused
-	cache   *enrich.Cache // used by the enriching goroutine only
-	rows    []record.Row
+	batches []*batch       // readAhead batches, reused
+	cache   *enrich.Cache  // used by the enriching goroutine only
 	pos     spool.Position // after the last batch accounted
+
+	// owned by the accounting goroutine
+	rows     []record.Row   // the next commit's rows buffer: it holds the rows of an abandoned commit
+	spare    []record.Row   // the other rows buffer, when no commit holds it
+	inflight *commitJob     // the commit under way, nil when none
+	handed   spool.Position // the position of the last commit handed over (landed or in flight)
 
 	committed atomic.Pointer[spool.Position]
 	m         metrics
 
-	// counted since the last commit, added to the counters when it succeeds
+	// counted since the last commit handed over, added to the counters when it lands
 	unrouted, noRouter uint64
-	recordsCommitted   uint64
-	lastErrLog         time.Time
+	// used by the committing goroutine (one commit at a time)
+	recordsCommitted uint64
+	lastErrLog       time.Time
+}
+
+// commitJob is a commit handed from the accounting goroutine to a committing one: the rows of
+// the records accounted after the previous commit's position, up to pos.
+type commitJob struct {
+	rows               []record.Row
+	pos                spool.Position
+	records            uint64 // records accounted since the pipeline started, at the flush
+	unrouted, noRouter uint64
+	err                error         // set when the commit was abandoned (ctx done)
+	done               chan struct{} // closed when the commit has landed or been abandoned
+	failed             atomic.Bool   // an attempt failed: the commit is being retried
+}
+
+// over reports whether the commit has landed or been abandoned.
+func (j *commitJob) over() bool {
+	select {
+	case <-j.done:
+		return true
+	default:
+		return false
+	}
 }
 
 type metrics struct {
@@ -245,7 +277,9 @@ func (p *Pipeline) account(ctx context.Context, follow bool) error {
 		cctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 	}
-	if cerr := p.commit(cctx, p.pos); err == nil {
+	// (an error of the commit in flight is that of a commit abandoned: its rows go with this one)
+	_ = p.commitAsync(cctx, p.pos)
+	if cerr := p.waitCommit(); err == nil {
 		err = cerr
 	}
 	return err
@@ -264,7 +298,7 @@ func (p *Pipeline) open(ctx context.Context) (*spool.Reader, error) {
 	}
 	pos = r.Position()
 	p.committed.Store(&pos)
-	p.pos = pos
+	p.pos, p.handed = pos, pos
 	p.log.Info("accounting from spool position", "position", pos.String())
 	return r, nil
 }
@@ -341,13 +375,21 @@ func (p *Pipeline) consume(ctx context.Context, follow bool, free chan<- *batch,
 			// nothing ready: wait for a batch, or commit what was accounted once the commit
 			// interval is over
 			var tick <-chan time.Time
+			var landed <-chan struct{}
 			if p.dirty() && (!follow || ctx.Err() == nil) {
-				timer.Reset(time.Until(last.Add(p.cfg.CommitInterval)))
-				tick = timer.C
+				if j := p.inflight; j != nil && !j.over() {
+					// the next commit waits for this one
+					landed = j.done
+				} else {
+					timer.Reset(time.Until(last.Add(p.cfg.CommitInterval)))
+					tick = timer.C
+				}
 			}
 			select {
 			case b, ok = <-full:
 			case <-tick:
+				due = true
+			case <-landed:
 				due = true
 			}
 		}
@@ -362,7 +404,13 @@ func (p *Pipeline) consume(ctx context.Context, follow bool, free chan<- *batch,
 			}
 		}
 		if p.dirty() && time.Since(last) >= p.cfg.CommitInterval && (!follow || ctx.Err() == nil) {
-			if err := p.commit(ctx, p.pos); err != nil {
+			if j := p.inflight; j != nil && !j.over() && !j.failed.Load() {
+				// the commit in flight is under way: account on, and hand the next over once
+				// it has landed; once it has failed, wait for it (a store that is down stops
+				// the reading, as the backlog stays in the spool)
+				continue
+			}
+			if err := p.commitAsync(ctx, p.pos); err != nil {
 				if follow {
 					continue // ctx done while retrying: the final commit retries
 				}
@@ -394,8 +442,8 @@ func (p *Pipeline) landed(ctx context.Context, pos store.Position) bool {
 	return err == nil && sp == pos
 }
 
-// dirty reports whether records were accounted since the last commit.
-func (p *Pipeline) dirty() bool { return p.pos != *p.committed.Load() }
+// dirty reports whether records were accounted since the last commit handed over.
+func (p *Pipeline) dirty() bool { return p.pos != p.handed }
 
 // read reads one batch of records from r into b.
 func (p *Pipeline) read(r *spool.Reader, b *batch) {
@@ -425,18 +473,55 @@ func (p *Pipeline) enrichBatch(b *batch) {
 	}
 }
 
-// commit writes the rows of everything accounted since the last commit with pos, retrying
-// with the same batch until it succeeds or ctx is done.
-func (p *Pipeline) commit(ctx context.Context, pos spool.Position) error {
-	prev := *p.committed.Load()
-	if pos == prev {
+// commitAsync waits for the commit in flight, if any, then hands the rows of everything
+// accounted since the last commit handed over, with pos, to a committing goroutine, and
+// returns. It returns the error of the commit it waited for: ctx was done while that commit was
+// being retried, and its rows go with this one.
+func (p *Pipeline) commitAsync(ctx context.Context, pos spool.Position) error {
+	err := p.waitCommit()
+	if pos == p.handed {
+		return err
+	}
+	j := &commitJob{pos: pos, records: p.agg.Records(), unrouted: p.unrouted, noRouter: p.noRouter,
+		done: make(chan struct{})}
+	j.rows = p.agg.FlushAll(p.rows)
+	p.rows, p.spare = p.spare, nil
+	p.unrouted, p.noRouter = 0, 0
+	p.handed, p.inflight = pos, j
+	go func() {
+		defer close(j.done)
+		j.err = p.commit(ctx, j)
+	}()
+	return err
+}
+
+// waitCommit waits for the commit in flight, if any. When it was abandoned (ctx done while it
+// was being retried) it returns ctx's error, and the commit's rows and counts are kept for the
+// next commit, whose position is after them.
+func (p *Pipeline) waitCommit() error {
+	j := p.inflight
+	if j == nil {
 		return nil
 	}
-	records := p.agg.Records()
-	// p.rows still holds the rows of a commit abandoned when ctx was done: they go with
-	// this one (the store adds rows with equal keys)
-	p.rows = p.agg.FlushAll(p.rows)
-	b := store.Batch{Consumer: Consumer, Position: store.Position{Segment: pos.Segment, Offset: pos.Offset}, Rows: p.rows}
+	<-j.done
+	p.inflight = nil
+	if j.err != nil {
+		// p.rows is empty: rows are flushed only when a commit is handed over, after this wait
+		p.rows, p.spare = j.rows, p.rows[:0]
+		p.unrouted += j.unrouted
+		p.noRouter += j.noRouter
+		p.handed = *p.committed.Load()
+		return j.err
+	}
+	p.spare = j.rows[:0]
+	return nil
+}
+
+// commit writes the rows of j with its position, retrying with the same batch until it
+// succeeds or ctx is done. It runs on the committing goroutine.
+func (p *Pipeline) commit(ctx context.Context, j *commitJob) error {
+	pos := j.pos
+	b := store.Batch{Consumer: Consumer, Position: store.Position{Segment: pos.Segment, Offset: pos.Offset}, Rows: j.rows}
 	delay := 50 * time.Millisecond
 	for {
 		t0 := time.Now()
@@ -446,6 +531,7 @@ func (p *Pipeline) commit(ctx context.Context, pos spool.Position) error {
 			break
 		}
 		p.m.commitErrors.Inc()
+		j.failed.Store(true)
 		if time.Since(p.lastErrLog) > 10*time.Second {
 			p.log.Error("cannot commit accounting rows, retrying with the same batch", "rows", len(b.Rows), "position", pos.String(), "err", err)
 			p.lastErrLog = time.Now()
@@ -457,7 +543,7 @@ func (p *Pipeline) commit(ctx context.Context, pos spool.Position) error {
 		}
 		select {
 		case <-ctx.Done():
-			// p.rows is kept: committed with a later position, or, after a restart, the
+			// the rows are kept: committed with a later position, or, after a restart, the
 			// records are read again from the committed position
 			return ctx.Err()
 		case <-time.After(delay):
@@ -466,13 +552,11 @@ func (p *Pipeline) commit(ctx context.Context, pos spool.Position) error {
 	}
 	p.committed.Store(&pos)
 	p.deps.Spool.Hold(Consumer, pos)
-	p.rows = p.rows[:0]
 	p.m.commits.Inc()
 	p.m.rows.Add(float64(len(b.Rows)))
-	p.m.records.Add(float64(records - p.recordsCommitted))
-	p.recordsCommitted = records
-	p.m.unrouted.Add(float64(p.unrouted))
-	p.m.noRouter.Add(float64(p.noRouter))
-	p.unrouted, p.noRouter = 0, 0
+	p.m.records.Add(float64(j.records - p.recordsCommitted))
+	p.recordsCommitted = j.records
+	p.m.unrouted.Add(float64(j.unrouted))
+	p.m.noRouter.Add(float64(j.noRouter))
 	return nil
 }
