@@ -62,7 +62,6 @@ const (
 	famRoute // a first-stage key with its route in attrs (sums.divert)
 )
 
-
 func wordsAddr(hi, lo uint64, is4 bool) netip.Addr {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[:8], hi)
@@ -364,6 +363,10 @@ func (a *Aggregator) AddBatch(recs []record.Record, ens []enrich.Enriched) {
 		}
 		for j := range p {
 			q := &p[j]
+			q.s.prefetchEntry(q.h)
+		}
+		for j := range p {
+			q := &p[j]
 			e := &ens[q.rec]
 			sl, fresh := q.s.slotAt(&q.k, q.h)
 			if fresh {
@@ -471,7 +474,6 @@ func (a *Aggregator) flushInterval(dst []record.Row, iv *interval) []record.Row 
 				dst = slices.Grow(dst, max(n, len(dst)))
 			}
 			for i := range t.len() {
-				t.prefetchEntry(i + flushAhead)
 				vk, vm, route := t.entry(i)
 				if vm.Zero() {
 					continue
@@ -503,10 +505,6 @@ func (a *Aggregator) flushInterval(dst []record.Row, iv *interval) []record.Row 
 func isDirect(base *sums, gdims dim, v view) bool {
 	return v.dims == gdims && v.dims&dASOnPath == 0 && base.diverted == 0
 }
-
-// flushAhead is how many entries ahead of the one read a flush prefetches (entries are read in
-// insertion order, their slots are anywhere in the table).
-const flushAhead = 16
 
 // fanOut adds every entry of the first-stage table base to the tables of the views, each
 // entry projected on each view's dimensions, in base's order: a.views[i] for views[i], except
@@ -563,19 +561,12 @@ func (a *Aggregator) explode(t, byPath *sums) {
 	byPath.reset()
 }
 
-// inChunks calls f for the entries [lo, hi) of s, batchChunk at a time, in insertion order,
-// the next chunk's entries prefetched before each call.
+// inChunks calls f for the entries [lo, hi) of s, batchChunk at a time, in insertion order
+// (the entries are dense: read sequentially).
 func inChunks(s *sums, f func(lo, hi int)) {
 	n := s.len()
-	for i := range min(batchChunk, n) {
-		s.prefetchEntry(i)
-	}
 	for lo := 0; lo < n; lo += batchChunk {
-		hi := min(lo+batchChunk, n)
-		for i := hi; i < min(hi+batchChunk, n); i++ {
-			s.prefetchEntry(i)
-		}
-		f(lo, hi)
+		f(lo, min(lo+batchChunk, n))
 	}
 }
 
@@ -596,6 +587,10 @@ func (a *Aggregator) addFanned(p []fanned) []fanned {
 		q := &p[j]
 		q.h = hashKey(&q.k)
 		q.t.prefetch(q.h)
+	}
+	for j := range p {
+		q := &p[j]
+		q.t.prefetchEntry(q.h)
 	}
 	for j := range p {
 		q := &p[j]
