@@ -227,7 +227,7 @@ type Aggregator struct {
 	direct  []bool // whether each view of the group being flushed is its first-stage table
 	byPath  []sums // as_on_path views: rows by route, before each AS is credited
 	asns    []uint32
-	paths   map[*routing.Attrs]*pathInfo
+	paths   pathTable
 	byText  map[string]*routing.Attrs
 	pathBuf []byte // path, building a path text
 	gen     uint32
@@ -265,7 +265,6 @@ func New(cfg Config) (*Aggregator, error) {
 	a := &Aggregator{
 		cfg:      cfg,
 		interval: int64(cfg.Interval),
-		paths:    make(map[*routing.Attrs]*pathInfo),
 		byText:   make(map[string]*routing.Attrs),
 		classes:  make(map[uint16]string),
 		codes:    make(map[[2]byte]string),
@@ -474,6 +473,14 @@ func (a *Aggregator) flushInterval(dst []record.Row, iv *interval) []record.Row 
 				dst = slices.Grow(dst, max(n, len(dst)))
 			}
 			for i := range t.len() {
+				if v.dims&dPrefix != 0 && i+flushAhead < t.len() {
+					e := &t.ents[i+flushAhead]
+					if a.direct[vi] {
+						a.paths.prefetch(e.route)
+					} else {
+						a.paths.prefetch(e.k.attrs)
+					}
+				}
 				vk, vm, route := t.entry(i)
 				if vm.Zero() {
 					continue
@@ -506,6 +513,9 @@ func isDirect(base *sums, gdims dim, v view) bool {
 	return v.dims == gdims && v.dims&dASOnPath == 0 && base.diverted == 0
 }
 
+// flushAhead is how many rows ahead of the one written a flush prefetches the path slot.
+const flushAhead = 16
+
 // fanOut adds every entry of the first-stage table base to the tables of the views, each
 // entry projected on each view's dimensions, in base's order: a.views[i] for views[i], except
 // for a view with as_on_path and without prefix, whose entries go to a.byPath[i] keyed by the
@@ -518,7 +528,17 @@ func (a *Aggregator) fanOut(base *sums, views []view, direct []bool) {
 	if !slices.Contains(direct, false) {
 		return
 	}
+	prefix := false
+	for vi, v := range views {
+		prefix = prefix || !direct[vi] && v.dims&dPrefix != 0
+	}
 	inChunks(base, func(lo, hi int) {
+		if prefix {
+			// the path slots of the next chunk's routes, read by the next call
+			for i := hi; i < min(hi+batchChunk, base.len()); i++ {
+				a.paths.prefetch(base.ents[i].route)
+			}
+		}
 		p := a.fan[:0]
 		for i := lo; i < hi; i++ {
 			bk, bm, route := base.entry(i)
@@ -608,17 +628,18 @@ type fanned struct {
 }
 
 // path returns the path text of attrs and the attribute set standing for every set with the
-// same path text (so that one prefix's rows with equal paths merge).
+// same path text (so that one prefix's rows with equal paths merge). The result is valid until
+// the next call.
 func (a *Aggregator) path(attrs *routing.Attrs) *pathInfo {
-	p, ok := a.paths[attrs]
-	if !ok {
+	p := a.paths.get(attrs)
+	if p == nil {
 		// the text is built in a reused buffer and made a string only when it is new: most
 		// sets met in a flush share their path with another (other communities, MED)
 		a.pathBuf = attrs.AppendPath(a.pathBuf[:0])
 		canon, ok := a.byText[string(a.pathBuf)]
 		var c *pathInfo
 		if ok {
-			c = a.paths[canon]
+			c = a.paths.get(canon)
 		}
 		var text string
 		if c != nil {
@@ -630,8 +651,7 @@ func (a *Aggregator) path(attrs *routing.Attrs) *pathInfo {
 			canon = attrs
 			a.byText[text] = attrs
 		}
-		p = &pathInfo{text: text, canon: canon}
-		a.paths[attrs] = p
+		p = a.paths.put(attrs, pathInfo{text: text, canon: canon})
 	}
 	p.used = a.gen
 	return p
@@ -639,21 +659,22 @@ func (a *Aggregator) path(attrs *routing.Attrs) *pathInfo {
 
 // prunePaths forgets the paths not used in the last 64 flushes.
 func (a *Aggregator) prunePaths() {
-	for attrs, p := range a.paths {
+	a.paths.keep(func(attrs *routing.Attrs, p *pathInfo) bool {
 		if a.gen-p.used > 64 {
-			delete(a.paths, attrs)
 			if a.byText[p.text] == attrs {
 				delete(a.byText, p.text)
 			}
+			return false
 		}
-	}
+		return true
+	})
 	// a canonical set may have been dropped while others of its text remain: they become
 	// canonical again on their next use
-	for _, p := range a.paths {
+	a.paths.each(func(_ *routing.Attrs, p *pathInfo) {
 		if _, ok := a.byText[p.text]; !ok {
 			a.byText[p.text] = p.canon
 		}
-	}
+	})
 }
 
 func (a *Aggregator) dims(k *key, m dim) record.Dims {
