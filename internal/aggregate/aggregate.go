@@ -219,7 +219,7 @@ type Aggregator struct {
 	cur  *interval
 	open []*interval
 	free []*interval
-	pend [3][]pending // AddBatch's additions in flight, one chunk per stage, reused
+	pend []pending // AddBatch's additions in flight, reused
 	fan  []fanned  // a flush's additions in flight, reused
 
 	// flush state, reused
@@ -281,9 +281,7 @@ func New(cfg Config) (*Aggregator, error) {
 		a.groups[i].dims |= v.dims
 		a.groups[i].views = append(a.groups[i].views, v)
 	}
-	for i := range a.pend {
-		a.pend[i] = make([]pending, 0, batchChunk*len(a.groups))
-	}
+	a.pend = make([]pending, 0, batchChunk*len(a.groups))
 	for s := range a.bySource {
 		for i, g := range a.groups {
 			if g.sources.has(record.Source(s)) {
@@ -342,60 +340,42 @@ type pending struct {
 func (a *Aggregator) AddBatch(recs []record.Record, ens []enrich.Enriched) {
 	ens = ens[:len(recs)]
 	a.records += uint64(len(recs))
-	// a pipeline of three stages one chunk apart, so that each prefetch has a chunk's work
-	// to arrive: the keys of chunk c are made and their index lines prefetched while the
-	// entries of chunk c-1 (found through the index) are prefetched and the records of chunk
-	// c-2 are added
-	for base := 0; base < len(recs)+2*batchChunk; base += batchChunk {
-		p := a.pend[0][:0]
-		if base < len(recs) {
-			p = a.makePending(p, recs, ens, base, min(base+batchChunk, len(recs)))
+	for base := 0; base < len(recs); base += batchChunk {
+		chunk := recs[base:min(base+batchChunk, len(recs))]
+		p := a.pend[:0]
+		for j := range chunk {
+			r := &chunk[j]
+			mask := a.bySource[r.Source]
+			if mask == 0 {
+				continue
+			}
+			iv := a.intervalOf(r.Time)
+			for mask != 0 {
+				i := bits.TrailingZeros64(mask)
+				mask &= mask - 1
+				p = append(p, pending{s: &iv.base[i], rec: int32(base + j), byRoute: a.groups[i].dims&dPrefix != 0})
+				q := &p[len(p)-1]
+				makeKey(&q.k, r, &ens[base+j], a.groups[i].dims)
+				q.h = hashKey(&q.k)
+				q.s.prefetch(q.h)
+			}
 		}
-		for j := range a.pend[1] {
-			q := &a.pend[1][j]
+		for j := range p {
+			q := &p[j]
 			q.s.prefetchEntry(q.h)
 		}
-		a.addPending(a.pend[2], recs, ens)
-		a.pend[0], a.pend[1], a.pend[2] = a.pend[2][:0], p, a.pend[1]
-	}
-	a.pend[1], a.pend[2] = a.pend[1][:0], a.pend[2][:0]
-}
-
-// makePending appends to p the additions of recs[lo:hi] (one per group taking the record's
-// source), their keys made and hashed and their index lines prefetched.
-func (a *Aggregator) makePending(p []pending, recs []record.Record, ens []enrich.Enriched, lo, hi int) []pending {
-	for j := lo; j < hi; j++ {
-		r := &recs[j]
-		mask := a.bySource[r.Source]
-		if mask == 0 {
-			continue
+		for j := range p {
+			q := &p[j]
+			e := &ens[q.rec]
+			sl, fresh := q.s.slotAt(&q.k, q.h)
+			if fresh {
+				sl.route = e.Attrs
+			} else if q.byRoute && sl.route != e.Attrs {
+				sl = q.s.divert(&q.k, e.Attrs)
+			}
+			addRecord(&sl.m, &recs[q.rec], e)
 		}
-		iv := a.intervalOf(r.Time)
-		for mask != 0 {
-			i := bits.TrailingZeros64(mask)
-			mask &= mask - 1
-			p = append(p, pending{s: &iv.base[i], rec: int32(j), byRoute: a.groups[i].dims&dPrefix != 0})
-			q := &p[len(p)-1]
-			makeKey(&q.k, r, &ens[j], a.groups[i].dims)
-			q.h = hashKey(&q.k)
-			q.s.prefetch(q.h)
-		}
-	}
-	return p
-}
-
-// addPending adds the records of p to their entries.
-func (a *Aggregator) addPending(p []pending, recs []record.Record, ens []enrich.Enriched) {
-	for j := range p {
-		q := &p[j]
-		e := &ens[q.rec]
-		sl, fresh := q.s.slotAt(&q.k, q.h)
-		if fresh {
-			sl.route = e.Attrs
-		} else if q.byRoute && sl.route != e.Attrs {
-			sl = q.s.divert(&q.k, e.Attrs)
-		}
-		addRecord(&sl.m, &recs[q.rec], e)
+		a.pend = p[:0]
 	}
 }
 
