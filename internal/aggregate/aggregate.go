@@ -327,7 +327,8 @@ type pending struct {
 
 // AddBatch accounts recs[i] enriched as ens[i] (len(ens) >= len(recs)) to the intervals
 // holding their times. The memory accesses of several records overlap: the keys of a chunk of
-// records are made and their slots prefetched before any is added to; a batch of any size
+// records are made and their index lines prefetched, then the entries those point to, before
+// any is added to; a batch of any size
 // gives the rows of the same records added one at a time. It allocates nothing once the
 // tables have grown to the load.
 //
@@ -521,9 +522,9 @@ const flushAhead = 16
 // for a view with as_on_path and without prefix, whose entries go to a.byPath[i] keyed by the
 // view's other dimensions and the route (explode then credits each AS of the route once per
 // row there rather than once per first-stage entry). One pass over base, in chunks: the view
-// keys of a chunk of entries are made and their slots prefetched before any is added to, while
-// the next chunk's entries are being prefetched. Views marked direct are skipped (their rows
-// are base's entries).
+// keys of a chunk of entries are made and their index lines and entries prefetched before any
+// is added to, and the path slots of the next chunk's routes prefetched (base's entries are
+// read sequentially). Views marked direct are skipped (their rows are base's entries).
 func (a *Aggregator) fanOut(base *sums, views []view, direct []bool) {
 	if !slices.Contains(direct, false) {
 		return
