@@ -101,7 +101,7 @@ func TestSumsOracle(t *testing.T) {
 		}
 	}
 	for step := range 40 {
-		n := []int{10, 100, 3000, 60_000}[rng.IntN(4)]
+		n := []int{10, 100, 3000, 20_000}[rng.IntN(4)]
 		space := uint32(1 + rng.IntN(2*n))
 		for range n {
 			k := key{peer: rng.Uint32N(space), class: uint16(rng.IntN(3))}
