@@ -62,7 +62,6 @@ const (
 	famRoute // a first-stage key with its route in attrs (sums.divert)
 )
 
-
 func wordsAddr(hi, lo uint64, is4 bool) netip.Addr {
 	var b [16]byte
 	binary.BigEndian.PutUint64(b[:8], hi)
@@ -228,7 +227,7 @@ type Aggregator struct {
 	direct  []bool // whether each view of the group being flushed is its first-stage table
 	byPath  []sums // as_on_path views: rows by route, before each AS is credited
 	asns    []uint32
-	paths   map[*routing.Attrs]*pathInfo
+	paths   pathTable
 	byText  map[string]*routing.Attrs
 	pathBuf []byte // path, building a path text
 	gen     uint32
@@ -266,7 +265,6 @@ func New(cfg Config) (*Aggregator, error) {
 	a := &Aggregator{
 		cfg:      cfg,
 		interval: int64(cfg.Interval),
-		paths:    make(map[*routing.Attrs]*pathInfo),
 		byText:   make(map[string]*routing.Attrs),
 		classes:  make(map[uint16]string),
 		codes:    make(map[[2]byte]string),
@@ -329,7 +327,8 @@ type pending struct {
 
 // AddBatch accounts recs[i] enriched as ens[i] (len(ens) >= len(recs)) to the intervals
 // holding their times. The memory accesses of several records overlap: the keys of a chunk of
-// records are made and their slots prefetched before any is added to; a batch of any size
+// records are made and their index lines prefetched, then the entries those point to, before
+// any is added to; a batch of any size
 // gives the rows of the same records added one at a time. It allocates nothing once the
 // tables have grown to the load.
 //
@@ -361,6 +360,10 @@ func (a *Aggregator) AddBatch(recs []record.Record, ens []enrich.Enriched) {
 				q.h = hashKey(&q.k)
 				q.s.prefetch(q.h)
 			}
+		}
+		for j := range p {
+			q := &p[j]
+			q.s.prefetchEntry(q.h)
 		}
 		for j := range p {
 			q := &p[j]
@@ -471,7 +474,14 @@ func (a *Aggregator) flushInterval(dst []record.Row, iv *interval) []record.Row 
 				dst = slices.Grow(dst, max(n, len(dst)))
 			}
 			for i := range t.len() {
-				t.prefetchEntry(i + flushAhead)
+				if v.dims&dPrefix != 0 && i+flushAhead < t.len() {
+					e := &t.ents[i+flushAhead]
+					if a.direct[vi] {
+						a.paths.prefetch(e.route)
+					} else {
+						a.paths.prefetch(e.k.attrs)
+					}
+				}
 				vk, vm, route := t.entry(i)
 				if vm.Zero() {
 					continue
@@ -504,8 +514,7 @@ func isDirect(base *sums, gdims dim, v view) bool {
 	return v.dims == gdims && v.dims&dASOnPath == 0 && base.diverted == 0
 }
 
-// flushAhead is how many entries ahead of the one read a flush prefetches (entries are read in
-// insertion order, their slots are anywhere in the table).
+// flushAhead is how many rows ahead of the one written a flush prefetches the path slot.
 const flushAhead = 16
 
 // fanOut adds every entry of the first-stage table base to the tables of the views, each
@@ -513,14 +522,24 @@ const flushAhead = 16
 // for a view with as_on_path and without prefix, whose entries go to a.byPath[i] keyed by the
 // view's other dimensions and the route (explode then credits each AS of the route once per
 // row there rather than once per first-stage entry). One pass over base, in chunks: the view
-// keys of a chunk of entries are made and their slots prefetched before any is added to, while
-// the next chunk's entries are being prefetched. Views marked direct are skipped (their rows
-// are base's entries).
+// keys of a chunk of entries are made and their index lines and entries prefetched before any
+// is added to, and the path slots of the next chunk's routes prefetched (base's entries are
+// read sequentially). Views marked direct are skipped (their rows are base's entries).
 func (a *Aggregator) fanOut(base *sums, views []view, direct []bool) {
 	if !slices.Contains(direct, false) {
 		return
 	}
+	prefix := false
+	for vi, v := range views {
+		prefix = prefix || !direct[vi] && v.dims&dPrefix != 0
+	}
 	inChunks(base, func(lo, hi int) {
+		if prefix {
+			// the path slots of the next chunk's routes, read by the next call
+			for i := hi; i < min(hi+batchChunk, base.len()); i++ {
+				a.paths.prefetch(base.ents[i].route)
+			}
+		}
 		p := a.fan[:0]
 		for i := lo; i < hi; i++ {
 			bk, bm, route := base.entry(i)
@@ -563,19 +582,12 @@ func (a *Aggregator) explode(t, byPath *sums) {
 	byPath.reset()
 }
 
-// inChunks calls f for the entries [lo, hi) of s, batchChunk at a time, in insertion order,
-// the next chunk's entries prefetched before each call.
+// inChunks calls f for the entries [lo, hi) of s, batchChunk at a time, in insertion order
+// (the entries are dense: read sequentially).
 func inChunks(s *sums, f func(lo, hi int)) {
 	n := s.len()
-	for i := range min(batchChunk, n) {
-		s.prefetchEntry(i)
-	}
 	for lo := 0; lo < n; lo += batchChunk {
-		hi := min(lo+batchChunk, n)
-		for i := hi; i < min(hi+batchChunk, n); i++ {
-			s.prefetchEntry(i)
-		}
-		f(lo, hi)
+		f(lo, min(lo+batchChunk, n))
 	}
 }
 
@@ -599,6 +611,10 @@ func (a *Aggregator) addFanned(p []fanned) []fanned {
 	}
 	for j := range p {
 		q := &p[j]
+		q.t.prefetchEntry(q.h)
+	}
+	for j := range p {
+		q := &p[j]
 		q.t.atHash(&q.k, q.h).Add(q.m)
 	}
 	return p[:0]
@@ -613,17 +629,18 @@ type fanned struct {
 }
 
 // path returns the path text of attrs and the attribute set standing for every set with the
-// same path text (so that one prefix's rows with equal paths merge).
+// same path text (so that one prefix's rows with equal paths merge). The result is valid until
+// the next call.
 func (a *Aggregator) path(attrs *routing.Attrs) *pathInfo {
-	p, ok := a.paths[attrs]
-	if !ok {
+	p := a.paths.get(attrs)
+	if p == nil {
 		// the text is built in a reused buffer and made a string only when it is new: most
 		// sets met in a flush share their path with another (other communities, MED)
 		a.pathBuf = attrs.AppendPath(a.pathBuf[:0])
 		canon, ok := a.byText[string(a.pathBuf)]
 		var c *pathInfo
 		if ok {
-			c = a.paths[canon]
+			c = a.paths.get(canon)
 		}
 		var text string
 		if c != nil {
@@ -635,8 +652,7 @@ func (a *Aggregator) path(attrs *routing.Attrs) *pathInfo {
 			canon = attrs
 			a.byText[text] = attrs
 		}
-		p = &pathInfo{text: text, canon: canon}
-		a.paths[attrs] = p
+		p = a.paths.put(attrs, pathInfo{text: text, canon: canon})
 	}
 	p.used = a.gen
 	return p
@@ -644,21 +660,22 @@ func (a *Aggregator) path(attrs *routing.Attrs) *pathInfo {
 
 // prunePaths forgets the paths not used in the last 64 flushes.
 func (a *Aggregator) prunePaths() {
-	for attrs, p := range a.paths {
+	a.paths.keep(func(attrs *routing.Attrs, p *pathInfo) bool {
 		if a.gen-p.used > 64 {
-			delete(a.paths, attrs)
 			if a.byText[p.text] == attrs {
 				delete(a.byText, p.text)
 			}
+			return false
 		}
-	}
+		return true
+	})
 	// a canonical set may have been dropped while others of its text remain: they become
 	// canonical again on their next use
-	for _, p := range a.paths {
+	a.paths.each(func(_ *routing.Attrs, p *pathInfo) {
 		if _, ok := a.byText[p.text]; !ok {
 			a.byText[p.text] = p.canon
 		}
-	}
+	})
 }
 
 func (a *Aggregator) dims(k *key, m dim) record.Dims {

@@ -848,7 +848,7 @@ func TestDirectView(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Fatalf("round %d: aggregator and oracle differ (-aggregator +oracle):\n%s", round, lineDiff(strings.Join(got, "\n"), strings.Join(want, "\n")))
 			}
-			if len(a.views[0].slots) == 0 {
+			if len(a.views[0].index) == 0 {
 				t.Errorf("round %d: two attribute sets with one path and the prefix view was not built to merge them", round)
 			}
 			continue
@@ -858,7 +858,7 @@ func TestDirectView(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Fatalf("round %d: aggregator and oracle differ (-aggregator +oracle):\n%s", round, lineDiff(strings.Join(got, "\n"), strings.Join(want, "\n")))
 		}
-		if len(a.views[0].slots) != 0 {
+		if len(a.views[0].index) != 0 {
 			t.Errorf("round %d: the prefix view's table was built: want its rows read from the first stage", round)
 		}
 	}

@@ -9,33 +9,39 @@ import (
 	"github.com/netledger/netledger/internal/routing"
 )
 
-// sums is a table of metrics by key, reused across intervals: open addressing with linear
-// probing over slots that hold the key and its metrics together, so that adding a record
-// touches one or two adjacent cache lines instead of a map's control word, key slot and a
-// separate value. used lists the occupied slots in insertion order (for flush and reset).
+// sums is a table of metrics by key, reused across intervals: the entries (key, metrics,
+// route) are dense, in insertion order, and an open-addressing index with linear probing maps
+// a key's hash to its entry. An index slot is 8 bytes (32 bits of the hash and the entry's
+// number), so that the probes of a key touch one line of a table 24 times smaller than the
+// entries, and a flush reads the entries sequentially instead of at random slots.
 type sums struct {
-	slots []slot
-	used  []int32
+	// index holds, per slot, the high 32 bits of the key's hash and its entry's number + 1
+	// in the low 32 bits; 0: empty slot
+	index []uint64
+	ents  []entry
 	mask  uint64
 	// diverted counts the keys added by divert: a first-stage key met with a second route
 	diverted int
 }
 
-type slot struct {
-	h uint64 // the key's hash, with the low bit set; 0: empty slot
+// entry is a key with its metrics: exactly three cache lines (the entry array is page-aligned).
+type entry struct {
+	h uint64 // the key's hash
 	k key
 	m record.Metrics
 	// route is, in a first-stage table, the route (attribute set) of the records summed here:
 	// keys with a prefix leave it out of the key (see Aggregator.AddBatch)
 	route *routing.Attrs
-	_     [slotPad]byte
+	_     [entryPad]byte
 }
 
-// slotPad pads a slot to a whole number of cache lines: a slot then spans exactly
-// unsafe.Sizeof(slot{})/64 lines (the slot array is page-aligned), every one prefetched.
-const slotPad = (64 - (16+unsafe.Sizeof(key{})+unsafe.Sizeof(record.Metrics{}))%64) % 64
+// entryPad pads an entry to a whole number of cache lines.
+const entryPad = (64 - (16+unsafe.Sizeof(key{})+unsafe.Sizeof(record.Metrics{}))%64) % 64
 
-const minSlots = 1 << 10
+const (
+	minSlots = 1 << 10
+	tagMask  = uint64(0xffffffff00000000)
+)
 
 func newSums() sums { return sums{} }
 
@@ -90,103 +96,123 @@ var hashSeeds = [keyWords + 1]uint64{
 // at returns the metrics of k, adding k when it is new.
 func (s *sums) at(k *key) *record.Metrics { return s.atHash(k, hashKey(k)) }
 
-// prefetch starts loading the slot where the key of hash h is (or would be).
+// prefetch starts loading the index line where the key of hash h is (or would be).
 func (s *sums) prefetch(h uint64) {
-	if len(s.slots) > 0 {
-		prefetch.Slot(s.slots, (h|1)&s.mask)
+	if len(s.index) > 0 {
+		prefetch.Line(unsafe.Pointer(&s.index[h&s.mask]))
 	}
 }
 
-// prefetchEntry starts loading the slot of the i-th key added, if there is one.
-func (s *sums) prefetchEntry(i int) {
-	if i < len(s.used) {
-		prefetch.Slot(s.slots, uint64(s.used[i]))
+// prefetchEntry starts loading the entry the key of hash h probably has: the one its first
+// index slot points to when the tags match (its index line should be in the cache: prefetch).
+func (s *sums) prefetchEntry(h uint64) {
+	if len(s.index) == 0 {
+		return
+	}
+	if v := s.index[h&s.mask]; v != 0 && v&tagMask == h&tagMask {
+		prefetch.Slot(s.ents, uint64(uint32(v)-1))
 	}
 }
 
 // atHash is at for a key whose hash is h.
 func (s *sums) atHash(k *key, h uint64) *record.Metrics {
-	sl, _ := s.slotAt(k, h)
-	return &sl.m
+	e, _ := s.slotAt(k, h)
+	return &e.m
 }
 
-// slotAt returns the slot of k (whose hash is h), adding k when it is new (fresh).
-func (s *sums) slotAt(k *key, h uint64) (sl *slot, fresh bool) {
-	if uint64(len(s.used))*4 >= uint64(len(s.slots))*3 {
+// slotAt returns the entry of k (whose hash is h), adding k when it is new (fresh). The
+// entry is valid until the next addition to s.
+func (s *sums) slotAt(k *key, h uint64) (e *entry, fresh bool) {
+	if uint64(len(s.ents))*4 >= uint64(len(s.index))*3 {
 		s.grow()
 	}
-	tag := h | 1 // also the probe start, as grow places it
-	i := tag & s.mask
+	tag := h & tagMask
+	i := h & s.mask
 	for {
-		sl := &s.slots[i]
-		if sl.h == 0 {
-			sl.k, sl.h = *k, tag
-			s.used = append(s.used, int32(i))
-			return sl, true
+		v := s.index[i]
+		if v == 0 {
+			n := len(s.ents)
+			s.index[i] = tag | uint64(n+1)
+			s.ents = s.ents[:n+1]
+			e := &s.ents[n]
+			*e = entry{h: h, k: *k}
+			return e, true
 		}
-		if sl.h == tag && sl.k.eq(k) {
-			return sl, false
+		if v&tagMask == tag {
+			if e := &s.ents[uint32(v)-1]; e.h == h && e.k.eq(k) {
+				return e, false
+			}
 		}
 		i = (i + 1) & s.mask
 	}
 }
 
-// divert returns the slot of k with route in the key, for a record whose route differs from
-// that of k's slot (a route that changed during the interval, or the same prefix routed
+// divert returns the entry of k with route in the key, for a record whose route differs from
+// that of k's entry (a route that changed during the interval, or the same prefix routed
 // differently by routers that are not a dimension).
-func (s *sums) divert(k *key, route *routing.Attrs) *slot {
+func (s *sums) divert(k *key, route *routing.Attrs) *entry {
 	d := *k
 	d.attrs = route
 	d.fam |= famRoute
-	sl, fresh := s.slotAt(&d, hashKey(&d))
+	e, fresh := s.slotAt(&d, hashKey(&d))
 	if fresh {
-		sl.route = route
+		e.route = route
 		s.diverted++
 	}
-	return sl
+	return e
 }
 
 // quadrupleSlots bounds the sizes reached by growing fourfold instead of twofold: a fresh table
-// (a new pipeline, a view's first flush) growing to 2^18 slots (48 MB) then allocates and
-// reinserts 16 MB on the way instead of 48 MB (less garbage, fewer collections), at the cost
-// of a table of 2^18 slots where doubling would stop at 2^17 (49,153–98,304 keys: 24 MB more).
+// (a new pipeline, a view's first flush) growing to 2^18 slots then allocates and copies a
+// third of the entries on the way that doubling would (less garbage, fewer collections), at
+// the cost of room for 2^18·3/4 entries where doubling would stop at half of it.
 const quadrupleSlots = 1 << 18
 
-// grow enlarges the table (kept at most three quarters full) and reinserts the keys in their
-// order.
+// grow enlarges the index (kept at most three quarters full) and the entries' room to three
+// quarters of the index, and indexes the entries again (their order is kept).
 func (s *sums) grow() {
-	n := max(minSlots, 2*len(s.slots))
-	if 4*len(s.slots) <= quadrupleSlots {
-		n = max(minSlots, 4*len(s.slots))
+	n := max(minSlots, 2*len(s.index))
+	if 4*len(s.index) <= quadrupleSlots {
+		n = max(minSlots, 4*len(s.index))
 	}
-	old, oldUsed := s.slots, s.used
-	s.slots, s.mask = make([]slot, n), uint64(n-1)
-	s.used = make([]int32, 0, n*3/4)
-	for _, j := range oldUsed {
-		sl := &old[j]
-		i := sl.h & s.mask
-		for s.slots[i].h != 0 {
+	s.index, s.mask = make([]uint64, n), uint64(n-1)
+	ents := make([]entry, len(s.ents), n*3/4)
+	copy(ents, s.ents)
+	s.ents = ents
+	for j := range s.ents {
+		h := s.ents[j].h
+		i := h & s.mask
+		for s.index[i] != 0 {
 			i = (i + 1) & s.mask
 		}
-		s.slots[i] = *sl
-		s.used = append(s.used, int32(i))
+		s.index[i] = h&tagMask | uint64(j+1)
 	}
 }
 
 // len returns the number of keys.
-func (s *sums) len() int { return len(s.used) }
+func (s *sums) len() int { return len(s.ents) }
 
 // entry returns the i-th key added, its metrics and its route.
 func (s *sums) entry(i int) (*key, *record.Metrics, *routing.Attrs) {
-	sl := &s.slots[s.used[i]]
-	return &sl.k, &sl.m, sl.route
+	e := &s.ents[i]
+	return &e.k, &e.m, e.route
 }
 
-// reset empties the table, keeping its size.
+// reset empties the table, keeping its size: a cost proportional to the keys it held, not to
+// its size. The entries past the new length keep their old contents (overwritten whole when
+// added again).
 func (s *sums) reset() {
-	for _, i := range s.used {
-		s.slots[i] = slot{}
+	if len(s.ents) >= len(s.index)/16 {
+		clear(s.index)
+	} else {
+		for j := range s.ents {
+			i := s.ents[j].h & s.mask
+			for uint32(s.index[i]) != uint32(j+1) {
+				i = (i + 1) & s.mask
+			}
+			s.index[i] = 0
+		}
 	}
-	s.used = s.used[:0]
+	s.ents = s.ents[:0]
 	s.diverted = 0
 }
