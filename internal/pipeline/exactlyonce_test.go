@@ -123,14 +123,17 @@ func TestExactlyOnceCrashInCommit(t *testing.T) {
 	}
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envChild+"=1", envSpool+"="+spoolDir, envDB+"="+dbPath, envCrashAt+"=3")
+	cmd.Env = append(os.Environ(), envChild+"=1", envSpool+"="+spoolDir, envDB+"="+dbPath, envCrashAt+"=2")
 	out, err := cmd.CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("child did not die by SIGKILL in its third commit: %v\n%s", err, out)
+		t.Fatalf("child did not die by SIGKILL in its second commit: %v\n%s", err, out)
 	}
 
-	// two commits landed, the third did not: the position is that of the second
+	// the first commit landed, the second did not: the position is that of the first. (The
+	// second commit always exists: the first is handed over after the first batch of 4,096
+	// records, and the final one covers the rest. A third is not certain: while a commit is
+	// in flight the accounting goes on, so the rest may all go with the final one.)
 	st, err := sqlite.Open(context.Background(), storeConfig(dbPath))
 	if err != nil {
 		t.Fatal(err)
@@ -147,11 +150,11 @@ func TestExactlyOnceCrashInCommit(t *testing.T) {
 		t.Fatalf("spool holds %d records, want 20000", len(recs))
 	}
 	if pos == (store.Position{}) || sp.Lag(spool.Position{Segment: pos.Segment, Offset: pos.Offset}) == 0 {
-		t.Fatalf("after the crash the saved position is %v: want one after two commits, before the end", pos)
+		t.Fatalf("after the crash the saved position is %v: want one after the first commit, before the end", pos)
 	}
 	partial := dbTotals(t, dbPath, "base")["router"]
 	if partial.Requests == 0 || partial.Requests >= 20000 {
-		t.Fatalf("before the restart the store holds %d requests; want the two committed batches", partial.Requests)
+		t.Fatalf("before the restart the store holds %d requests; want the first commit's batch", partial.Requests)
 	}
 
 	// restart: account from the saved position
