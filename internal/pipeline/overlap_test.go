@@ -138,7 +138,14 @@ func TestFailingCommitStopsReading(t *testing.T) {
 	defer sp.Close()
 	st := &failingStore{memStore: newMemStore()}
 	st.failing.Store(true)
-	p := newPipeline(t, sp, st, prometheus.NewRegistry())
+	// a commit is due after every batch: with newPipeline's 20 ms, the accounting could take
+	// every batch below before the next commit fell due, and the reading never stopped
+	cfg := DefaultConfig()
+	cfg.CommitInterval = time.Nanosecond
+	p, err := New(cfg, Deps{Spool: sp, Store: st, Enricher: testEnricher(), Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	stop := start(p)
 	bytes := appendLoad(t, sp, 0, 1000)
 	waitFor(t, "a failed commit", func() bool { return st.attempts.Load() >= 1 })
