@@ -61,6 +61,10 @@ type Cache struct {
 
 	hash   [cacheChunk]uint64
 	router [cacheChunk]uint16
+	// the records of a chunk not found in the cache, and for a batch lookup of their routes
+	miss   [cacheChunk]uint8
+	addrs  [cacheChunk]netip.Addr
+	routes [cacheChunk]routing.Route
 
 	hits, misses atomic.Uint64
 }
@@ -165,7 +169,6 @@ func (c *Cache) clear() {
 	}
 }
 
-
 func hashClient(hi, lo uint64, router uint16) uint64 {
 	h := (hi ^ 0x9E3779B97F4A7C15) * 0xBF58476D1CE4E5B9
 	h = (h ^ h>>31 ^ lo) * 0x94D049BB133111EB
@@ -201,10 +204,17 @@ func (c *Cache) EnrichBatch(recs []record.Record, out []Enriched) {
 			c.hash[i], c.router[i] = h, idx
 			prefetch.Slot(c.entries, h&c.mask)
 		}
+		misses := 0
 		for i := range n {
-			if c.lookup(&recs[i], c.hash[i], c.router[i], &out[i]) {
+			if c.probe(&recs[i], c.hash[i], c.router[i], &out[i]) {
 				hits++
+			} else {
+				c.miss[misses] = uint8(i)
+				misses++
 			}
+		}
+		if misses > 0 {
+			hits += c.resolve(recs, out, c.miss[:misses])
 		}
 		recs, out = recs[n:], out[n:]
 	}
@@ -212,20 +222,18 @@ func (c *Cache) EnrichBatch(recs []record.Record, out []Enriched) {
 	c.misses.Add(total - hits)
 }
 
-// lookup enriches r from its entry, or looks it up and keeps the result; it reports a hit.
-func (c *Cache) lookup(r *record.Record, h uint64, router uint16, out *Enriched) bool {
+// probe enriches r from its entry and reports whether it found one.
+func (c *Cache) probe(r *record.Record, h uint64, router uint16, out *Enriched) bool {
 	a := r.Client
-	is4 := a.Is4()
 	var flags uint8
-	if is4 {
+	if a.Is4() {
 		flags = entryIs4
 	}
 	hi, lo := routing.AddrWords(a)
-	i := h & c.mask
-	for {
+	for i := h & c.mask; ; i = (i + 1) & c.mask {
 		en := &c.entries[i]
 		if en.gen != c.gen {
-			break
+			return false
 		}
 		if en.hi == hi && en.lo == lo && en.router == router && en.flags&entryIs4 == flags {
 			*out = Enriched{Router: router, Packets: r.Packets(), Country: en.country, Continent: en.continent}
@@ -235,16 +243,70 @@ func (c *Cache) lookup(r *record.Record, h uint64, router uint16, out *Enriched)
 			}
 			return true
 		}
-		i = (i + 1) & c.mask
 	}
+}
+
+// resolve enriches the records of a chunk that were not in the cache (their indexes in
+// miss, ascending) and keeps the results; it returns how many of them turned out to be hits
+// (a client seen earlier in the same chunk). The routes of the misses of a router with a
+// RouteTable are looked up together (LookupBatch), their cache misses overlapping.
+func (c *Cache) resolve(recs []record.Record, out []Enriched, miss []uint8) (hits uint64) {
+	// batch route lookups, one router at a time: miss[k]'s route is in routes[at[k]-1] when
+	// at[k] > 0
+	var at [cacheChunk]uint8
+	done := 0
+	for k, i := range miss {
+		router := c.router[i]
+		if at[k] > 0 || router == NoRouter || c.e.fast[router] == nil {
+			continue
+		}
+		start := done
+		for j := k; j < len(miss); j++ {
+			if at[j] == 0 && c.router[miss[j]] == router {
+				c.addrs[done] = recs[miss[j]].Client
+				done++
+				at[j] = uint8(done)
+			}
+		}
+		c.e.fast[router].LookupBatch(c.addrs[start:done], c.routes[start:done])
+	}
+	for k, i := range miss {
+		r, o, router := &recs[i], &out[i], c.router[i]
+		// a client seen earlier in this chunk is in the cache now
+		if c.probe(r, c.hash[i], router, o) {
+			hits++
+			continue
+		}
+		var route *routing.Route
+		if at[k] > 0 {
+			route = &c.routes[at[k]-1]
+		}
+		c.miss1(r, c.hash[i], router, route, o)
+	}
+	return hits
+}
+
+// miss1 enriches r, not in the cache, and keeps the result; route is its route when already
+// looked up.
+func (c *Cache) miss1(r *record.Record, h uint64, router uint16, route *routing.Route, out *Enriched) {
+	a := r.Client
+	var flags uint8
+	if a.Is4() {
+		flags = entryIs4
+	}
+	hi, lo := routing.AddrWords(a)
 	*out = Enriched{Router: router, Packets: r.Packets()}
 	if c.e.geo != nil {
 		info := c.e.geo.Lookup(a)
 		out.Country, out.Continent = info.Country, info.Continent
 	}
-	c.e.route(a, out)
+	if route != nil {
+		setRoute(out, a, *route, c.e.routers[router].ASN)
+	} else {
+		c.e.route(a, out)
+	}
 	if !cacheable(a) {
-		return false
+		return
 	}
 	en := cacheEntry{hi: hi, lo: lo, gen: c.gen, router: router, flags: flags, country: out.Country, continent: out.Continent}
 	if out.Prefix.IsValid() {
@@ -253,10 +315,9 @@ func (c *Cache) lookup(r *record.Record, h uint64, router uint16, out *Enriched)
 		en.bits = uint8(out.Prefix.Bits())
 		en.attrs, en.peer, en.origin = out.Attrs, out.PeerAS, out.OriginAS
 	} else if out.Attrs != nil || out.PeerAS != 0 || out.OriginAS != 0 {
-		return false
+		return
 	}
 	c.insert(&en, h)
-	return false
 }
 
 // insert adds en (not in the table) at its place.
