@@ -224,6 +224,7 @@ func benchLookupRoute(b *testing.B, r *RIB, addrs []netip.Addr, batch int) {
 	var asn uint32
 	miss := 0
 	b.ResetTimer()
+	clock := testenv.StartBenchClock(4096)
 	for i := 0; i < b.N; i += batch {
 		lo := i & mask
 		if batch == 1 {
@@ -237,9 +238,11 @@ func benchLookupRoute(b *testing.B, r *RIB, addrs []netip.Addr, batch int) {
 				continue
 			}
 			asn += out[j].OriginAS + uint32(MatchedPrefix(addrs[lo+j], int(out[j].Bits)).Bits())
+			clock.Tick()
 		}
 	}
 	b.StopTimer()
+	clock.Report(b)
 	b.ReportMetric(testenv.LoadAvg(), "load1")
 	sinkASN = asn
 	if miss > 0 {

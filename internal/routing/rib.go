@@ -162,11 +162,22 @@ func (e *entry) route(v uint32) Route {
 // len(addrs)), all from one published table. Between the trie walks and the reading of the
 // attribute sets it starts loading every address's slot and then its entry before reading
 // any, so that the cache misses of the batch overlap instead of following one another: on a
-// full table most first-sight lookups miss twice there. Batches of 16–64 addresses suit it.
+// full table most first-sight lookups miss twice there. Before, it walks the IPv4 addresses'
+// trie paths one level at a time for the whole batch, prefetching each next node (warm4).
+// Batches of 16–64 addresses suit it.
 // It never blocks and allocates nothing.
 func (r *RIB) LookupBatch(addrs []netip.Addr, out []Route) {
 	s := r.snap.Load()
 	out = out[:len(addrs)]
+	for len(addrs) > 0 {
+		n := min(len(addrs), warmBatch)
+		s.lookupBatch(addrs[:n], out[:n])
+		addrs, out = addrs[n:], out[n:]
+	}
+}
+
+func (s *snapshot) lookupBatch(addrs []netip.Addr, out []Route) {
+	s.trie.warm4(addrs, nil)
 	// the trie value is kept in PeerAS until the entry is read
 	for i, a := range addrs {
 		v, ok := s.lookup(a)
