@@ -162,8 +162,8 @@ func (e *entry) route(v uint32) Route {
 // len(addrs)), all from one published table. Between the trie walks and the reading of the
 // attribute sets it starts loading every address's slot and then its entry before reading
 // any, so that the cache misses of the batch overlap instead of following one another: on a
-// full table most first-sight lookups miss twice there. Before, it walks the IPv4 addresses'
-// trie paths one level at a time for the whole batch, prefetching each next node (warm4).
+// full table most first-sight lookups miss twice there. Before, it walks the addresses' trie
+// paths one level at a time for the whole batch, prefetching each next node (warm).
 // Batches of 16–64 addresses suit it.
 // It never blocks and allocates nothing.
 func (r *RIB) LookupBatch(addrs []netip.Addr, out []Route) {
@@ -177,7 +177,7 @@ func (r *RIB) LookupBatch(addrs []netip.Addr, out []Route) {
 }
 
 func (s *snapshot) lookupBatch(addrs []netip.Addr, out []Route) {
-	s.trie.warm4(addrs, nil)
+	s.trie.warm(addrs, nil)
 	// the trie value is kept in PeerAS until the entry is read
 	for i, a := range addrs {
 		v, ok := s.lookup(a)
