@@ -524,6 +524,18 @@ func TestRIBConcurrent(t *testing.T) {
 				if bits, at, ok := r.Lookup(a); ok && (!MatchedPrefix(a, bits).Contains(a) || at.PathLen() == 0) {
 					t.Errorf("Lookup(%s) = /%d %v", a, bits, at)
 				}
+				// the batch path (trie walk prefetching, entries read) under the same updates
+				var addrs [8]netip.Addr
+				var out [8]Route
+				for j := range addrs {
+					addrs[j] = netip.AddrFrom4([4]byte{10, byte(rnd.IntN(4)), byte(rnd.Uint32()), 1})
+				}
+				r.LookupBatch(addrs[:], out[:])
+				for j, rt := range out {
+					if rt.OK && (!MatchedPrefix(addrs[j], int(rt.Bits)).Contains(addrs[j]) || !rt.HasPeer || !rt.HasOrigin) {
+						t.Errorf("LookupBatch(%s) = %+v", addrs[j], rt)
+					}
+				}
 				r.Len()
 			}
 		})
