@@ -26,6 +26,16 @@ type Table interface {
 	Lookup(a netip.Addr) (bits int, attrs *routing.Attrs, ok bool)
 }
 
+// RouteTable is a Table that also gives the first and last AS of a route's path without the
+// caller reading the path, one address or a batch at a time (routing.RIB implements it):
+// Cache.EnrichBatch looks up the routes of a batch's new clients through LookupBatch, their
+// cache misses overlapping.
+type RouteTable interface {
+	Table
+	LookupRoute(a netip.Addr) routing.Route
+	LookupBatch(addrs []netip.Addr, out []routing.Route)
+}
+
 // Geo maps an address to its country, continent and AS (geo.DB and geo.Reloader implement it).
 type Geo interface {
 	Lookup(a netip.Addr) geo.Info
@@ -66,6 +76,7 @@ type Enriched struct {
 // Enricher enriches records. It is safe for concurrent use once built; its routers are fixed.
 type Enricher struct {
 	routers []Router
+	fast    []RouteTable // routers[i].Table when it is a RouteTable, else nil
 	servers *bart.Table[uint16]
 	geo     Geo
 }
@@ -74,8 +85,10 @@ type Enricher struct {
 // router, every record goes to it; with several, a record goes to the router whose networks
 // hold the server address (longest match), or to NoRouter.
 func New(routers []Router, g Geo) *Enricher {
-	e := &Enricher{routers: routers, servers: new(bart.Table[uint16]), geo: g}
+	e := &Enricher{routers: routers, fast: make([]RouteTable, len(routers)),
+		servers: new(bart.Table[uint16]), geo: g}
 	for i, r := range routers {
+		e.fast[i], _ = r.Table.(RouteTable)
 		for _, n := range r.Networks {
 			e.servers.Insert(n.Masked(), uint16(i))
 		}
@@ -122,6 +135,9 @@ func (e *Enricher) route(client netip.Addr, out *Enriched) {
 		return
 	}
 	rt := &e.routers[out.Router]
+	// one address at a time, LookupRoute measured no faster than Lookup and the path's ends
+	// (slower in most runs: BenchmarkLookup's +route against +attrs); only a batch gains
+	// (Cache.EnrichBatch)
 	if rt.Table == nil {
 		return
 	}
@@ -141,6 +157,22 @@ func (e *Enricher) route(client netip.Addr, out *Enriched) {
 	out.PeerAS, out.OriginAS = peer, origin
 }
 
+// setRoute fills the route fields of out from r, client's route in a table of a router of
+// AS asn: what route does with Table.Lookup, PeerAS and OriginAS.
+func setRoute(out *Enriched, client netip.Addr, r routing.Route, asn uint32) {
+	if !r.OK {
+		return
+	}
+	out.Prefix, out.Attrs = routing.MatchedPrefix(client, int(r.Bits)), r.Attrs
+	out.PeerAS, out.OriginAS = asn, asn
+	if r.HasPeer {
+		out.PeerAS = r.PeerAS
+	}
+	if r.HasOrigin {
+		out.OriginAS = r.OriginAS
+	}
+}
+
 // PeerAS returns the first AS of the path (the neighbour the traffic leaves through). A path
 // starting with an AS_SET gives its smallest member. Confederation segments are skipped (they
 // are internal to the local confederation). ok is false for an empty path.
@@ -148,16 +180,7 @@ func PeerAS(a *routing.Attrs) (uint32, bool) {
 	if a == nil {
 		return 0, false
 	}
-	for _, s := range a.Path {
-		if len(s.ASNs) == 0 || s.Type == routing.SegmentConfedSequence || s.Type == routing.SegmentConfedSet {
-			continue
-		}
-		if s.Type == routing.SegmentSet {
-			return minASN(s.ASNs), true
-		}
-		return s.ASNs[0], true
-	}
-	return 0, false
+	return routing.FirstAS(a.Path)
 }
 
 // OriginAS returns the last AS of the path. When the path ends in an AS_SET (an aggregate of
@@ -167,17 +190,7 @@ func OriginAS(a *routing.Attrs) (uint32, bool) {
 	if a == nil {
 		return 0, false
 	}
-	for i := len(a.Path) - 1; i >= 0; i-- {
-		s := a.Path[i]
-		if len(s.ASNs) == 0 || s.Type == routing.SegmentConfedSequence || s.Type == routing.SegmentConfedSet {
-			continue
-		}
-		if s.Type == routing.SegmentSet {
-			return minASN(s.ASNs), true
-		}
-		return s.ASNs[len(s.ASNs)-1], true
-	}
-	return 0, false
+	return routing.LastAS(a.Path)
 }
 
 // AppendDistinctASNs appends every distinct AS of the path to dst, once each, in path order:
@@ -203,12 +216,4 @@ func AppendDistinctASNs(dst []uint32, a *routing.Attrs) []uint32 {
 		}
 	}
 	return dst
-}
-
-func minASN(l []uint32) uint32 {
-	m := l[0]
-	for _, v := range l[1:] {
-		m = min(m, v)
-	}
-	return m
 }

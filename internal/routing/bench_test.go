@@ -103,7 +103,10 @@ func BenchmarkRIBFullTable(b *testing.B) {
 // matches): "cold" cycles through 65,536 addresses spread over the whole table (most lookups
 // miss the CPU caches), "hot" through 1,024 (a server's busy clients); "+attrs" also builds
 // the matched prefix and reads the origin AS from the returned attribute set, as the
-// enrichment does (Lookup itself does neither). Each runs first on the heap as the Go runtime leaves it (4k: 4 KiB pages
+// enrichment does (Lookup itself does neither); "+route" calls LookupRoute and builds the
+// prefix (the route's peer and origin AS come with it, read from the interned set), and
+// "+batch64" does the same through LookupBatch, 64 addresses a call (ns/op is per address).
+// Each runs first on the heap as the Go runtime leaves it (4k: 4 KiB pages
 // unless THP is "always"), then, in the same process, on a table loaded afresh and put on huge
 // pages by hugepage.Collapse right after the load (2m).
 //
@@ -162,13 +165,17 @@ func BenchmarkLookup(b *testing.B) {
 				name string
 				n    int
 			}{{"cold", 1 << 16}, {"hot", 1 << 10}} {
-				for _, read := range []bool{false, true} {
-					name := pages + "/" + fam.name + "-" + set.name
-					if read {
-						name += "+attrs"
-					}
+				for _, mode := range []string{"", "+attrs", "+route", "+batch64"} {
+					name := pages + "/" + fam.name + "-" + set.name + mode
 					b.Run(name, func(b *testing.B) {
-						benchLookup(b, r, fam.addrs[:set.n], read)
+						switch mode {
+						case "+route":
+							benchLookupRoute(b, r, fam.addrs[:set.n], 1)
+						case "+batch64":
+							benchLookupRoute(b, r, fam.addrs[:set.n], 64)
+						default:
+							benchLookup(b, r, fam.addrs[:set.n], mode == "+attrs")
+						}
 						b.ReportMetric(float64(huge)/(1<<20), "huge-MiB")
 					})
 				}
@@ -200,6 +207,41 @@ func benchLookup(b *testing.B, r *RIB, addrs []netip.Addr, read bool) {
 		i++
 		clock.Tick()
 	}
+	clock.Report(b)
+	b.ReportMetric(testenv.LoadAvg(), "load1")
+	sinkASN = asn
+	if miss > 0 {
+		b.Fatalf("%d lookups missed", miss)
+	}
+}
+
+// benchLookupRoute looks up addrs (a power of two, a multiple of batch) in turn with
+// LookupRoute (batch 1) or LookupBatch, building each matched prefix; b.N counts addresses.
+func benchLookupRoute(b *testing.B, r *RIB, addrs []netip.Addr, batch int) {
+	b.ReportAllocs()
+	mask := len(addrs) - 1
+	out := make([]Route, batch)
+	var asn uint32
+	miss := 0
+	b.ResetTimer()
+	clock := testenv.StartBenchClock(4096)
+	for i := 0; i < b.N; i += batch {
+		lo := i & mask
+		if batch == 1 {
+			out[0] = r.LookupRoute(addrs[lo])
+		} else {
+			r.LookupBatch(addrs[lo:lo+batch], out)
+		}
+		for j := range out {
+			if !out[j].OK {
+				miss++
+				continue
+			}
+			asn += out[j].OriginAS + uint32(MatchedPrefix(addrs[lo+j], int(out[j].Bits)).Bits())
+			clock.Tick()
+		}
+	}
+	b.StopTimer()
 	clock.Report(b)
 	b.ReportMetric(testenv.LoadAvg(), "load1")
 	sinkASN = asn

@@ -26,7 +26,17 @@ type entry struct {
 	Attrs
 	refs int32
 	slot uint32
+	// peer and origin are FirstAS and LastAS of the path (ends tells which exist), computed
+	// once when the set is interned: LookupRoute reads them from the entry instead of following
+	// Path to its segments and their AS arrays, two more dependent cache misses.
+	peer, origin uint32
+	ends         uint8
 }
+
+const (
+	endPeer   = 1 << iota // entry.peer is FirstAS of the path
+	endOrigin             // entry.origin is LastAS of the path
+)
 
 // slots maps slot numbers to entries. Readers load without locks; the writer stores a slot
 // before publishing a trie that references it.
@@ -35,7 +45,12 @@ type slots struct {
 }
 
 func (s *slots) get(i uint32) *entry {
-	return s.dir[i>>chunkBits].Load()[i&(chunkSize-1)].Load()
+	return s.ref(i).Load()
+}
+
+// ref returns where slot i's entry pointer is (the slot must have been set once).
+func (s *slots) ref(i uint32) *atomic.Pointer[entry] {
+	return &s.dir[i>>chunkBits].Load()[i&(chunkSize-1)]
 }
 
 // attrs returns the attribute set in slot i without reading it: Attrs is the first field of
@@ -271,6 +286,12 @@ func (in *interner) intern(a *Attrs) (uint32, bool) {
 	}
 	e := &entry{Attrs: *a, refs: 1, slot: slot}
 	e.Path = in.internPath(a.Path)
+	if asn, ok := FirstAS(e.Path); ok {
+		e.peer, e.ends = asn, e.ends|endPeer
+	}
+	if asn, ok := LastAS(e.Path); ok {
+		e.origin, e.ends = asn, e.ends|endOrigin
+	}
 	e.Communities = slices.Clip(slices.Clone(a.Communities))
 	e.LargeCommunities = slices.Clip(slices.Clone(a.LargeCommunities))
 	if len(e.Communities) == 0 {

@@ -47,6 +47,40 @@ func (a *Attrs) OriginAS() (uint32, bool) {
 	return 0, false
 }
 
+// FirstAS returns the first AS of path, as the enrichment counts a route's peer AS: a path
+// starting with an AS_SET gives its smallest member; confederation segments and empty
+// segments are skipped; ok is false when no AS is left. Unlike PeerAS, an AS_SET at the head
+// gives an AS: traffic is always counted under some peer.
+func FirstAS(path []Segment) (asn uint32, ok bool) {
+	for _, s := range path {
+		if len(s.ASNs) == 0 || s.Type == SegmentConfedSequence || s.Type == SegmentConfedSet {
+			continue
+		}
+		if s.Type == SegmentSet {
+			return slices.Min(s.ASNs), true
+		}
+		return s.ASNs[0], true
+	}
+	return 0, false
+}
+
+// LastAS returns the last AS of path, as the enrichment counts a route's origin AS: a path
+// ending in an AS_SET gives its smallest member; confederation segments and empty segments
+// are skipped; ok is false when no AS is left.
+func LastAS(path []Segment) (asn uint32, ok bool) {
+	for i := len(path) - 1; i >= 0; i-- {
+		s := path[i]
+		if len(s.ASNs) == 0 || s.Type == SegmentConfedSequence || s.Type == SegmentConfedSet {
+			continue
+		}
+		if s.Type == SegmentSet {
+			return slices.Min(s.ASNs), true
+		}
+		return s.ASNs[len(s.ASNs)-1], true
+	}
+	return 0, false
+}
+
 // AppendDistinctASNs appends every distinct AS of the path to dst, once each, in path order
 // (prepending and loops collapse; the members of an AS_SET count each once). Confederation
 // segments are skipped: their ASes are private member ASes of our own confederation, not

@@ -420,6 +420,7 @@ func TestLPMOracle(t *testing.T) {
 		n = 20000 // the race detector slows the oracle tenfold
 	}
 	var hits [2]int
+	addrs := make([]netip.Addr, 0, n)
 	for i := range n {
 		var a netip.Addr
 		switch i % 4 {
@@ -452,9 +453,49 @@ func TestLPMOracle(t *testing.T) {
 		if gotOK {
 			hits[a.BitLen()/128]++
 		}
+		if i%5 == 0 {
+			a = netip.AddrFrom16(a.As16()) // IPv4-mapped for IPv4: looked up as IPv4
+		}
+		addrs = append(addrs, a)
 	}
 	if hits[0] < n/4 || hits[1] < n/20 {
 		t.Errorf("too few matches to be meaningful: %d IPv4, %d IPv6", hits[0], hits[1])
+	}
+	checkLookupRoute(t, r, addrs)
+}
+
+// checkLookupRoute: LookupRoute and LookupBatch (in batches of 1 to 64 addresses) give
+// Lookup's route with FirstAS and LastAS of its path, for every address of addrs.
+func checkLookupRoute(t *testing.T, r *RIB, addrs []netip.Addr) {
+	t.Helper()
+	want := func(a netip.Addr) Route {
+		bits, at, ok := r.Lookup(a)
+		if !ok {
+			return Route{}
+		}
+		w := Route{Attrs: at, Bits: uint8(bits), OK: true}
+		w.PeerAS, w.HasPeer = FirstAS(at.Path)
+		w.OriginAS, w.HasOrigin = LastAS(at.Path)
+		return w
+	}
+	rnd := rand.New(rand.NewPCG(3, 4))
+	out := make([]Route, 64)
+	for len(addrs) > 0 {
+		k := min(len(addrs), 1+rnd.IntN(64))
+		for j := range out {
+			out[j] = Route{PeerAS: 1, Attrs: &Attrs{}} // garbage the batch must overwrite
+		}
+		r.LookupBatch(addrs[:k], out)
+		for j, a := range addrs[:k] {
+			w := want(a)
+			if got := r.LookupRoute(a); got != w {
+				t.Fatalf("LookupRoute(%s) = %+v, want %+v", a, got, w)
+			}
+			if out[j] != w {
+				t.Fatalf("LookupBatch: address %d of %d, %s: %+v, want %+v", j, k, a, out[j], w)
+			}
+		}
+		addrs = addrs[k:]
 	}
 }
 
@@ -482,6 +523,18 @@ func TestRIBConcurrent(t *testing.T) {
 				a := netip.AddrFrom4([4]byte{10, byte(rnd.IntN(4)), byte(rnd.Uint32()), 1})
 				if bits, at, ok := r.Lookup(a); ok && (!MatchedPrefix(a, bits).Contains(a) || at.PathLen() == 0) {
 					t.Errorf("Lookup(%s) = /%d %v", a, bits, at)
+				}
+				// the batch path (trie walk prefetching, entries read) under the same updates
+				var addrs [8]netip.Addr
+				var out [8]Route
+				for j := range addrs {
+					addrs[j] = netip.AddrFrom4([4]byte{10, byte(rnd.IntN(4)), byte(rnd.Uint32()), 1})
+				}
+				r.LookupBatch(addrs[:], out[:])
+				for j, rt := range out {
+					if rt.OK && (!MatchedPrefix(addrs[j], int(rt.Bits)).Contains(addrs[j]) || !rt.HasPeer || !rt.HasOrigin) {
+						t.Errorf("LookupBatch(%s) = %+v", addrs[j], rt)
+					}
 				}
 				r.Len()
 			}
