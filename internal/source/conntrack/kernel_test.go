@@ -112,9 +112,47 @@ func (l *lab) stop() {
 	}
 }
 
-// flush makes the agent end an interval now and returns that interval's rows.
+// settle waits until no TCP flow of the kernel's table can still change: each one is
+// ESTABLISHED (held open by the test, idle) or fully closed (TIME_WAIT, CLOSE). A server
+// goroutine closes its side when it gets round to it, so its FIN and the last ACK can cross
+// the veth well after the client's Close returned — on a loaded machine after any fixed
+// sleep. Reading the kernel's counters or ending an interval before then let the counters
+// move under the test: accounted ≠ kernel, or an "idle" interval with rows. The deadline
+// only bounds a broken test.
+func (l *lab) settle() {
+	l.t.Helper()
+	var busy string
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		busy = ""
+		for _, fam := range []string{"ipv4", "ipv6"} {
+			out, err := exec.Command(l.ip, "netns", "exec", l.b, l.ct, "-L", "-f", fam, "-o", "extended").Output()
+			if err != nil {
+				l.t.Fatalf("conntrack -L: %v", err)
+			}
+			for line := range strings.Lines(string(out)) {
+				f := strings.Fields(line)
+				if len(f) < 6 || f[2] != "tcp" {
+					continue
+				}
+				switch f[5] {
+				case "ESTABLISHED", "TIME_WAIT", "CLOSE":
+				default:
+					busy = line
+				}
+			}
+		}
+		if busy == "" {
+			return
+		}
+	}
+	l.t.Fatalf("kernel's TCP flows still changing after 60 s: %s", busy)
+}
+
+// flush makes the agent end an interval now, once the kernel's flows have settled, and
+// returns that interval's rows.
 func (l *lab) flush() []ctcsv.Row {
 	l.t.Helper()
+	l.settle()
 	time.Sleep(150 * time.Millisecond) // let queued events arrive
 	l.mu.Lock()
 	n := len(l.rows)
@@ -233,10 +271,11 @@ func (s totals) add(r ctcsv.Row) {
 }
 
 // kernelTotals parses `conntrack -L -o extended` in ns (IPv4 and IPv6) and sums packets and
-// bytes per key; group maps an address to its expected group (written out by the test, not
-// computed by the code under test).
+// bytes per key, once the flows have settled; group maps an address to its expected group
+// (written out by the test, not computed by the code under test).
 func (l *lab) kernelTotals(group map[string]string, port func(proto uint8, dport uint16) int32) (totals, int) {
 	l.t.Helper()
+	l.settle()
 	tot := totals{}
 	flows := 0
 	for _, fam := range []string{"ipv4", "ipv6"} {
@@ -380,7 +419,6 @@ func TestKernelOracle(t *testing.T) {
 	exchange(t, long, 2, 100, 1000)
 	long.Close()
 	rev.Close()
-	time.Sleep(200 * time.Millisecond)
 	want, n := l.kernelTotals(saarGroups, allPorts)
 	if n != 7 {
 		t.Errorf("kernel has %d flows, want 7", n)
@@ -425,7 +463,6 @@ func TestKernelEventLoss(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	time.Sleep(200 * time.Millisecond)
 	want, n := l.kernelTotals(saarGroups, allPorts)
 	if n != burst+burst/5 {
 		t.Errorf("kernel has %d flows, want %d", n, burst+burst/5)
