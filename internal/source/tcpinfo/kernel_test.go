@@ -52,7 +52,7 @@ func startSource(t *testing.T, cfg Config) (*Source, *collector) {
 	case <-src.started:
 	case err := <-errc:
 		t.Fatalf("Run() = %v", err)
-	case <-time.After(10 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("source did not start")
 	}
 	// The kernel tests run as root on a kernel with the BPF socket iterator: the default
@@ -186,7 +186,7 @@ func testKernelLoopback(t *testing.T, method string) {
 
 	// Wait until every connection's destroy notification arrived.
 	var recs []record.Record
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		recs = col.snapshot()
 		closed := 0
