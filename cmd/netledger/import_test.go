@@ -110,12 +110,12 @@ func TestImportWatchMetrics(t *testing.T) {
 			t.Errorf("import exited with %v after SIGTERM, want 0", err)
 		}
 	}()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if _, err := os.Stat(watch); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("import did not create its watch folder in 10 s")
+			t.Fatal("import did not create its watch folder in 60 s")
 		}
 	}
 	csv := "1605374115000000000,tcp,10.32.251.1,10.32.250.2,443,16,13,3220,1884,1,65021,3\n" +
@@ -125,7 +125,7 @@ func TestImportWatchMetrics(t *testing.T) {
 	}
 	want := []string{`netledger_import_files_total{result="imported"} 1`, "netledger_import_rows_total 2"}
 	var body string
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
 			continue
