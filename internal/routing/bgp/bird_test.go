@@ -216,18 +216,20 @@ func TestBIRD(t *testing.T) {
 		t.Fatalf("rib holds %d routes after withdrawing 120", n)
 	}
 
+	// Timed from before the drop (the grace timer starts after it), not from when this
+	// goroutine saw it: a loaded machine could delay that sight past the 200 ms of slack.
+	down := time.Now()
 	out, err = exec.Command(birdc, "-s", sock, "down").CombinedOutput()
 	if err != nil {
 		t.Fatalf("birdc down: %v\n%s", err, out)
 	}
 	eventually(t, wait, "the session to drop", func() bool { return c.Status()[0].State != StateEstablished })
-	down := time.Now()
 	if n := rib.size(); n != 1080 {
 		t.Fatalf("table not kept after the session dropped: %d routes", n)
 	}
 	eventually(t, wait, "the grace time to clear the table", func() bool { return rib.size() == 0 && ribDump(prod) == "" })
-	if d := time.Since(down); d < 1800*time.Millisecond {
-		t.Errorf("table cleared %v after the drop, grace is 2s", d)
+	if d := time.Since(down); d < cfg.GraceTime {
+		t.Errorf("table cleared %v after the drop, grace is %v", d, cfg.GraceTime)
 	}
 }
 
