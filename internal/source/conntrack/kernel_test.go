@@ -3,6 +3,7 @@ package conntrack
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -212,11 +213,14 @@ func udpServer(t *testing.T, ns, addr string, resp int) {
 	}()
 }
 
-// dialTCP opens a TCP connection from ns (source address src) to dst.
+// dialTCP opens a TCP connection from ns (source address src) to dst. The timeout leaves room
+// for SYN retransmissions (1 s, 3 s, 7 s… after the first): with the event socket overrun on
+// purpose and a loaded machine, 5 s was not enough (TestKernelEventLoss: i/o timeouts, and
+// the kernel then had fewer flows than the test opened).
 func dialTCP(t *testing.T, ns, src, dst string) net.Conn {
 	var c net.Conn
 	in(t, ns, func() (err error) {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 60 * time.Second}
 		c, err = d.Dial("tcp", dst)
 		return
 	})
@@ -247,11 +251,33 @@ func udpExchange(t *testing.T, ns, src, dst string, n, req, resp int) {
 	})
 	defer c.Close()
 	buf := make([]byte, resp+1)
+	sent, got := 0, 0
 	for range n {
+		// UDP has no retransmission: a datagram the kernel dropped (as it did the SYNs of
+		// TestKernelEventLoss on a loaded machine) is sent again, as a client would; the
+		// kernel's counters, the oracle, count what went through.
 		c.Write(make([]byte, req))
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		sent++
+		for deadline := time.Now().Add(60 * time.Second); ; {
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			_, err := c.Read(buf)
+			if err == nil {
+				got++
+				break
+			}
+			if !errors.Is(err, os.ErrDeadlineExceeded) || time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+			c.Write(make([]byte, req))
+			sent++
+		}
+	}
+	// After a resend, take the answers still on their way, so that none moves the kernel's
+	// counters after the test read them.
+	for ; got < sent; got++ {
+		c.SetReadDeadline(time.Now().Add(time.Second))
 		if _, err := c.Read(buf); err != nil {
-			t.Fatal(err)
+			break
 		}
 	}
 }
