@@ -120,7 +120,14 @@ func TestImportWatchMetrics(t *testing.T) {
 	}
 	csv := "1605374115000000000,tcp,10.32.251.1,10.32.250.2,443,16,13,3220,1884,1,65021,3\n" +
 		"1605374115000000000,udp,10.32.5.0,10.32.7.0,53,3,3,240,480,0,0,0\n"
-	if err := os.WriteFile(filepath.Join(watch, "traffic_1.csv"), []byte(csv), 0o644); err != nil {
+	// With --settle 0 the file must arrive whole: written in place, the importer could read
+	// it between its creation and its write (0 rows imported, the file moved away; seen under
+	// load). Written beside the folder and renamed in, as a producer without a settle time must.
+	tmp := filepath.Join(dir, "traffic_1.csv.part")
+	if err := os.WriteFile(tmp, []byte(csv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(watch, "traffic_1.csv")); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{`netledger_import_files_total{result="imported"} 1`, "netledger_import_rows_total 2"}
