@@ -110,22 +110,29 @@ func TestImportWatchMetrics(t *testing.T) {
 			t.Errorf("import exited with %v after SIGTERM, want 0", err)
 		}
 	}()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if _, err := os.Stat(watch); err == nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("import did not create its watch folder in 10 s")
+			t.Fatal("import did not create its watch folder in 60 s")
 		}
 	}
 	csv := "1605374115000000000,tcp,10.32.251.1,10.32.250.2,443,16,13,3220,1884,1,65021,3\n" +
 		"1605374115000000000,udp,10.32.5.0,10.32.7.0,53,3,3,240,480,0,0,0\n"
-	if err := os.WriteFile(filepath.Join(watch, "traffic_1.csv"), []byte(csv), 0o644); err != nil {
+	// With --settle 0 the file must arrive whole: written in place, the importer could read
+	// it between its creation and its write (0 rows imported, the file moved away; seen under
+	// load). Written beside the folder and renamed in, as a producer without a settle time must.
+	tmp := filepath.Join(dir, "traffic_1.csv.part")
+	if err := os.WriteFile(tmp, []byte(csv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(watch, "traffic_1.csv")); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{`netledger_import_files_total{result="imported"} 1`, "netledger_import_rows_total 2"}
 	var body string
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
 			continue

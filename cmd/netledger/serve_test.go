@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/netledger/netledger/internal/daemon"
@@ -46,7 +47,18 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 	rootCmd.SetArgs(args)
 	defer rootCmd.SetArgs(nil)
 	err := rootCmd.Execute()
-	for _, c := range rootCmd.Commands() {
+	resetCLI()
+	return out.String(), err
+}
+
+// resetCLI undoes what a run leaves in the (global) command tree: flag values, which keep
+// theirs between runs (slices even append), and contexts — cobra gives a command the root's
+// context only when it has none, so a run after ExecuteContext got the earlier, by then
+// cancelled, context and stopped at once.
+func resetCLI() {
+	var reset func(c *cobra.Command)
+	reset = func(c *cobra.Command) {
+		c.SetContext(nil)
 		c.Flags().VisitAll(func(f *pflag.Flag) {
 			if sv, ok := f.Value.(pflag.SliceValue); ok {
 				var def []string
@@ -59,8 +71,11 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 			}
 			f.Changed = false
 		})
+		for _, sub := range c.Commands() {
+			reset(sub)
+		}
 	}
-	return out.String(), err
+	reset(rootCmd)
 }
 
 func TestServeCheckAndDump(t *testing.T) {

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
+	"regexp"
 	"testing"
 	"time"
 
@@ -60,11 +62,18 @@ func TestTCPInfoAgent(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	const key = "0123456789abcdef0123"
 
+	ml, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics := ml.Addr().String()
+	ml.Close()
+
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		rootCmd.SetArgs([]string{"tcpinfo", "--addr", pc.LocalAddr().String(), "--key", key, "--key-id", "7",
-			"--ports", fmt.Sprint(port), "--listen", "", "--class", fmt.Sprintf("%d=9", port)})
+			"--ports", fmt.Sprint(port), "--listen", metrics, "--class", fmt.Sprintf("%d=9", port)})
 		done <- rootCmd.ExecuteContext(ctx)
 	}()
 	defer func() {
@@ -72,8 +81,31 @@ func TestTCPInfoAgent(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Errorf("netledger tcpinfo: %v", err)
 		}
+		rootCmd.SetArgs(nil)
+		resetCLI() // a second run (-count=2) got this run's cancelled context and stopped at once
 	}()
-	time.Sleep(300 * time.Millisecond) // subscribed
+	// The connection must close after the agent subscribed to destroy notifications (a fixed
+	// 300 ms sleep was not enough on a loaded machine: the report never came). The agent says
+	// it has subscribed by its granted receive buffer on /metrics.
+	subscribed := regexp.MustCompile(`(?m)^netledger_tcpinfo_receive_buffer_bytes [1-9]`)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-done:
+			done <- err // for the deferred wait
+			t.Fatalf("netledger tcpinfo ended before subscribing: %v", err)
+		default:
+		}
+		if resp, err := http.Get("http://" + metrics + "/metrics"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if subscribed.Match(b) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("netledger tcpinfo did not subscribe to destroy notifications in 60 s")
+		}
+	}
 
 	go func() {
 		c, err := l.Accept()
@@ -97,7 +129,7 @@ func TestTCPInfoAgent(t *testing.T) {
 	}
 	buf := make([]byte, 65536)
 	var total uint64
-	pc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	pc.SetReadDeadline(time.Now().Add(60 * time.Second))
 	for total < 12345 {
 		n, from, err := pc.ReadFrom(buf)
 		if err != nil {

@@ -117,7 +117,7 @@ func TestConntrackSource(t *testing.T) {
 
 	// The kernel's counters of the flow (it stays in TIME_WAIT, so -L still shows it).
 	var want record.Record
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		out := run(ip, "netns", "exec", ns, ct, "-L", "-p", "tcp", "-o", "extended")
 		want = record.Record{}
 		sc := bufio.NewScanner(strings.NewReader(out))

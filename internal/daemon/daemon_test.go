@@ -123,7 +123,7 @@ func TestDaemon(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	wctx, wcancel := context.WithTimeout(ctx, 60*time.Second)
 	defer wcancel()
 	if err := r.Wait(wctx); err != nil {
 		t.Fatalf("no report reached the spool: %v", err)
@@ -134,8 +134,23 @@ func TestDaemon(t *testing.T) {
 		t.Fatalf("spool holds %d records (%v): %+v", n, err, buf[:n])
 	}
 
-	code, body := httpGet(t, "http://"+haddr.String()+"/metrics")
-	for _, want := range []string{"netledger_reports_accepted_total 1", "netledger_spool_records_appended_total 1", `netledger_reports_rejected_total{reason="bad_mac"} 0`, "netledger_spool_bytes "} {
+	// The receiver counts a report accepted after the spool took it, and the spool hands it to
+	// readers on its next sync (10 ms): the count can lag the read, so /metrics is polled
+	// until it has every line (or the deadline, which only bounds a broken daemon).
+	wants := []string{"netledger_reports_accepted_total 1", "netledger_spool_records_appended_total 1", `netledger_reports_rejected_total{reason="bad_mac"} 0`, "netledger_spool_bytes "}
+	var code int
+	var body string
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		code, body = httpGet(t, "http://"+haddr.String()+"/metrics")
+		missing := code != 200
+		for _, want := range wants {
+			missing = missing || !strings.Contains(body, want)
+		}
+		if !missing || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, want := range wants {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("/metrics (%d) lacks %q", code, want)
 		}

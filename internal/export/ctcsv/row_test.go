@@ -188,7 +188,7 @@ func TestPipeCat(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("cat did not read the lines")
 	}
 	if !bytes.Equal(got, want) {

@@ -193,9 +193,9 @@ func TestBIRD(t *testing.T) {
 
 	want := birdExpect(gen0)
 	start := time.Now()
-	eventually(t, 30*time.Second, "the full table from bird", func() bool { return rib.dump() == want })
+	eventually(t, wait, "the full table from bird", func() bool { return rib.dump() == want })
 	t.Logf("1,200 routes received %v after starting bird", time.Since(start).Round(time.Millisecond))
-	eventually(t, 5*time.Second, "routing.RIB to hold the full table", func() bool { return ribDump(prod) == want })
+	eventually(t, wait, "routing.RIB to hold the full table", func() bool { return ribDump(prod) == want })
 	checkAttrs(t, rib, gen0)
 	if v4, v6 := rib.Len(); v4 != 1000 || v6 != 200 {
 		t.Fatalf("rib holds %d/%d routes", v4, v6)
@@ -210,24 +210,26 @@ func TestBIRD(t *testing.T) {
 		t.Fatalf("birdc configure: %v\n%s", err, out)
 	}
 	want = birdExpect(gen1)
-	eventually(t, 5*time.Second, "the reconfigured table", func() bool { return rib.dump() == want && ribDump(prod) == want })
+	eventually(t, wait, "the reconfigured table", func() bool { return rib.dump() == want && ribDump(prod) == want })
 	checkAttrs(t, rib, gen1)
 	if n := rib.size(); n != 1080 {
 		t.Fatalf("rib holds %d routes after withdrawing 120", n)
 	}
 
+	// Timed from before the drop (the grace timer starts after it), not from when this
+	// goroutine saw it: a loaded machine could delay that sight past the 200 ms of slack.
+	down := time.Now()
 	out, err = exec.Command(birdc, "-s", sock, "down").CombinedOutput()
 	if err != nil {
 		t.Fatalf("birdc down: %v\n%s", err, out)
 	}
-	eventually(t, 5*time.Second, "the session to drop", func() bool { return c.Status()[0].State != StateEstablished })
-	down := time.Now()
+	eventually(t, wait, "the session to drop", func() bool { return c.Status()[0].State != StateEstablished })
 	if n := rib.size(); n != 1080 {
 		t.Fatalf("table not kept after the session dropped: %d routes", n)
 	}
-	eventually(t, 5*time.Second, "the grace time to clear the table", func() bool { return rib.size() == 0 && ribDump(prod) == "" })
-	if d := time.Since(down); d < 1800*time.Millisecond {
-		t.Errorf("table cleared %v after the drop, grace is 2s", d)
+	eventually(t, wait, "the grace time to clear the table", func() bool { return rib.size() == 0 && ribDump(prod) == "" })
+	if d := time.Since(down); d < cfg.GraceTime {
+		t.Errorf("table cleared %v after the drop, grace is %v", d, cfg.GraceTime)
 	}
 }
 

@@ -126,6 +126,11 @@ func pathString(segs []routing.Segment) string {
 	return b.String()
 }
 
+// wait bounds the waits for a speaker to get somewhere: it only catches a broken test (the
+// waits return as soon as their condition holds), so it is generous — a race-enabled run on
+// a loaded CI machine can take seconds where an idle one takes milliseconds.
+const wait = 60 * time.Second
+
 // eventually polls cond until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -187,7 +192,7 @@ func newScripted(t *testing.T, nc net.Conn) *scripted {
 
 func dialScripted(t *testing.T, addr string) *scripted {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	nc, err := net.DialTimeout("tcp", addr, wait)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -229,7 +234,7 @@ func (s *scripted) recv(timeout time.Duration) (*bgp.BGPMessage, error) {
 func (s *scripted) expect(typ uint8) *bgp.BGPMessage {
 	s.t.Helper()
 	for {
-		m, err := s.recv(5 * time.Second)
+		m, err := s.recv(wait)
 		if err != nil {
 			s.t.Fatalf("waiting for message type %d: %v", typ, err)
 		}

@@ -3,6 +3,7 @@ package conntrack
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -112,9 +113,47 @@ func (l *lab) stop() {
 	}
 }
 
-// flush makes the agent end an interval now and returns that interval's rows.
+// settle waits until no TCP flow of the kernel's table can still change: each one is
+// ESTABLISHED (held open by the test, idle) or fully closed (TIME_WAIT, CLOSE). A server
+// goroutine closes its side when it gets round to it, so its FIN and the last ACK can cross
+// the veth well after the client's Close returned — on a loaded machine after any fixed
+// sleep. Reading the kernel's counters or ending an interval before then let the counters
+// move under the test: accounted ≠ kernel, or an "idle" interval with rows. The deadline
+// only bounds a broken test.
+func (l *lab) settle() {
+	l.t.Helper()
+	var busy string
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		busy = ""
+		for _, fam := range []string{"ipv4", "ipv6"} {
+			out, err := exec.Command(l.ip, "netns", "exec", l.b, l.ct, "-L", "-f", fam, "-o", "extended").Output()
+			if err != nil {
+				l.t.Fatalf("conntrack -L: %v", err)
+			}
+			for line := range strings.Lines(string(out)) {
+				f := strings.Fields(line)
+				if len(f) < 6 || f[2] != "tcp" {
+					continue
+				}
+				switch f[5] {
+				case "ESTABLISHED", "TIME_WAIT", "CLOSE":
+				default:
+					busy = line
+				}
+			}
+		}
+		if busy == "" {
+			return
+		}
+	}
+	l.t.Fatalf("kernel's TCP flows still changing after 60 s: %s", busy)
+}
+
+// flush makes the agent end an interval now, once the kernel's flows have settled, and
+// returns that interval's rows.
 func (l *lab) flush() []ctcsv.Row {
 	l.t.Helper()
+	l.settle()
 	time.Sleep(150 * time.Millisecond) // let queued events arrive
 	l.mu.Lock()
 	n := len(l.rows)
@@ -174,11 +213,14 @@ func udpServer(t *testing.T, ns, addr string, resp int) {
 	}()
 }
 
-// dialTCP opens a TCP connection from ns (source address src) to dst.
+// dialTCP opens a TCP connection from ns (source address src) to dst. The timeout leaves room
+// for SYN retransmissions (1 s, 3 s, 7 s… after the first): with the event socket overrun on
+// purpose and a loaded machine, 5 s was not enough (TestKernelEventLoss: i/o timeouts, and
+// the kernel then had fewer flows than the test opened).
 func dialTCP(t *testing.T, ns, src, dst string) net.Conn {
 	var c net.Conn
 	in(t, ns, func() (err error) {
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 60 * time.Second}
 		c, err = d.Dial("tcp", dst)
 		return
 	})
@@ -209,11 +251,33 @@ func udpExchange(t *testing.T, ns, src, dst string, n, req, resp int) {
 	})
 	defer c.Close()
 	buf := make([]byte, resp+1)
+	sent, got := 0, 0
 	for range n {
+		// UDP has no retransmission: a datagram the kernel dropped (as it did the SYNs of
+		// TestKernelEventLoss on a loaded machine) is sent again, as a client would; the
+		// kernel's counters, the oracle, count what went through.
 		c.Write(make([]byte, req))
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		sent++
+		for deadline := time.Now().Add(60 * time.Second); ; {
+			c.SetReadDeadline(time.Now().Add(time.Second))
+			_, err := c.Read(buf)
+			if err == nil {
+				got++
+				break
+			}
+			if !errors.Is(err, os.ErrDeadlineExceeded) || time.Now().After(deadline) {
+				t.Fatal(err)
+			}
+			c.Write(make([]byte, req))
+			sent++
+		}
+	}
+	// After a resend, take the answers still on their way, so that none moves the kernel's
+	// counters after the test read them.
+	for ; got < sent; got++ {
+		c.SetReadDeadline(time.Now().Add(time.Second))
 		if _, err := c.Read(buf); err != nil {
-			t.Fatal(err)
+			break
 		}
 	}
 }
@@ -233,10 +297,11 @@ func (s totals) add(r ctcsv.Row) {
 }
 
 // kernelTotals parses `conntrack -L -o extended` in ns (IPv4 and IPv6) and sums packets and
-// bytes per key; group maps an address to its expected group (written out by the test, not
-// computed by the code under test).
+// bytes per key, once the flows have settled; group maps an address to its expected group
+// (written out by the test, not computed by the code under test).
 func (l *lab) kernelTotals(group map[string]string, port func(proto uint8, dport uint16) int32) (totals, int) {
 	l.t.Helper()
+	l.settle()
 	tot := totals{}
 	flows := 0
 	for _, fam := range []string{"ipv4", "ipv6"} {
@@ -380,7 +445,6 @@ func TestKernelOracle(t *testing.T) {
 	exchange(t, long, 2, 100, 1000)
 	long.Close()
 	rev.Close()
-	time.Sleep(200 * time.Millisecond)
 	want, n := l.kernelTotals(saarGroups, allPorts)
 	if n != 7 {
 		t.Errorf("kernel has %d flows, want 7", n)
@@ -425,7 +489,6 @@ func TestKernelEventLoss(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	time.Sleep(200 * time.Millisecond)
 	want, n := l.kernelTotals(saarGroups, allPorts)
 	if n != burst+burst/5 {
 		t.Errorf("kernel has %d flows, want %d", n, burst+burst/5)

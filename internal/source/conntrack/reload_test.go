@@ -73,7 +73,6 @@ func TestKernelPortsReload(t *testing.T) {
 	// Phase 1: only 9000 by number.
 	connect("10.32.7.2:9000", 2)
 	connect("10.32.7.2:9002", 2)
-	time.Sleep(100 * time.Millisecond)
 	want, _ := l.kernelTotals(saarGroups, only9000)
 	compare(t, sum(l.flush()), want)
 	nextPhase()
@@ -83,7 +82,6 @@ func TestKernelPortsReload(t *testing.T) {
 	waitReload(t, l.agent, "ok", 1)
 	connect("10.32.7.2:9000", 1)
 	connect("10.32.7.2:9002", 2)
-	time.Sleep(100 * time.Millisecond)
 	want, _ = l.kernelTotals(saarGroups, allPorts)
 	got := sum(l.flush())
 	compare(t, got, want)
@@ -98,7 +96,6 @@ func TestKernelPortsReload(t *testing.T) {
 	writeAtomic(t, ports, "tcp:9000\ntcp:nine-thousand\n")
 	waitReload(t, l.agent, "error", 1)
 	connect("10.32.7.2:9002", 1)
-	time.Sleep(100 * time.Millisecond)
 	want, _ = l.kernelTotals(saarGroups, allPorts)
 	compare(t, sum(l.flush()), want)
 	if ok := testutil.ToFloat64(l.agent.metrics.portReloads.WithLabelValues("ok")); ok != 1 {

@@ -126,7 +126,7 @@ func TestCgroupFilter(t *testing.T) {
 	}
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
 			if time.Now().After(deadline) {
 				closed, open := count()
 				t.Fatalf("%s: closed %v, open %v, stats %+v", what, closed, open, src.Stats())

@@ -52,7 +52,7 @@ func startSource(t *testing.T, cfg Config) (*Source, *collector) {
 	case <-src.started:
 	case err := <-errc:
 		t.Fatalf("Run() = %v", err)
-	case <-time.After(10 * time.Second):
+	case <-time.After(60 * time.Second):
 		t.Fatal("source did not start")
 	}
 	// The kernel tests run as root on a kernel with the BPF socket iterator: the default
@@ -66,9 +66,9 @@ func startSource(t *testing.T, cfg Config) (*Source, *collector) {
 }
 
 // serve accepts connections on l: each reads the client's request until the client half-closes,
-// then writes size(conn) bytes in chunks with pause between them, then closes. received counts
-// the bytes the server read.
-func serve(l net.Listener, size func(n int) (chunks int, chunk int, pause time.Duration), received *sync.Map) {
+// then writes size(conn) bytes in chunks, calling pause between them, then closes. received
+// counts the bytes the server read.
+func serve(l net.Listener, size func(n int) (chunks int, chunk int, pause func()), received *sync.Map) {
 	for i := 0; ; i++ {
 		c, err := l.Accept()
 		if err != nil {
@@ -82,7 +82,7 @@ func serve(l net.Listener, size func(n int) (chunks int, chunk int, pause time.D
 			buf := make([]byte, chunk)
 			for k := 0; k < chunks; k++ {
 				if k > 0 {
-					time.Sleep(pause)
+					pause()
 				}
 				if _, err := c.Write(buf); err != nil {
 					return
@@ -132,11 +132,19 @@ func testKernelLoopback(t *testing.T, method string) {
 	}
 	var tot sideTotals
 	tot.perClient = map[string]uint64{}
-	size := func(i int) (int, int, time.Duration) {
-		if i == 0 {
-			return 6, 200_000, 250 * time.Millisecond // long: ~1.25 s, several dumps
+	// The long connection waits for two more dumps after each chunk, so that a whole dump sees
+	// each chunk: ≥ 3 records whatever the dumps' pace (it slept 250 ms between chunks, and on a
+	// loaded machine, with dumps taking hundreds of milliseconds, fewer dumps could span it).
+	nextDumps := func() {
+		for d0, deadline := src.Stats().Dumps, time.Now().Add(60*time.Second); src.Stats().Dumps < d0+2 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
 		}
-		return 1, 1000 + 7919*i%50000, 0
+	}
+	size := func(i int) (int, int, func()) {
+		if i == 0 {
+			return 4, 200_000, nextDumps // long: over several dumps
+		}
+		return 1, 1000 + 7919*i%50000, nil
 	}
 	for _, l := range listeners {
 		defer l.Close()
@@ -186,7 +194,7 @@ func testKernelLoopback(t *testing.T, method string) {
 
 	// Wait until every connection's destroy notification arrived.
 	var recs []record.Record
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		recs = col.snapshot()
 		closed := 0

@@ -81,7 +81,7 @@ func startNginx(t *testing.T, ns string, files map[string]int) {
 			<-exited
 		}
 	})
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		out, _ := exec.Command(ip, "netns", "exec", ns, ss, "-Hltn").Output()
 		if strings.Count(string(out), "LISTEN") >= 3 {
@@ -199,7 +199,7 @@ func TestNginx(t *testing.T) {
 	waitNoSockets(t, srv, "8080")
 
 	var recs []record.Record
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		recs = col.snapshot()
 		closed := 0
@@ -278,7 +278,7 @@ func TestNginx(t *testing.T) {
 func waitNoSockets(t *testing.T, ns, port string) {
 	t.Helper()
 	ip, ss := testenv.Command(t, "ip"), testenv.Command(t, "ss")
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		out, _ := exec.Command(ip, "netns", "exec", ns, ss, "-Htan", "state", "connected", "exclude", "time-wait",
 			"( sport = :"+port+" )").Output()

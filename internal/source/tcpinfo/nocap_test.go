@@ -69,9 +69,21 @@ func TestNoCapabilityHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel = context.WithTimeout(context.Background(), 350*time.Millisecond)
+	// Run until the second dump (not for a fixed time: on a loaded machine one dump took
+	// 300 ms and a 350 ms run saw only one); the deadline only bounds a broken source.
+	ctx, cancel = context.WithCancel(context.Background())
 	defer cancel()
-	if err := src.Run(ctx); err != nil {
+	done := make(chan error, 1)
+	go func() { done <- src.Run(ctx) }()
+	for deadline := time.Now().Add(30 * time.Second); src.Stats().Dumps < 2 && time.Now().Before(deadline); {
+		select {
+		case err := <-done:
+			t.Fatalf("dump-only Run() = %v before two dumps", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
 		t.Fatalf("dump-only Run() = %v", err)
 	}
 	if st := src.Stats(); st.Dumps < 2 || st.DumpErrors != 0 {

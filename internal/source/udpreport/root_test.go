@@ -120,7 +120,7 @@ func rejected(reg *prometheus.Registry, reason report.Reason) float64 {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -187,7 +187,20 @@ func TestCollector(t *testing.T) {
 			want[snd.want]++
 		}
 	}
-	waitFor(t, "counters", func() bool { return rejected(reg, report.Truncated) == want[report.Truncated] })
+	// A worker publishes its counters after each batch read, and the datagrams can arrive in
+	// several batches: waiting for one reason's count (as before) could read the others
+	// before the last batch was counted. Wait for all of them; then check each.
+	counted := func() bool {
+		for r := report.Reason(1); int(r) < report.NumReasons; r++ {
+			if rejected(reg, r) != want[r] {
+				return false
+			}
+		}
+		return testutil.ToFloat64(c.m.accepted) == 5
+	}
+	for deadline := time.Now().Add(60 * time.Second); !counted() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	for r := report.Reason(1); int(r) < report.NumReasons; r++ {
 		if got := rejected(reg, r); got != want[r] {
 			t.Errorf("rejected{reason=%q} = %v, want %v", r, got, want[r])
