@@ -11,23 +11,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/netledger/netledger/internal/testenv"
 )
 
 func rirFile(country string) string {
 	return "2|ripencc|20260101|1|19830705|20260101|+0100\n" +
 		"ripencc|" + country + "|ipv4|2.0.0.0|1048576|20100712|allocated\n"
-}
-
-// waitFor polls cond for up to 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func TestReloaderSwapsWithoutBlockingReaders(t *testing.T) {
@@ -109,7 +99,7 @@ func TestReloaderRunReloadsOnChange(t *testing.T) {
 	})
 	a := netip.MustParseAddr("2.1.2.3")
 	write(t, path, rirFile("DE")+"#\n")
-	waitFor(t, "the change to be picked up", func() bool { return r.Lookup(a).CountryCode() == "DE" })
+	testenv.WaitFor(t, "the change to be picked up", func() bool { return r.Lookup(a).CountryCode() == "DE" })
 
 	// Apply (the daemon's SIGHUP) reloads even when the file looks unchanged (same size and
 	// time), and adopts a new file list.

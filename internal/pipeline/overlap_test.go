@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/netledger/netledger/internal/store"
+	"github.com/netledger/netledger/internal/testenv"
 )
 
 // blockingStore is a memStore whose first commit waits until release is closed (a slow
@@ -27,18 +28,6 @@ func (s *blockingStore) Commit(ctx context.Context, b store.Batch) error {
 		<-s.release
 	})
 	return s.memStore.Commit(ctx, b)
-}
-
-// waitFor polls cond until it holds, failing the test after 30 s (a hang, not a speed limit).
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // TestAccountingGoesOnDuringCommit: while a commit is in flight the accounting goroutine keeps
@@ -60,7 +49,7 @@ func TestAccountingGoesOnDuringCommit(t *testing.T) {
 		// one batch each: the reader has caught up before the next is appended
 		bytes += appendLoad(t, sp, n, 100)
 		n += 100
-		waitFor(t, "the reader to read a batch while a commit is held", func() bool {
+		testenv.WaitFor(t, "the reader to read a batch while a commit is held", func() bool {
 			return testutil.ToFloat64(p.m.batches) >= before+float64(i+1)
 		})
 	}
@@ -105,10 +94,10 @@ func TestAbandonedCommitGoesWithTheFinal(t *testing.T) {
 			done := make(chan error, 1)
 			go func() { done <- p.Run(ctx) }()
 			bytes := appendLoad(t, sp, 0, 1000)
-			waitFor(t, "a failed commit", func() bool { return st.attempts.Load() >= 1 })
+			testenv.WaitFor(t, "a failed commit", func() bool { return st.attempts.Load() >= 1 })
 			if tc.after > 0 {
 				bytes += appendLoad(t, sp, 1000, tc.after) // accounted while the first commit is retried
-				waitFor(t, "more records read", func() bool { return testutil.ToFloat64(p.m.batches) >= 2 })
+				testenv.WaitFor(t, "more records read", func() bool { return testutil.ToFloat64(p.m.batches) >= 2 })
 			}
 			cancel() // the commit in flight is abandoned
 			time.Sleep(20 * time.Millisecond)
@@ -148,10 +137,10 @@ func TestFailingCommitStopsReading(t *testing.T) {
 	}
 	stop := start(p)
 	bytes := appendLoad(t, sp, 0, 1000)
-	waitFor(t, "a failed commit", func() bool { return st.attempts.Load() >= 1 })
+	testenv.WaitFor(t, "a failed commit", func() bool { return st.attempts.Load() >= 1 })
 	const n = (readAhead + 6) * readBatch // more batches than the pipeline holds
 	bytes += appendLoad(t, sp, 1000, n)
-	waitFor(t, "the reader to wait for a free batch", func() bool { return testutil.ToFloat64(p.m.readerStalls) >= 1 })
+	testenv.WaitFor(t, "the reader to wait for a free batch", func() bool { return testutil.ToFloat64(p.m.readerStalls) >= 1 })
 	time.Sleep(300 * time.Millisecond) // time to read everything, were the reading not stopped
 	if got := testutil.ToFloat64(p.m.batches); got >= 1+n/readBatch {
 		t.Errorf("%v batches read while the store was down, want fewer than %d", got, 1+n/readBatch)

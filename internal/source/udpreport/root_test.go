@@ -118,17 +118,6 @@ func rejected(reg *prometheus.Registry, reason report.Reason) float64 {
 	return -1
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestCollector(t *testing.T) {
 	c, s, reg, conn := start(t, testCfg())
 	now := time.Now()
@@ -170,7 +159,7 @@ func TestCollector(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "5 reports", func() bool { return s.len() == 5 })
+	testenv.WaitFor(t, "5 reports", func() bool { return s.len() == 5 })
 	var sum uint64
 	for _, r := range s.recs {
 		sum += r.BytesOut
@@ -220,7 +209,7 @@ func TestCollector(t *testing.T) {
 	conn.Write(v2Datagram(t, keyA, 9, 200, time.Now(), rec("198.51.100.5", 1)))
 	conn.Write(v1)
 	conn.Write(v2Datagram(t, keyB, 9, 201, time.Now(), rec("198.51.100.5", 1)))
-	waitFor(t, "reload effects", func() bool {
+	testenv.WaitFor(t, "reload effects", func() bool {
 		return rejected(reg, report.UnknownKey) == want[report.UnknownKey]+1 && rejected(reg, report.Version) == want[report.Version]+1 && s.len() == 6
 	})
 	bad := cfg
@@ -277,7 +266,7 @@ func TestDualStack(t *testing.T) {
 		}
 		conn.Write(v2Datagram(t, key, 50, uint64(i+1), time.Now(), rec("198.51.100.50", 50)))
 		conn.Close()
-		waitFor(t, "report from "+src, func() bool { return s.len() == i+1 })
+		testenv.WaitFor(t, "report from "+src, func() bool { return s.len() == i+1 })
 		s.mu.Lock()
 		got := s.recs[i]
 		s.mu.Unlock()
