@@ -863,3 +863,36 @@ func TestDirectView(t *testing.T) {
 		}
 	}
 }
+
+// TestPrunePaths: a path not used in the last 64 flushes is forgotten (with its text's entry,
+// when it was that text's canonical set), one still used is kept, and a forgotten path used
+// again gets its text back.
+func TestPrunePaths(t *testing.T) {
+	p := netip.MustParsePrefix("192.0.2.0/24")
+	old := &routing.Attrs{Path: []routing.Segment{seq(1, 2)}}
+	live := &routing.Attrs{Path: []routing.Segment{seq(3, 4)}}
+	ag, err := New(Config{Views: []ViewConfig{{Name: "prefix", Dimensions: []string{DimPrefix}}}, Routers: []string{"r"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := record.Record{Time: 60e9, Requests: 1, BytesOut: 10}
+	addOne(ag, &r, &enrich.Enriched{Prefix: p, Attrs: old})
+	for i := range 130 {
+		r.Time = int64(i+2) * 60e9
+		addOne(ag, &r, &enrich.Enriched{Prefix: p, Attrs: live})
+		ag.FlushAll(nil)
+	}
+	if ag.paths.get(old) != nil {
+		t.Error("a path unused for 130 flushes is still held")
+	}
+	if _, ok := ag.byText["1 2"]; ok {
+		t.Error("the text of a forgotten path still names its set")
+	}
+	if ag.paths.get(live) == nil || ag.byText["3 4"] != live {
+		t.Error("a path used at every flush was forgotten")
+	}
+	addOne(ag, &r, &enrich.Enriched{Prefix: p, Attrs: old})
+	if rows := ag.FlushAll(nil); len(rows) != 1 || rows[0].Dims.Path != "1 2" {
+		t.Fatalf("rows after the forgotten path's return = %v, want one row with path 1 2", rowLines(rows))
+	}
+}
