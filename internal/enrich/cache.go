@@ -63,8 +63,8 @@ type Cache struct {
 	router [cacheChunk]uint16
 	// the records of a batch not found in the cache, and a batch lookup of their routes
 	pend   []pending
-	addrs  [warmBatch]netip.Addr
-	routes [warmBatch]routing.Route
+	addrs  [routing.BatchSize]netip.Addr
+	routes [routing.BatchSize]routing.Route
 
 	hits, misses atomic.Uint64
 }
@@ -186,7 +186,7 @@ func cacheable(a netip.Addr) bool { return a.IsValid() && (a.Is4() || a.Zone() =
 //
 // The records are looked up in the cache cacheChunk at a time, their entries prefetched
 // first. The misses wait until the whole batch has been looked up; then the routes of each
-// router's misses are looked up warmBatch at a time through LookupBatch, when its table is a
+// router's misses are looked up routing.BatchSize at a time through LookupBatch, when its table is a
 // RouteTable, so that their cache misses overlap (a batch of 4,096 records from 50,000
 // clients has about 200 misses per router; a chunk of 64, only three).
 func (c *Cache) EnrichBatch(recs []record.Record, out []Enriched) {
@@ -236,9 +236,6 @@ type pending struct {
 	done   bool
 }
 
-// warmBatch is the number of routes looked up together.
-const warmBatch = 64
-
 // probe enriches r from its entry and reports whether it found one.
 func (c *Cache) probe(r *record.Record, h uint64, router uint16, out *Enriched) bool {
 	a := r.Client
@@ -266,10 +263,10 @@ func (c *Cache) probe(r *record.Record, h uint64, router uint16, out *Enriched) 
 // resolve enriches the pending records of a batch, in order within each router, and keeps
 // the results; it returns how many of them turned out to be hits (a client that missed
 // earlier in the same batch is in the cache by then). The routes of the misses of a router
-// with a RouteTable are looked up warmBatch at a time (LookupBatch).
+// with a RouteTable are looked up routing.BatchSize at a time (LookupBatch).
 func (c *Cache) resolve(recs []record.Record, out []Enriched) (hits uint64) {
 	p := c.pend
-	var grp [warmBatch]int32 // indexes in p
+	var grp [routing.BatchSize]int32 // indexes in p
 	for k := range p {
 		if p[k].done {
 			continue
@@ -288,9 +285,9 @@ func (c *Cache) resolve(recs []record.Record, out []Enriched) (hits uint64) {
 			}
 			continue
 		}
-		// the next warmBatch misses of this router
+		// the next routing.BatchSize misses of this router
 		n := 0
-		for j := k; j < len(p) && n < warmBatch; j++ {
+		for j := k; j < len(p) && n < routing.BatchSize; j++ {
 			if !p[j].done && p[j].router == router {
 				grp[n] = int32(j)
 				c.addrs[n] = recs[p[j].i].Client

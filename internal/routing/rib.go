@@ -173,7 +173,7 @@ func (r *RIB) LookupBatch(addrs []netip.Addr, out []Route) {
 	s := r.snap.Load()
 	out = out[:len(addrs)]
 	for len(addrs) > 0 {
-		n := min(len(addrs), warmBatch)
+		n := min(len(addrs), BatchSize)
 		s.lookupBatch(addrs[:n], out[:n])
 		addrs, out = addrs[n:], out[n:]
 	}

@@ -128,23 +128,24 @@ func checkWarmLayout() (unsafe.Pointer, bool) {
 	return kid.typ, true
 }
 
-// warmBatch is the number of addresses warm4 walks together.
-const warmBatch = 64
+// BatchSize is the number of addresses LookupBatch walks together (warm): a caller's batches
+// of this size overlap their cache misses best.
+const BatchSize = 64
 
 // warm prefetches the trie nodes the lookups of addrs will read in the split sub-tables
 // (IPv4 /8 and longer, IPv6 /16 and longer; the short-prefix tables are small and hot), at
-// most warmBatch addresses. When last is not nil (tests), last[i] is set to the leaf or
+// most BatchSize addresses. When last is not nil (tests), last[i] is set to the leaf or
 // fringe where address i's walk ended, if any.
-func (t *trie) warm(addrs []netip.Addr, last *[warmBatch]*eface) {
+func (t *trie) warm(addrs []netip.Addr, last *[BatchSize]*eface) {
 	if !warmOK {
 		return
 	}
 	var (
-		cur    [warmBatch]*mirrorNode
-		octets [warmBatch]uint64 // the address's octets below the sub-table's, left-aligned
-		kid    [warmBatch]*eface
+		cur    [BatchSize]*mirrorNode
+		octets [BatchSize]uint64 // the address's octets below the sub-table's, left-aligned
+		kid    [BatchSize]*eface
 	)
-	n := min(len(addrs), warmBatch)
+	n := min(len(addrs), BatchSize)
 	depth := 0
 	for i := range n {
 		a := addrs[i]

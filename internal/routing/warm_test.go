@@ -38,11 +38,11 @@ func TestWarmWalk(t *testing.T) {
 		ps = append(ps, p)
 		tr.Insert(p, uint32(i)<<8|uint32(p.Bits()))
 	}
-	var last [warmBatch]*eface
+	var last [BatchSize]*eface
 	ended, checked, nils, leafOther := 0, 0, 0, 0
 	var ended6 int
 	for range 2000 {
-		var addrs [warmBatch]netip.Addr
+		var addrs [BatchSize]netip.Addr
 		for i := range addrs {
 			p := ps[rnd.IntN(len(ps))]
 			// shorter prefixes are kept in nodes (no leaf: the walk stops above)
@@ -58,7 +58,7 @@ func TestWarmWalk(t *testing.T) {
 				addrs[i] = netip.AddrFrom16(addrs[i].As16())
 			}
 		}
-		last = [warmBatch]*eface{}
+		last = [BatchSize]*eface{}
 		tr.warm(addrs[:], &last)
 		for i, a := range addrs {
 			checked++
