@@ -54,6 +54,7 @@ type Agent struct {
 
 	portsStat    os.FileInfo
 	lastFromZero uint64
+	lastReplaced uint64
 	rows         []ctcsv.Row
 	recs         []record.Record
 }
@@ -267,11 +268,12 @@ func (a *Agent) dump(s *socket, f *Flow) error {
 func (a *Agent) dumpAndFlush(s *socket, f *Flow, ts time.Time) error {
 	derr := a.dump(s, f)
 	a.mu.Lock()
-	fz := a.table.Stats.FromZero
+	fz, rp := a.table.Stats.FromZero, a.table.Stats.Replaced
 	a.rows = a.table.Flush(ts.UnixNano(), a.rows[:0])
 	a.mu.Unlock()
 	a.metrics.fromZero.Add(float64(fz - a.lastFromZero))
-	a.lastFromZero = fz
+	a.metrics.replaced.Add(float64(rp - a.lastReplaced))
+	a.lastFromZero, a.lastReplaced = fz, rp
 	err := a.emit(ts, a.rows)
 	return errors.Join(derr, err)
 }
