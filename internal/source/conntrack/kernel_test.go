@@ -465,10 +465,20 @@ func TestKernelOracle(t *testing.T) {
 
 // TestKernelEventLoss forces the event socket's buffer tiny and opens a burst of short
 // connections: events are lost (overruns counted), and the totals still equal the kernel's,
-// also after the kernel destroys the flows (no double counting).
+// also after the kernel destroys the flows (no double counting) — with and without
+// reliable DESTROY events.
 func TestKernelEventLoss(t *testing.T) {
+	for _, reliable := range []bool{false, true} {
+		t.Run(map[bool]string{false: "lossy", true: "reliable"}[reliable], func(t *testing.T) {
+			testEventLoss(t, reliable)
+		})
+	}
+}
+
+func testEventLoss(t *testing.T, reliable bool) {
 	cfg := saarConfig()
 	cfg.ReceiveBuffer = 1 // the kernel's minimum
+	cfg.ReliableEvents = reliable
 	l := newLab(t, cfg)
 	tcpServer(t, l.b, "10.32.7.2:9000", 100, 1000)
 	udpServer(t, l.b, "10.32.7.2:9001", 200)
