@@ -33,13 +33,7 @@ import (
 // connections: nothing is lost that a dump could see, nothing is counted twice. It fails when
 // the option is ignored either way (always reliable: the lossy reconnections retransmit;
 // never reliable: the reliable ones do not).
-func TestKernelReliableEvents(t *testing.T) {
-	for _, reliable := range []bool{false, true} {
-		t.Run(map[bool]string{false: "lossy", true: "reliable"}[reliable], func(t *testing.T) {
-			testReliableEvents(t, reliable)
-		})
-	}
-}
+func TestKernelReliableEvents(t *testing.T) { eachEventMode(t, testReliableEvents) }
 
 func testReliableEvents(t *testing.T, reliable bool) {
 	cfg := saarConfig()
@@ -146,23 +140,12 @@ func testReliableEvents(t *testing.T, reliable bool) {
 // closeFirstServer accepts connections in ns on addr: each reads req bytes, answers resp
 // bytes and closes first, so that its side (and the conntrack entry) ends in TIME_WAIT.
 func closeFirstServer(t *testing.T, ns, addr string, req, resp int) {
-	var ln net.Listener
-	in(t, ns, func() (err error) { ln, err = net.Listen("tcp", addr); return })
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				if _, err := io.ReadFull(c, make([]byte, req)); err == nil {
-					c.Write(make([]byte, resp))
-				}
-			}()
+	serveTCP(t, ns, addr, func(c net.Conn) {
+		defer c.Close()
+		if _, err := io.ReadFull(c, make([]byte, req)); err == nil {
+			c.Write(make([]byte, resp))
 		}
-	}()
+	})
 }
 
 // closeFirstExchange sends req bytes on c, reads resp bytes and the server's close, then
