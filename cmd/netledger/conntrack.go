@@ -37,6 +37,7 @@ type conntrackFlags struct {
 	zones                  []uint
 	mark, markMask         uint32
 	rcvbuf                 int
+	reliableEvents         bool
 	listen                 string
 }
 
@@ -60,6 +61,7 @@ func addConntrackFlags(fs *pflag.FlagSet, f *conntrackFlags) {
 	fs.Uint32Var(&f.mark, "mark", 0, "account only flows with ct mark & mark-mask == mark")
 	fs.Uint32Var(&f.markMask, "mark-mask", 0, "mask for -mark (0: no mark filter)")
 	fs.IntVar(&f.rcvbuf, "receive-buffer", d.ReceiveBuffer, "event socket receive buffer in bytes")
+	fs.BoolVar(&f.reliableEvents, "reliable-events", d.ReliableEvents, "deliver DESTROY events reliably: exact final counters, but a full event socket holds back the host's packets (off: overruns lose events, dumps recover)")
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:8792", "address of /metrics and /healthz: events, overruns, flows, rows (empty: none)")
 }
 
@@ -105,7 +107,7 @@ func (f *conntrackFlags) config() (conntrack.Config, ctcsv.Config, error) {
 	for _, z := range f.zones {
 		cfg.Zones = append(cfg.Zones, uint16(z))
 	}
-	cfg.Mark, cfg.MarkMask, cfg.ReceiveBuffer = f.mark, f.markMask, f.rcvbuf
+	cfg.Mark, cfg.MarkMask, cfg.ReceiveBuffer, cfg.ReliableEvents = f.mark, f.markMask, f.rcvbuf, f.reliableEvents
 	out := ctcsv.Config{Stdout: f.pipe == "", Pipe: f.pipe, Dir: f.output, TrackOpen: f.trackOpen, PipeSize: ctcsv.DefaultPipeSize}
 	return cfg, out, cfg.Validate()
 }

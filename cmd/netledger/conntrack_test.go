@@ -45,6 +45,23 @@ func TestConntrackFlags(t *testing.T) {
 	if f.listen != "127.0.0.1:8792" {
 		t.Errorf("metrics listen %q, want loopback by default", f.listen)
 	}
+	if cfg.ReliableEvents {
+		t.Errorf("reliable events on by default: a full event socket would hold back the host's packets")
+	}
+	for _, tc := range []struct {
+		arg  string
+		want bool
+	}{{"-reliable-events", true}, {"-reliable-events=false", false}} {
+		var f conntrackFlags
+		fs := pflag.NewFlagSet("conntrack", pflag.ContinueOnError)
+		addConntrackFlags(fs, &f)
+		if err := fs.Parse(singleDash([]string{tc.arg})); err != nil {
+			t.Fatal(err)
+		}
+		if cfg, _, err := f.config(); err != nil || cfg.ReliableEvents != tc.want {
+			t.Errorf("%s: reliable events %v (%v), want %v", tc.arg, cfg.ReliableEvents, err, tc.want)
+		}
+	}
 	for _, bad := range [][]string{{"-src-group-mask=255.0.0"}, {"-src=10.0.0.0/33"}, {"-src-group-prefix6=129"}} {
 		var f conntrackFlags
 		fs := pflag.NewFlagSet("conntrack", pflag.ContinueOnError)

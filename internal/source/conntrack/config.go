@@ -48,10 +48,19 @@ type Config struct {
 	NetNS string `yaml:"netns"`
 	// ReceiveBuffer is the event socket's receive buffer in bytes (forced past rmem_max).
 	ReceiveBuffer int `yaml:"receive_buffer"`
+	// ReliableEvents makes the kernel deliver DESTROY events reliably
+	// (NETLINK_BROADCAST_ERROR): when the event socket is full, the kernel keeps the dying
+	// connection and retries, so its final counters are never lost, but the host's packets
+	// that need that connection gone (a SYN reusing its ports) are dropped meanwhile. Off
+	// (the default, as conntrackd's NetlinkEventsReliable): a full socket loses the events,
+	// the overrun is counted and dumps recover the counters, and the host's traffic never
+	// waits for the agent.
+	ReliableEvents bool `yaml:"reliable_events"`
 }
 
 // DefaultConfig returns the original tool's defaults: 15 s, every address its own group,
-// ICMP off, a 26 MiB event buffer.
+// ICMP off, a 26 MiB event buffer, lossy events (the host's traffic never waits for the
+// agent).
 func DefaultConfig() Config {
 	return Config{
 		Interval:        15 * time.Second,

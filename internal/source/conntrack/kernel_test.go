@@ -169,8 +169,8 @@ func (l *lab) flush() []ctcsv.Row {
 // in runs fn on a thread inside namespace ns; sockets it creates live there.
 func in(t testing.TB, ns string, fn func() error) { t.Helper(); testenv.InNetNS(t, ns, fn) }
 
-// tcpServer accepts connections in ns on addr: each reads req bytes then answers resp bytes.
-func tcpServer(t *testing.T, ns, addr string, req, resp int) {
+// serveTCP accepts connections in ns on addr and serves each with serve, which closes it.
+func serveTCP(t *testing.T, ns, addr string, serve func(net.Conn)) {
 	var ln net.Listener
 	in(t, ns, func() (err error) { ln, err = net.Listen("tcp", addr); return })
 	t.Cleanup(func() { ln.Close() })
@@ -180,20 +180,25 @@ func tcpServer(t *testing.T, ns, addr string, req, resp int) {
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				for {
-					if _, err := io.ReadFull(c, buf[:req]); err != nil {
-						return
-					}
-					if _, err := c.Write(make([]byte, resp)); err != nil {
-						return
-					}
-				}
-			}()
+			go serve(c)
 		}
 	}()
+}
+
+// tcpServer accepts connections in ns on addr: each reads req bytes then answers resp bytes.
+func tcpServer(t *testing.T, ns, addr string, req, resp int) {
+	serveTCP(t, ns, addr, func(c net.Conn) {
+		defer c.Close()
+		buf := make([]byte, 4096)
+		for {
+			if _, err := io.ReadFull(c, buf[:req]); err != nil {
+				return
+			}
+			if _, err := c.Write(make([]byte, resp)); err != nil {
+				return
+			}
+		}
+	})
 }
 
 // udpServer answers every datagram in ns with resp bytes.
@@ -465,10 +470,21 @@ func TestKernelOracle(t *testing.T) {
 
 // TestKernelEventLoss forces the event socket's buffer tiny and opens a burst of short
 // connections: events are lost (overruns counted), and the totals still equal the kernel's,
-// also after the kernel destroys the flows (no double counting).
-func TestKernelEventLoss(t *testing.T) {
+// also after the kernel destroys the flows (no double counting) — with and without
+// reliable DESTROY events.
+func TestKernelEventLoss(t *testing.T) { eachEventMode(t, testEventLoss) }
+
+// eachEventMode runs test as subtests without and with reliable DESTROY events.
+func eachEventMode(t *testing.T, test func(t *testing.T, reliable bool)) {
+	for _, reliable := range []bool{false, true} {
+		t.Run(map[bool]string{false: "lossy", true: "reliable"}[reliable], func(t *testing.T) { test(t, reliable) })
+	}
+}
+
+func testEventLoss(t *testing.T, reliable bool) {
 	cfg := saarConfig()
 	cfg.ReceiveBuffer = 1 // the kernel's minimum
+	cfg.ReliableEvents = reliable
 	l := newLab(t, cfg)
 	tcpServer(t, l.b, "10.32.7.2:9000", 100, 1000)
 	udpServer(t, l.b, "10.32.7.2:9001", 200)

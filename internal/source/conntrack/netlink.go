@@ -140,11 +140,13 @@ func dialNS(nsPath string, groups uint32) (*netlink.Conn, error) {
 	return c, err
 }
 
-// openEvents subscribes to conntrack events with a receive buffer of rcvbuf bytes. DESTROY
-// events are made reliable with NETLINK_BROADCAST_ERROR: when our buffer is full the kernel
-// keeps the dying entry and delivers its DESTROY again later, so final counters are never
-// lost; NEW and UPDATE events may still be lost (ENOBUFS), which dumps recover.
-func openEvents(nsPath string, rcvbuf int) (*socket, error) {
+// openEvents subscribes to conntrack events with a receive buffer of rcvbuf bytes. With
+// reliable, DESTROY events are made reliable with NETLINK_BROADCAST_ERROR: when our buffer is
+// full the kernel keeps the dying entry and delivers its DESTROY again later, so final
+// counters are never lost, but a packet that needs the entry gone (a SYN reopening its
+// tuple) is dropped until then. Without it, and for NEW and UPDATE events always, a full
+// buffer loses events (ENOBUFS), which dumps recover.
+func openEvents(nsPath string, rcvbuf int, reliable bool) (*socket, error) {
 	c, err := dialNS(nsPath, eventGroups)
 	if err != nil {
 		return nil, explain("subscribe to conntrack events", err)
@@ -161,9 +163,11 @@ func openEvents(nsPath string, rcvbuf int) (*socket, error) {
 			}
 		}
 	}
-	if err := c.SetOption(netlink.BroadcastError, true); err != nil {
-		s.close()
-		return nil, fmt.Errorf("cannot set NETLINK_BROADCAST_ERROR: %w", err)
+	if reliable {
+		if err := c.SetOption(netlink.BroadcastError, true); err != nil {
+			s.close()
+			return nil, fmt.Errorf("cannot set NETLINK_BROADCAST_ERROR: %w", err)
+		}
 	}
 	return s, nil
 }

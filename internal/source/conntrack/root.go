@@ -5,9 +5,10 @@
 //
 // Events (NEW, UPDATE, DESTROY) arrive on one netlink socket and the table is dumped every
 // interval on a second one. Only counter deltas are accounted, so a flow seen by events and
-// dumps is never counted twice. DESTROY events are made reliable (NETLINK_BROADCAST_ERROR);
-// a flow whose NEW was lost is counted from zero when the kernel's start timestamp says it
-// started after the agent, and from its first sight otherwise.
+// dumps is never counted twice. DESTROY events can be made reliable (ReliableEvents,
+// NETLINK_BROADCAST_ERROR) at the price of the host's packets waiting for the agent; a flow
+// whose NEW was lost is counted from zero when the kernel's start timestamp says it started
+// after the agent, and from its first sight otherwise.
 package conntrack
 
 import (
@@ -53,6 +54,7 @@ type Agent struct {
 
 	portsStat    os.FileInfo
 	lastFromZero uint64
+	lastReplaced uint64
 	rows         []ctcsv.Row
 	recs         []record.Record
 }
@@ -140,7 +142,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	start := time.Now().UnixNano()
-	ev, err := openEvents(a.cfg.NetNS, a.cfg.ReceiveBuffer)
+	ev, err := openEvents(a.cfg.NetNS, a.cfg.ReceiveBuffer, a.cfg.ReliableEvents)
 	if err != nil {
 		return err
 	}
@@ -161,7 +163,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.dump(dump, &f); err != nil {
 		return err
 	}
-	a.log.Info("conntrack accounting running", "interval", a.cfg.Interval, "netns", a.cfg.NetNS)
+	a.log.Info("conntrack accounting running", "interval", a.cfg.Interval, "netns", a.cfg.NetNS,
+		"reliable_events", a.cfg.ReliableEvents)
 	close(a.ready)
 
 	tick := time.NewTimer(time.Until(nextTick(time.Now(), a.cfg.Interval)))
@@ -201,7 +204,8 @@ func (a *Agent) readEvents(s *socket) error {
 		if err != nil {
 			if errors.Is(err, unix.ENOBUFS) {
 				if a.overruns.Add(1) == 1 {
-					a.log.Warn("conntrack event socket overrun; lost events are recovered from dumps (consider a larger receive_buffer)")
+					a.log.Warn("conntrack event socket overrun; lost events are recovered from dumps (consider a larger receive_buffer)",
+						"reliable_events", a.cfg.ReliableEvents)
 				}
 				a.metrics.overruns.Inc()
 				continue
@@ -264,11 +268,12 @@ func (a *Agent) dump(s *socket, f *Flow) error {
 func (a *Agent) dumpAndFlush(s *socket, f *Flow, ts time.Time) error {
 	derr := a.dump(s, f)
 	a.mu.Lock()
-	fz := a.table.Stats.FromZero
+	fz, rp := a.table.Stats.FromZero, a.table.Stats.Replaced
 	a.rows = a.table.Flush(ts.UnixNano(), a.rows[:0])
 	a.mu.Unlock()
 	a.metrics.fromZero.Add(float64(fz - a.lastFromZero))
-	a.lastFromZero = fz
+	a.metrics.replaced.Add(float64(rp - a.lastReplaced))
+	a.lastFromZero, a.lastReplaced = fz, rp
 	err := a.emit(ts, a.rows)
 	return errors.Join(derr, err)
 }

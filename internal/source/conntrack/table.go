@@ -16,7 +16,7 @@ type flowState struct {
 	flags uint8
 	gen   uint8 // dump generation that last saw the flow (or created it)
 	_     [2]byte
-	start int64 // Unix ns; 0 when unknown (connection not tracked)
+	start int64 // Unix ns; 0 when unknown; the kernel's when fStamped
 	// accounted so far
 	origPackets, origBytes, replyPackets, replyBytes uint64
 }
@@ -26,6 +26,7 @@ const (
 	fClosed                // close already counted
 	fDestroyed             // DESTROY seen: a tombstone until the next dump ends
 	fUsed                  // slot in use
+	fStamped               // start is the kernel's start timestamp of this connection
 )
 
 const pageSize = 4096
@@ -44,6 +45,10 @@ type Stats struct {
 	Events, Dumped, Filtered           uint64
 	FromZero, Baselined, Stale, Closed uint64
 	UnknownUpdates                     uint64
+	// Replaced counts flows found replaced by a new connection with the same conntrack id
+	// and tuple (a port reused at once, the kernel reusing the entry's memory): the old
+	// one's DESTROY was lost, and its traffic after it was last seen is not accounted.
+	Replaced uint64
 }
 
 // Table does the accounting: it keeps per-flow counters, accounts only deltas (so nothing
@@ -298,6 +303,17 @@ func (t *Table) Handle(f *Flow, now int64) {
 	}
 	key := flowKey(f)
 	i, known := t.index[key]
+	if known && f.Start != 0 {
+		if s := t.flow(i); s.flags&fStamped != 0 && s.start != f.Start {
+			// Another connection with the same id and tuple: the one tracked has ended.
+			if s.flags&fDestroyed == 0 {
+				t.Stats.Replaced++ // its DESTROY was lost (an overrun without reliable events)
+				t.close(s, now)
+			}
+			t.remove(i)
+			known = false
+		}
+	}
 	switch f.Type {
 	case EventNew:
 		if known {
@@ -341,6 +357,7 @@ func (t *Table) Handle(f *Flow, now int64) {
 			return
 		}
 		s.gen = t.gen
+		stamp(s, f)
 		t.account(s, f)
 		if closing(f) {
 			t.close(s, now)
@@ -363,9 +380,16 @@ func (t *Table) Handle(f *Flow, now int64) {
 		t.close(s, end)
 		s.flags |= fDestroyed
 		s.gen = t.gen
-		if f.Start != 0 {
-			s.start = f.Start // tells a later incarnation with the same id apart
-		}
+		stamp(s, f) // tells a later incarnation with the same id apart
+	}
+}
+
+// stamp records the kernel's start timestamp of the flow, when the message has it: a
+// message with another start is about another connection with the same id and tuple.
+func stamp(s *flowState, f *Flow) {
+	if f.Start != 0 {
+		s.start = f.Start
+		s.flags |= fStamped
 	}
 }
 
@@ -383,6 +407,7 @@ func (t *Table) firstSight(f *Flow, now int64) *flowState {
 		s.replyPackets, s.replyBytes = f.ReplyPackets, f.ReplyBytes
 		t.track(s, f.Start, f.Proto)
 	}
+	stamp(s, f)
 	if closing(f) {
 		t.close(s, now)
 	}

@@ -116,6 +116,57 @@ func TestTableLostNew(t *testing.T) {
 	}
 }
 
+// TestTableReplaced: the kernel reuses a destroyed entry's id for a new connection with the
+// same tuple (a client reconnecting from the same port). Without reliable events the old
+// one's DESTROY may be lost: the new connection, told apart by its start timestamp, must be
+// counted from zero (its counters restart below the old ones'), and the old one closed.
+// Messages about one connection (the same start, or no timestamps) are never taken for
+// another.
+func TestTableReplaced(t *testing.T) {
+	s1, s2 := agentStart+1e9, agentStart+5e9
+	msg := func(typ EventType, start int64, packets, bytes uint64) Flow {
+		f := counters(tcpFlow(typ, 7, "10.0.0.1", "10.0.0.2", 22), packets, bytes, packets, bytes)
+		if typ == EventNew {
+			f.HasCounters = false
+		}
+		f.Start = start
+		return f
+	}
+	for _, tc := range []struct {
+		name                  string
+		msgs                  []Flow
+		bytes, conns, replace uint64
+	}{
+		{"lost DESTROY, replacement in a dump",
+			[]Flow{msg(EventNew, 0, 0, 0), msg(EventDump, s1, 5, 500), msg(EventDump, s2, 3, 300)}, 800, 1, 1},
+		{"lost DESTROY, replacement's DESTROY",
+			[]Flow{msg(EventDump, s1, 5, 500), msg(EventDestroy, s2, 3, 300)}, 800, 2, 1},
+		{"DESTROY seen, replacement's NEW lost",
+			[]Flow{msg(EventDestroy, s1, 5, 500), msg(EventDestroy, s2, 3, 300)}, 800, 2, 0},
+		{"NEW without a timestamp, then dumps with one",
+			[]Flow{msg(EventNew, 0, 0, 0), msg(EventDump, s1, 5, 500), msg(EventDump, s1, 6, 600)}, 600, 0, 0},
+		{"no timestamps: cannot tell",
+			[]Flow{msg(EventNew, 0, 0, 0), msg(EventDump, 0, 5, 500), msg(EventDump, 0, 6, 600)}, 600, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tb := NewTable(DefaultConfig(), agentStart)
+			for i, f := range tc.msgs {
+				tb.BeginDump()
+				tb.Handle(&f, agentStart+10e9+int64(i)*1e9)
+				tb.EndDump()
+			}
+			var bytes, conns uint64
+			for _, r := range tb.Flush(1, nil) {
+				bytes += r.SrcBytes
+				conns += r.Connections
+			}
+			if bytes != tc.bytes || conns != tc.conns || tb.Stats.Replaced != tc.replace {
+				t.Errorf("bytes %d, connections %d, replaced %d; want %d, %d, %d", bytes, conns, tb.Stats.Replaced, tc.bytes, tc.conns, tc.replace)
+			}
+		})
+	}
+}
+
 func TestGroup(t *testing.T) {
 	saar := [4]byte{255, 239, 255, 0}
 	for _, tc := range []struct {
