@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"time"
 
 	"github.com/netledger/netledger/internal/aggregate"
@@ -20,6 +21,18 @@ type Config struct {
 	NoDefaultViews bool `yaml:"no_default_views"`
 	// Views are more views; one named like a default view replaces it.
 	Views []aggregate.ViewConfig `yaml:"views"`
+	// Workers is the number of goroutines that decode, enrich and aggregate records, each
+	// with a client cache and view tables of its own (0: one per core, GOMAXPROCS). Their
+	// tables are merged at every commit.
+	Workers int `yaml:"workers"`
+}
+
+// workers returns the number of workers to start.
+func (c Config) workers() int {
+	if c.Workers > 0 {
+		return c.Workers
+	}
+	return runtime.GOMAXPROCS(0)
 }
 
 // DefaultConfig returns the defaults: 1-minute intervals committed every second.
@@ -36,6 +49,9 @@ func (c Config) EffectiveViews() []aggregate.ViewConfig {
 func (c Config) Validate() error {
 	if c.Interval < time.Second || c.Interval%time.Second != 0 || (24*time.Hour)%c.Interval != 0 {
 		return fmt.Errorf("accounting.interval %s must be a whole number of seconds dividing a day", c.Interval)
+	}
+	if c.Workers < 0 {
+		return errors.New("accounting.workers must not be negative")
 	}
 	if c.CommitInterval <= 0 {
 		return errors.New("accounting.commit_interval must be positive")

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,8 @@ func TestConfigYAML(t *testing.T) {
 		{"interval: 7m\n", 0, "dividing a day"},
 		{"interval: 1500ms\n", 0, "whole number of seconds"},
 		{"commit_interval: 0s\n", 0, "commit_interval"},
+		{"workers: 3\n", 6, ""},
+		{"workers: -1\n", 0, "workers"},
 	} {
 		cfg := DefaultConfig()
 		dec := yaml.NewDecoder(strings.NewReader(tc.yaml))
@@ -42,5 +45,11 @@ func TestConfigYAML(t *testing.T) {
 	}
 	if d := DefaultConfig(); d.Interval != time.Minute || d.CommitInterval != time.Second {
 		t.Errorf("defaults %+v", d)
+	}
+	if got, want := DefaultConfig().workers(), runtime.GOMAXPROCS(0); got != want {
+		t.Errorf("default workers %d, want one per core (%d)", got, want)
+	}
+	if got := (Config{Workers: 3}).workers(); got != 3 {
+		t.Errorf("workers: 3 starts %d", got)
 	}
 }

@@ -138,11 +138,11 @@ func TestFailingCommitStopsReading(t *testing.T) {
 	stop := start(p)
 	bytes := appendLoad(t, sp, 0, 1000)
 	testenv.WaitFor(t, "a failed commit", func() bool { return st.attempts.Load() >= 1 })
-	const n = (readAhead + 6) * readBatch // more batches than the pipeline holds
+	n := (len(p.batches) + 6) * readBatch // more batches than the pipeline holds
 	bytes += appendLoad(t, sp, 1000, n)
 	testenv.WaitFor(t, "the reader to wait for a free batch", func() bool { return testutil.ToFloat64(p.m.readerStalls) >= 1 })
 	time.Sleep(300 * time.Millisecond) // time to read everything, were the reading not stopped
-	if got := testutil.ToFloat64(p.m.batches); got >= 1+n/readBatch {
+	if got := testutil.ToFloat64(p.m.batches); got >= float64(1+n/readBatch) {
 		t.Errorf("%v batches read while the store was down, want fewer than %d", got, 1+n/readBatch)
 	}
 	st.failing.Store(false)

@@ -14,12 +14,16 @@
 // committed with the final one, whose position covers both. After a crash, the records after
 // the committed position are read again and counted for the first time.
 //
-// Three goroutines share the work, so that several cores are used: the reading goroutine reads
-// batches of records from the spool and decodes them, the enriching goroutine enriches them, and
-// the accounting goroutine adds them to the views and commits. Batches go one way, through
-// channels, and come back empty through another: at most readAhead batches are read and not
-// yet accounted, and the position committed is always the position after the last batch
-// accounted, never the reader's.
+// The work is shared so that every core is used and records never cross cores: the reading
+// goroutine reads batches of whole spool frames (checked, not decoded: about 37 bytes a record),
+// and each of the workers, one per core, decodes the batches it takes, enriches their records
+// (with a client cache of its own) and adds them to an aggregator of its own, a small block at a
+// time so that the records stay in its core's cache. The coordinating goroutine hands the
+// batches from the reader to the workers and back, and commits: at a commit it stops handing
+// out batches until the workers are idle, merges their aggregators into the first one and
+// flushes that. Batches go one way, through channels, and come back empty through another: at
+// most len(batches) batches are read and not yet accounted, and the position committed is always
+// the position after the last batch accounted, never the reader's.
 package pipeline
 
 import (
@@ -27,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,25 +47,37 @@ import (
 // Consumer is the name the pipeline's spool position is saved under.
 const Consumer = "accounting"
 
-// readBatch is the number of records read from the spool at once.
-const readBatch = 4096
+// readBatch is the most records a batch holds: whole spool frames (of at most
+// spool.MaxFrameRecords records each) read at once.
+const readBatch = 4 * spool.MaxFrameRecords
 
-// readAhead is the number of batches in flight between the reading goroutine and the
-// accounting one: enough for each stage to keep going while the others work on a batch, few
-// enough that a stalled commit holds little memory (about 1 MB a batch).
+// readAhead is the number of batches in flight besides one per worker: enough for the reader to
+// keep going while the workers account, few enough that a stalled commit holds little memory
+// (about 150 kB a batch).
 const readAhead = 6
 
-// batch is a block of records read from the spool and enriched, on its way from the reading
-// goroutine to the accounting one.
+// decodeChunk is the number of records a worker decodes, enriches and adds at once: its records
+// (about 180 kB) stay in its core's cache from decoding to adding.
+const decodeChunk = 1024
+
+// batch is a block of spool frames on its way from the reading goroutine to a worker and back.
 type batch struct {
-	recs []record.Record
-	enr  []enrich.Enriched
-	n    int
-	pos  spool.Position // the position after recs[:n]
-	// unrouted and noRouter count recs[:n] without a route and without a router
-	unrouted, noRouter uint64
-	// err stopped reading after recs[:n]
+	frames spool.Frames
+	pos    spool.Position // the position after the frames
+	// err stopped reading after the frames
 	err error
+	// set by the worker: the records accounted, and of them those without a route and those
+	// without a router
+	accounted, unrouted, noRouter uint64
+}
+
+// worker is the state of one worker goroutine: its own client cache and aggregator, and the
+// buffers it decodes into.
+type worker struct {
+	agg   *aggregate.Aggregator
+	cache *enrich.Cache
+	recs  []record.Record
+	enr   []enrich.Enriched
 }
 
 // Deps are what the pipeline reads from and writes to.
@@ -83,13 +100,13 @@ type Pipeline struct {
 	cfg  Config
 	deps Deps
 	log  *slog.Logger
-	agg  *aggregate.Aggregator
 
-	batches []*batch       // readAhead batches, reused
-	cache   *enrich.Cache  // used by the enriching goroutine only
-	pos     spool.Position // after the last batch accounted
+	batches []*batch       // readAhead + one per worker, reused
+	workers []*worker      // each used by its worker goroutine, and by the coordinator while all are idle
+	pos     spool.Position // after the last batch handed to a worker
+	records uint64         // records accounted since the pipeline started
 
-	// owned by the accounting goroutine
+	// owned by the coordinating goroutine
 	rows     []record.Row   // the next commit's rows buffer: it holds the rows of an abandoned commit
 	spare    []record.Row   // the other rows buffer, when no commit holds it
 	inflight *commitJob     // the commit under way, nil when none
@@ -148,18 +165,22 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 	for _, r := range deps.Enricher.Routers() {
 		names = append(names, r.Name)
 	}
-	agg, err := aggregate.New(aggregate.Config{
-		Views:     cfg.EffectiveViews(),
-		Interval:  cfg.Interval,
-		Routers:   names,
-		ClassName: deps.ClassName,
-	})
-	if err != nil {
-		return nil, err
+	p := &Pipeline{cfg: cfg, deps: deps, log: deps.Logger}
+	for range cfg.workers() {
+		agg, err := aggregate.New(aggregate.Config{
+			Views:     cfg.EffectiveViews(),
+			Interval:  cfg.Interval,
+			Routers:   names,
+			ClassName: deps.ClassName,
+		})
+		if err != nil {
+			return nil, err
+		}
+		p.workers = append(p.workers, &worker{agg: agg, cache: deps.Enricher.NewCache(0),
+			recs: make([]record.Record, decodeChunk), enr: make([]enrich.Enriched, decodeChunk)})
 	}
-	p := &Pipeline{cfg: cfg, deps: deps, log: deps.Logger, agg: agg, cache: deps.Enricher.NewCache(0)}
-	for range readAhead {
-		p.batches = append(p.batches, &batch{recs: make([]record.Record, readBatch), enr: make([]enrich.Enriched, readBatch)})
+	for range readAhead + len(p.workers) {
+		p.batches = append(p.batches, &batch{})
 	}
 	p.m = metrics{
 		records: prometheus.NewCounter(prometheus.CounterOpts{Name: "netledger_accounting_records_total",
@@ -175,11 +196,11 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 		noRouter: prometheus.NewCounter(prometheus.CounterOpts{Name: "netledger_accounting_no_router_records_total",
 			Help: "Committed records whose server address no configured router serves (accounted to router \"unknown\")."}),
 		batches: prometheus.NewCounter(prometheus.CounterOpts{Name: "netledger_accounting_batches_total",
-			Help: "Batches of records read from the spool and enriched (accounted or not)."}),
+			Help: "Batches of records read from the spool (accounted or not)."}),
 		readerStalls: prometheus.NewCounter(prometheus.CounterOpts{Name: "netledger_accounting_reader_stalls_total",
-			Help: "Times the reading goroutine waited for the accounting goroutine to free a batch (accounting or commits are the bottleneck)."}),
+			Help: "Times the reading goroutine waited for a free batch (the workers or commits are the bottleneck)."}),
 		accountingStalls: prometheus.NewCounter(prometheus.CounterOpts{Name: "netledger_accounting_accounting_stalls_total",
-			Help: "Times the accounting goroutine waited for a batch while the reader was reading one (reading and enrichment are the bottleneck)."}),
+			Help: "Times an accounting worker waited for a batch (reading is the bottleneck, or a commit is waiting for the workers to finish)."}),
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "netledger_accounting_commit_seconds",
 			Help: "Time of successful commits.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 8)}),
 	}
@@ -187,9 +208,9 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 		lag := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "netledger_accounting_lag_bytes",
 			Help: "Synced spool bytes after the committed accounting position."}, p.lag)
 		hits := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "netledger_accounting_enrich_cache_hits_total",
-			Help: "Records enriched from the client cache (read, committed or not)."}, func() float64 { return float64(p.cache.Stats().Hits) })
+			Help: "Records enriched from the client caches (read, committed or not)."}, func() float64 { return float64(p.cacheStats().Hits) })
 		misses := prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "netledger_accounting_enrich_cache_misses_total",
-			Help: "Records whose client was looked up in the routing and geo tables (read, committed or not)."}, func() float64 { return float64(p.cache.Stats().Misses) })
+			Help: "Records whose client was looked up in the routing and geo tables (read, committed or not)."}, func() float64 { return float64(p.cacheStats().Misses) })
 		for _, c := range []prometheus.Collector{p.m.records, p.m.rows, p.m.commits, p.m.commitErrors,
 			p.m.unrouted, p.m.noRouter, p.m.batches, p.m.readerStalls, p.m.accountingStalls, p.m.commitSeconds,
 			lag, hits, misses} {
@@ -199,6 +220,17 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 		}
 	}
 	return p, nil
+}
+
+// cacheStats sums the workers' client cache statistics.
+func (p *Pipeline) cacheStats() enrich.CacheStats {
+	var s enrich.CacheStats
+	for _, w := range p.workers {
+		ws := w.cache.Stats()
+		s.Hits += ws.Hits
+		s.Misses += ws.Misses
+	}
+	return s
 }
 
 func (p *Pipeline) lag() float64 {
@@ -238,36 +270,38 @@ func (p *Pipeline) account(ctx context.Context, follow bool) error {
 		return err
 	}
 	defer r.Close()
-	// free → reading → decoded → enriching → full → accounting → free; every channel has room
-	// for every batch, so that only taking a batch blocks
-	free := make(chan *batch, readAhead)
-	decoded := make(chan *batch, readAhead)
-	full := make(chan *batch, readAhead)
+	// free → reading → read → coordinating → work → a worker → done → coordinating → free; every
+	// channel has room for every batch, so that only taking a batch blocks
+	n := len(p.batches)
+	free, read, work, done := make(chan *batch, n), make(chan *batch, n), make(chan *batch, n), make(chan *batch, n)
 	for _, b := range p.batches {
 		free <- b
 	}
 	stop := make(chan struct{})
-	done := make(chan struct{}, 2)
+	fed := make(chan struct{})
 	wctx, cancelWait := context.WithCancel(ctx)
 	defer cancelWait()
 	go func() {
-		defer func() { done <- struct{}{} }()
-		p.feed(ctx, wctx, r, follow, stop, free, decoded)
+		defer close(fed)
+		p.feed(ctx, wctx, r, follow, stop, free, read)
 	}()
-	go func() {
-		defer func() { done <- struct{}{} }()
-		p.enrich(decoded, full)
-	}()
-	err = p.consume(ctx, follow, free, full)
-	// the reading goroutine stops (it may be waiting for a free batch or for the spool), then
-	// the enriching one; what they read and the accounting did not take is read again by the
-	// next run
+	var workers sync.WaitGroup
+	for _, w := range p.workers {
+		workers.Go(func() { p.work(w, work, done) })
+	}
+	err = p.consume(ctx, follow, free, read, work, done)
+	// the workers stop once idle, then the reading goroutine (it may be waiting for a free batch
+	// or for the spool); what it read and no worker took is read again by the next run
+	close(work)
+	workers.Wait()
+	for len(done) > 0 { // (consume returns with every batch handed out back)
+		p.taken(<-done)
+	}
 	close(stop)
 	cancelWait()
-	for range full {
+	for range read {
 	}
-	<-done
-	<-done
+	<-fed
 	// shutdown: the sources have stopped and the spool is synced; commit what was accounted,
 	// retrying for a while if the store fails (what is not committed is read again at the
 	// next start)
@@ -304,11 +338,11 @@ func (p *Pipeline) open(ctx context.Context) (*spool.Reader, error) {
 }
 
 // feed is the reading goroutine: it takes empty batches from free, fills them from r and
-// sends them to decoded, until the reader has caught up (follow false; when
-// following, once ctx is done), a read fails (the batch carrying the error is the last), or
-// stop is closed (wctx is then cancelled). It closes decoded when it returns.
-func (p *Pipeline) feed(ctx, wctx context.Context, r *spool.Reader, follow bool, stop <-chan struct{}, free <-chan *batch, decoded chan<- *batch) {
-	defer close(decoded)
+// sends them to read, until the reader has caught up (follow false; when following, once ctx
+// is done), a read fails (the batch carrying the error is the last), or stop is closed (wctx is
+// then cancelled). It closes read when it returns.
+func (p *Pipeline) feed(ctx, wctx context.Context, r *spool.Reader, follow bool, stop <-chan struct{}, free <-chan *batch, read chan<- *batch) {
+	defer close(read)
 	var b *batch // a batch read into and not sent yet
 	sent := r.Position()
 	for {
@@ -324,11 +358,11 @@ func (p *Pipeline) feed(ctx, wctx context.Context, r *spool.Reader, follow bool,
 				}
 			}
 		}
-		p.read(r, b)
-		if b.n > 0 || b.err != nil || b.pos != sent {
+		n := p.read(r, b)
+		if n > 0 || b.err != nil || b.pos != sent {
 			// (a batch without records moves the position past skipped corrupt data)
 			p.m.batches.Inc()
-			decoded <- b // never blocks: decoded has room for every batch
+			read <- b // never blocks: read has room for every batch
 			if b.err != nil {
 				return
 			}
@@ -352,86 +386,90 @@ func (p *Pipeline) feed(ctx, wctx context.Context, r *spool.Reader, follow bool,
 			// shutdown: read what was synced before it, then stop
 		case err != nil:
 			b.err = err
-			decoded <- b
+			read <- b
 			return
 		}
 	}
 }
 
-// consume is the accounting goroutine: it adds the batches from full to the views and
-// returns them to free, committing every commit interval (while ctx is not done when
-// following), until full is closed or a batch carries a read error.
-func (p *Pipeline) consume(ctx context.Context, follow bool, free chan<- *batch, full <-chan *batch) error {
+// consume is the coordinating goroutine: it hands the batches from read to the workers through
+// work and returns those they are done with to free, committing every commit interval (while ctx
+// is not done when following), until read is closed or a batch carries a read error. A commit
+// waits for the workers to be idle: the batches handed out are then all accounted, and no more
+// are until the commit is handed over. It returns with no batch at a worker.
+func (p *Pipeline) consume(ctx context.Context, follow bool, free chan<- *batch, read <-chan *batch, work chan<- *batch, done <-chan *batch) error {
 	last := time.Now()
 	timer := time.NewTimer(p.cfg.CommitInterval)
 	defer timer.Stop()
+	out := 0          // batches at the workers
+	over := false     // read is closed
+	var readErr error // a batch carried a read error: it was the last
 	for {
-		var b *batch
-		ok, due := false, false
-		select {
-		case b, ok = <-full:
-		default:
-			p.m.accountingStalls.Inc()
-			// nothing ready: wait for a batch, or commit what was accounted once the commit
-			// interval is over
-			var tick <-chan time.Time
-			var landed <-chan struct{}
-			if p.dirty() && (!follow || ctx.Err() == nil) {
-				if j := p.inflight; j != nil && !j.over() {
-					// the next commit waits for this one
-					landed = j.done
-				} else {
-					timer.Reset(time.Until(last.Add(p.cfg.CommitInterval)))
-					tick = timer.C
+		if (over || readErr != nil) && out == 0 {
+			return readErr
+		}
+		due := p.dirty() && time.Since(last) >= p.cfg.CommitInterval && (!follow || ctx.Err() == nil)
+		if j := p.inflight; due && j != nil && !j.over() && !j.failed.Load() {
+			// the commit in flight is under way: account on, and hand the next over once it
+			// has landed; once it has failed, wait for it (a store that is down stops the
+			// reading, as the backlog stays in the spool)
+			due = false
+		}
+		if due && out == 0 {
+			if err := p.commitAsync(ctx, p.pos); err != nil {
+				if !follow {
+					return err
 				}
+				// ctx done while retrying: the final commit retries
+			} else {
+				last = time.Now()
 			}
-			select {
-			case b, ok = <-full:
-			case <-tick:
-				due = true
-			case <-landed:
-				due = true
+			continue
+		}
+		in := read
+		if due || over || readErr != nil {
+			in = nil // the workers finish what they hold first
+		}
+		// wait for a batch, or for the commit interval to be over, or for the commit in flight
+		// to land
+		var tick <-chan time.Time
+		var landed <-chan struct{}
+		if !due && p.dirty() && (!follow || ctx.Err() == nil) {
+			if j := p.inflight; j != nil && !j.over() {
+				landed = j.done
+			} else {
+				timer.Reset(time.Until(last.Add(p.cfg.CommitInterval)))
+				tick = timer.C
 			}
 		}
-		if !due {
+		select {
+		case b, ok := <-in:
 			if !ok {
-				return nil
-			}
-			err := p.take(b)
-			free <- b
-			if err != nil {
-				return err
-			}
-		}
-		if p.dirty() && time.Since(last) >= p.cfg.CommitInterval && (!follow || ctx.Err() == nil) {
-			if j := p.inflight; j != nil && !j.over() && !j.failed.Load() {
-				// the commit in flight is under way: account on, and hand the next over once
-				// it has landed; once it has failed, wait for it (a store that is down stops
-				// the reading, as the backlog stays in the spool)
+				over = true
 				continue
 			}
-			if err := p.commitAsync(ctx, p.pos); err != nil {
-				if follow {
-					continue // ctx done while retrying: the final commit retries
-				}
-				return err
+			p.pos = b.pos
+			if b.err != nil {
+				// the records before the damage are accounted; what follows cannot be read
+				readErr = fmt.Errorf("cannot read the spool: %w", b.err)
 			}
-			last = time.Now()
+			out++
+			work <- b // never blocks: work has room for every batch
+		case b := <-done:
+			out--
+			p.taken(b)
+			free <- b
+		case <-tick:
+		case <-landed:
 		}
 	}
 }
 
-// take accounts the records of b.
-func (p *Pipeline) take(b *batch) error {
-	p.agg.AddBatch(b.recs[:b.n], b.enr)
-	p.pos = b.pos
+// taken counts the records of b, accounted by a worker.
+func (p *Pipeline) taken(b *batch) {
+	p.records += b.accounted
 	p.unrouted += b.unrouted
 	p.noRouter += b.noRouter
-	if b.err != nil {
-		// the records before the damage are accounted; what follows cannot be read
-		return fmt.Errorf("cannot read the spool: %w", b.err)
-	}
-	return nil
 }
 
 // landed reports whether the store's saved position is pos.
@@ -442,34 +480,56 @@ func (p *Pipeline) landed(ctx context.Context, pos store.Position) bool {
 	return err == nil && sp == pos
 }
 
-// dirty reports whether records were accounted since the last commit handed over.
+// dirty reports whether batches were handed to the workers since the last commit handed over.
 func (p *Pipeline) dirty() bool { return p.pos != p.handed }
 
-// read reads one batch of records from r into b.
-func (p *Pipeline) read(r *spool.Reader, b *batch) {
-	b.n, b.pos, b.err = r.Read(b.recs)
+// read reads one batch of frames from r into b and returns its number of records.
+func (p *Pipeline) read(r *spool.Reader, b *batch) int {
+	var n int
+	n, b.pos, b.err = r.ReadFrames(&b.frames, readBatch)
+	return n
 }
 
-// enrich is the enriching goroutine: it enriches the batches from decoded and sends them to
-// full, until decoded is closed; it closes full then.
-func (p *Pipeline) enrich(decoded <-chan *batch, full chan<- *batch) {
-	defer close(full)
-	for b := range decoded {
-		p.enrichBatch(b)
-		full <- b // never blocks: full has room for every batch
+// work is a worker goroutine: it accounts the batches from work and sends them to done, until
+// work is closed.
+func (p *Pipeline) work(w *worker, work <-chan *batch, done chan<- *batch) {
+	for {
+		var b *batch
+		ok := true
+		select {
+		case b, ok = <-work:
+		default:
+			p.m.accountingStalls.Inc()
+			b, ok = <-work
+		}
+		if !ok {
+			return
+		}
+		p.process(w, b)
+		done <- b // never blocks: done has room for every batch
 	}
 }
 
-// enrichBatch enriches the records of b and counts the unrouted ones.
-func (p *Pipeline) enrichBatch(b *batch) {
-	b.unrouted, b.noRouter = 0, 0
-	p.cache.EnrichBatch(b.recs[:b.n], b.enr)
-	for i := range b.n {
-		if e := &b.enr[i]; e.Router == enrich.NoRouter {
-			b.noRouter++
-		} else if !e.Prefix.IsValid() {
-			b.unrouted++
+// process decodes the records of b, enriches them and adds them to the worker's aggregator,
+// decodeChunk records at a time, and counts them.
+func (p *Pipeline) process(w *worker, b *batch) {
+	b.accounted, b.unrouted, b.noRouter = 0, 0, 0
+	for {
+		n := b.frames.Decode(w.recs)
+		if n == 0 {
+			return
 		}
+		recs, enr := w.recs[:n], w.enr[:n]
+		w.cache.EnrichBatch(recs, enr)
+		for i := range enr {
+			if e := &enr[i]; e.Router == enrich.NoRouter {
+				b.noRouter++
+			} else if !e.Prefix.IsValid() {
+				b.unrouted++
+			}
+		}
+		w.agg.AddBatch(recs, enr)
+		b.accounted += uint64(n)
 	}
 }
 
@@ -482,9 +542,14 @@ func (p *Pipeline) commitAsync(ctx context.Context, pos spool.Position) error {
 	if pos == p.handed {
 		return err
 	}
-	j := &commitJob{pos: pos, records: p.agg.Records(), unrouted: p.unrouted, noRouter: p.noRouter,
+	j := &commitJob{pos: pos, records: p.records, unrouted: p.unrouted, noRouter: p.noRouter,
 		done: make(chan struct{})}
-	j.rows = p.agg.FlushAll(p.rows)
+	// the workers are idle: their sums go into the first one's, whose flush has them all
+	agg := p.workers[0].agg
+	for _, w := range p.workers[1:] {
+		agg.Merge(w.agg)
+	}
+	j.rows = agg.FlushAll(p.rows)
 	p.rows, p.spare = p.spare, nil
 	p.unrouted, p.noRouter = 0, 0
 	p.handed, p.inflight = pos, j

@@ -14,11 +14,11 @@ import (
 	"github.com/netledger/netledger/internal/record"
 )
 
-// TestPipelinedReadingMatchesOnePass: the reading goroutine and the accounting one, over loads
-// appended while the pipeline runs in appends of random sizes (so frames, segments and batches
-// end anywhere), with commits every few milliseconds, failed commits, and a restart in the
-// middle, store exactly the rows of one pass of the aggregator over all the records. Run it
-// with -race.
+// TestPipelinedReadingMatchesOnePass: the reading goroutine and 1 to 4 workers with tables of
+// their own, over loads appended while the pipeline runs in appends of random sizes (so frames,
+// segments and batches end anywhere), with commits every few milliseconds (each merging the
+// workers' tables), failed commits, and a restart in the middle, store exactly the rows of one
+// pass of the aggregator over all the records. Run it with -race.
 func TestPipelinedReadingMatchesOnePass(t *testing.T) {
 	for seed := range uint64(4) {
 		rng := rand.New(rand.NewPCG(seed, 77))
@@ -57,6 +57,7 @@ func TestPipelinedReadingMatchesOnePass(t *testing.T) {
 		for run := range 2 { // a restart in the middle
 			cfg := DefaultConfig()
 			cfg.CommitInterval = time.Duration(1+rng.IntN(20)) * time.Millisecond
+			cfg.Workers = 1 + rng.IntN(4)
 			reg := prometheus.NewRegistry()
 			p, err := New(cfg, Deps{Spool: sp, Store: st, Enricher: testEnricher(), Registerer: reg})
 			if err != nil {

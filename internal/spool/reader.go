@@ -24,6 +24,9 @@ type Reader struct {
 	off      int64 // position of the next record or frame header
 	frameEnd int64 // end of the current frame; off == frameEnd at a frame boundary
 	base     int64 // the current frame's base time
+	// the current frame's first record's offset and number of records
+	frameStart int64
+	frameRecs  int
 
 	data    []byte // file bytes [dataOff, dataOff+len(data))
 	dataOff int64
@@ -153,6 +156,7 @@ func (r *Reader) nextFrame(limit int64) error {
 	r.base = int64(le.Uint64(b[8:]))
 	r.frameEnd = r.off + int64(len(b))
 	r.off += frameHeaderSize
+	r.frameStart, r.frameRecs = r.off, int(le.Uint32(b[4:]))
 	return nil
 }
 
@@ -276,13 +280,18 @@ func (r *Reader) skip(limit int64, cause error) error {
 		}
 		r.off, r.frameEnd = off, off
 	}
-	r.s.mu.Lock()
-	r.s.corruptFrames++
-	r.s.corruptBytes += uint64(r.off - from)
-	r.s.mu.Unlock()
-	r.s.log.Error("skipping corrupt spool data", "segment", r.seg, "offset", from,
-		"bytes", r.off-from, "resume", r.off, "err", cause)
+	r.s.skipped(r.seg, from, r.off, cause)
 	return nil
+}
+
+// skipped counts and logs the corrupt data [from, to) of segment seg that a reader skipped.
+func (s *Spool) skipped(seg uint64, from, to int64, cause error) {
+	s.mu.Lock()
+	s.corruptFrames++
+	s.corruptBytes += uint64(to - from)
+	s.mu.Unlock()
+	s.log.Error("skipping corrupt spool data", "segment", seg, "offset", from,
+		"bytes", to-from, "resume", to, "err", cause)
 }
 
 // resync returns the first offset from off on where a complete valid frame ends by limit, or
