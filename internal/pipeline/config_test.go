@@ -46,8 +46,8 @@ func TestConfigYAML(t *testing.T) {
 	if d := DefaultConfig(); d.Interval != time.Minute || d.CommitInterval != time.Second {
 		t.Errorf("defaults %+v", d)
 	}
-	if got, want := DefaultConfig().workers(), runtime.GOMAXPROCS(0); got != want {
-		t.Errorf("default workers %d, want one per core (%d)", got, want)
+	if got, want := DefaultConfig().workers(), min(runtime.GOMAXPROCS(0), 4); got != want {
+		t.Errorf("default workers %d, want one per core up to 4 (%d)", got, want)
 	}
 	if got := (Config{Workers: 3}).workers(); got != 3 {
 		t.Errorf("workers: 3 starts %d", got)
