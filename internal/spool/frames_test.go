@@ -219,41 +219,16 @@ func FuzzFramesDecode(f *testing.F) {
 // BenchmarkReadFrames is the reading goroutine's share: blocks of 4,096 records' frames read and
 // checked, not decoded.
 func BenchmarkReadFrames(b *testing.B) {
-	s := benchSpool(b)
-	recs := reportRecords(1000)
-	for range 100 {
-		s.Append(recs)
-	}
-	s.Sync()
 	var f Frames
-	r, _ := s.NewReader(Position{})
-	b.ReportAllocs()
-	b.ResetTimer()
-	var n int
-	for range b.N {
-		k, _, err := r.ReadFrames(&f, 4*MaxFrameRecords)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if k == 0 {
-			r.Close()
-			r, _ = s.NewReader(Position{})
-		}
-		n += k
-	}
-	b.StopTimer()
-	r.Close()
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(max(n, 1)), "ns/record")
+	benchRead(b, reportSpool(b, 100), func(r *Reader) (int, error) {
+		n, _, err := r.ReadFrames(&f, 4*MaxFrameRecords)
+		return n, err
+	})
 }
 
 // BenchmarkFramesDecode is a worker's share: the records of a block decoded 1,024 at a time.
 func BenchmarkFramesDecode(b *testing.B) {
-	s := benchSpool(b)
-	recs := reportRecords(1000)
-	for range 4 {
-		s.Append(recs)
-	}
-	s.Sync()
+	s := reportSpool(b, 4)
 	var f Frames
 	r, _ := s.NewReader(Position{})
 	defer r.Close()

@@ -527,19 +527,37 @@ func BenchmarkAppend(b *testing.B) {
 }
 
 func BenchmarkRead(b *testing.B) {
+	buf := make([]record.Record, 256)
+	benchRead(b, reportSpool(b, 100), func(r *Reader) (int, error) {
+		n, _, err := r.Read(buf)
+		return n, err
+	})
+}
+
+// reportSpool returns a spool holding frames of 1,000 report-shaped records, synced.
+func reportSpool(b *testing.B, frames int) *Spool {
 	s := benchSpool(b)
 	recs := reportRecords(1000)
-	for range 100 {
-		s.Append(recs)
+	for range frames {
+		if err := s.Append(recs); err != nil {
+			b.Fatal(err)
+		}
 	}
-	s.Sync()
-	buf := make([]record.Record, 256)
+	if err := s.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// benchRead reads s with read, again from the start each time it has caught up, and reports
+// the time per record.
+func benchRead(b *testing.B, s *Spool, read func(*Reader) (int, error)) {
 	r, _ := s.NewReader(Position{})
 	b.ReportAllocs()
 	b.ResetTimer()
 	var n int
 	for range b.N {
-		k, _, err := r.Read(buf)
+		k, err := read(r)
 		if err != nil {
 			b.Fatal(err)
 		}
