@@ -1,5 +1,11 @@
 package aggregate
 
+import (
+	"sync"
+
+	"github.com/netledger/netledger/internal/routing"
+)
+
 // Merge adds everything b has accounted into a — every open interval's sums, in every group,
 // and b's record count — as if a had been given b's records too, and empties b as a flush
 // would (its intervals are reset for reuse; b stays usable). a and b must have been built by
@@ -9,7 +15,9 @@ package aggregate
 // entries are read in order with their stored hashes, a's index lines and entries prefetched a
 // few keys ahead. A key whose route in b differs from its route in a (a route that changed, or
 // a prefix routed differently by routers that are not a dimension) is diverted as AddBatch
-// diverts it; keys b diverted keep their route in the key.
+// diverts it; keys b diverted keep their route in the key. Meanwhile, when b holds many keys
+// with a prefix, another goroutine makes the path texts of their routes in a's path table, so
+// that the flush that follows finds them (a's tables and its paths are apart).
 func (a *Aggregator) Merge(b *Aggregator) {
 	if len(a.groups) != len(b.groups) {
 		panic("aggregate: Merge of aggregators with different views")
@@ -19,10 +27,19 @@ func (a *Aggregator) Merge(b *Aggregator) {
 			panic("aggregate: Merge of aggregators with different views")
 		}
 	}
+	var paths sync.WaitGroup
+	if a.prefixKeys(b) >= preparePaths {
+		paths.Go(func() { a.preparePaths(b) })
+	}
 	for _, biv := range b.open {
 		iv := a.intervalAt(biv.start)
 		for gi := range biv.base {
 			iv.base[gi].merge(&biv.base[gi], a.groups[gi].dims&dPrefix != 0)
+		}
+	}
+	paths.Wait()
+	for _, biv := range b.open {
+		for gi := range biv.base {
 			biv.base[gi].reset()
 		}
 		b.free = append(b.free, biv)
@@ -30,6 +47,52 @@ func (a *Aggregator) Merge(b *Aggregator) {
 	b.open, b.cur = b.open[:0], nil
 	a.records += b.records
 	b.records = 0
+}
+
+// preparePaths is the number of keys with a prefix from which Merge makes their path texts on
+// another goroutine: a fresh table's first flush otherwise makes them one by one (a large
+// interval: about 100 ns a route), while a running collector's paths are mostly known. A
+// variable for the tests.
+var preparePaths = 16384
+
+// prefixKeys returns the number of keys of b in groups with the prefix dimension.
+func (a *Aggregator) prefixKeys(b *Aggregator) int {
+	n := 0
+	for _, biv := range b.open {
+		for gi := range biv.base {
+			if a.groups[gi].dims&dPrefix != 0 {
+				n += biv.base[gi].len()
+			}
+		}
+	}
+	return n
+}
+
+// preparePaths makes the path texts of the routes of b's keys with a prefix in a's path table,
+// its slots prefetched a few keys ahead. It reads b's tables and a's paths only.
+func (a *Aggregator) preparePaths(b *Aggregator) {
+	route := func(e *entry) *routing.Attrs {
+		if e.k.fam&famRoute != 0 {
+			return e.k.attrs
+		}
+		return e.route
+	}
+	for _, biv := range b.open {
+		for gi := range biv.base {
+			if a.groups[gi].dims&dPrefix == 0 {
+				continue
+			}
+			ents := biv.base[gi].ents
+			for i := range ents {
+				if j := i + flushAhead; j < len(ents) {
+					a.paths.prefetch(route(&ents[j]))
+				}
+				if r := route(&ents[i]); r != nil {
+					a.path(r)
+				}
+			}
+		}
+	}
 }
 
 // mergeAhead is how many keys ahead merge prefetches the destination's index lines (and half

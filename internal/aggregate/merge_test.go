@@ -32,10 +32,14 @@ func rowsByKey(t *testing.T, into map[string]record.Metrics, rows []record.Row) 
 // TestMergeEqualsOneAggregator: records split at random between 2 to 4 aggregators (in batches
 // of random sizes, over several intervals, random and default views, routes diverted when a
 // prefix is routed differently by routers that are not a dimension), merged into the first —
-// sometimes flushed partly and filled and merged again, the emptied ones reused — give the rows
-// of one aggregator given all the records, and the same record count.
+// sometimes flushed partly and filled and merged again, the emptied ones reused, the path texts
+// made while merging or by the flush — give the rows of one aggregator given all the records,
+// and the same record count.
 func TestMergeEqualsOneAggregator(t *testing.T) {
+	old := preparePaths
+	t.Cleanup(func() { preparePaths = old })
 	for seed := range uint64(24) {
+		preparePaths = []int{1, 1 << 30}[seed%2] // path texts made while merging, or by the flush
 		rng := rand.New(rand.NewPCG(seed, 12))
 		w := newWorld(500 + seed)
 		var views []ViewConfig
@@ -157,6 +161,9 @@ func BenchmarkMerge(b *testing.B) {
 // interval (a diverted key) in the aggregator merged from, not in the one merged into, or in
 // both: the merged flush writes each row once, with the sums of one aggregator.
 func TestMergeDivertedKeys(t *testing.T) {
+	prepare := preparePaths
+	t.Cleanup(func() { preparePaths = prepare })
+	preparePaths = 1 // the path texts made while merging
 	views := []ViewConfig{{Name: "prefix", Dimensions: []string{DimRouter, DimClass, DimPrefix}}}
 	for _, into := range []string{"none", "old route", "new route"} {
 		w := newWorld(8)
