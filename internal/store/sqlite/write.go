@@ -73,6 +73,7 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	err = fn(tx)
 	if err == nil {
 		err = tx.Commit()
+
 	} else {
 		tx.Rollback()
 	}
@@ -110,6 +111,10 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 	if err != nil {
 		return err
 	}
+	// The groups' blobs are encoded while this goroutine waits for the series packs and
+	// inserts them.
+	blobs := s.groupBlobs(gs, parallel)
+	defer blobs.wait()
 	for i := range s.newPacks {
 		p := &s.newPacks[i]
 		pack := series.get(2 * i)
@@ -122,7 +127,7 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 			return fmt.Errorf("cannot write series: %w", err)
 		}
 	}
-	return s.writeGroups(ctx, tx, gs, end, parallel)
+	return s.writeGroups(ctx, tx, gs, blobs, end)
 }
 
 // sortPoints sorts points in key order: level, start, series id.
