@@ -3,6 +3,7 @@ package sqlite
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
 	"unsafe"
 
 	"github.com/netledger/netledger/internal/record"
@@ -216,25 +217,36 @@ func readStrColumn(p *[]byte, n int, out []string) error {
 
 // encodeDims returns the dims blob of n points whose dimensions dims returns.
 func encodeDims(n int, dims func(i int) *record.Dims) []byte {
+	return append(dimsFront(n, dims), dimsBack(n, dims)...)
+}
+
+// dimsSplit is the string column at which a dims blob is encoded in two halves (dimsFront and
+// dimsBack) that two goroutines encode at once for a large write (writeRows): the router, class
+// and path columns — the AS paths are most of the work, their dictionary of thousands of words —
+// and the rest.
+const dimsSplit = strCountry
+
+// dimsFront returns the head of a dims blob (version, n) and its string columns before
+// dimsSplit; dimsBack's bytes follow.
+func dimsFront(n int, dims func(i int) *record.Dims) []byte {
+	b := binary.AppendUvarint([]byte{packVersion}, uint64(n))
+	return appendStrColumns(b, n, dims, 0, dimsSplit)
+}
+
+// dimsBack returns the rest of a dims blob after dimsFront's bytes: the string columns from
+// dimsSplit, then the addresses and the integers.
+func dimsBack(n int, dims func(i int) *record.Dims) []byte {
 	var (
-		strs   [nStrings]strColumn
-		idx    [nStrings][]byte
 		prefix = make([]byte, 0, 6*n)
 		src    = make([]byte, 0, n)
 		dst    = make([]byte, 0, n)
 		ints   [5][]byte
 	)
-	for c := range idx {
-		idx[c] = make([]byte, 0, 3*n) // an index of up to 2M words in 3 bytes
-	}
 	for c := range ints {
 		ints[c] = make([]byte, 0, n)
 	}
 	for i := range n {
 		d := dims(i)
-		for c, s := range [nStrings]string{d.Router, d.Class, d.Path, d.Country, d.Region} {
-			idx[c] = appendUvarint(idx[c], strs[c].word(s))
-		}
 		prefix = appendPrefix(prefix, d.Prefix)
 		src = appendAddr(src, d.SrcGroup)
 		dst = appendAddr(dst, d.DstGroup)
@@ -244,23 +256,45 @@ func encodeDims(n int, dims func(i int) *record.Dims) []byte {
 		ints[3] = binary.AppendUvarint(ints[3], uint64(d.Proto))
 		ints[4] = binary.AppendVarint(ints[4], int64(d.Port))
 	}
-	size := 16 + len(prefix) + len(src) + len(dst)
-	for i := range strs {
-		size += 8 + len(idx[i])
-		for _, w := range strs[i].words {
-			size += 2 + len(w)
-		}
-	}
+	size := len(prefix) + len(src) + len(dst)
 	for _, c := range ints {
 		size += len(c)
 	}
-	blob := binary.AppendUvarint(append(make([]byte, 0, size), packVersion), uint64(n))
-	for i := range strs {
-		blob = strs[i].appendTo(blob, idx[i])
-	}
+	blob := appendStrColumns(make([]byte, 0, size+n*2*(nStrings-dimsSplit)), n, dims, dimsSplit, nStrings)
 	blob = append(append(append(blob, prefix...), src...), dst...)
 	for _, c := range ints {
 		blob = append(blob, c...)
+	}
+	return blob
+}
+
+// appendStrColumns appends the string columns from to to (exclusive) of n points.
+func appendStrColumns(blob []byte, n int, dims func(i int) *record.Dims, from, to int) []byte {
+	var (
+		strs [nStrings]strColumn
+		idx  [nStrings][]byte
+	)
+	for c := from; c < to; c++ {
+		idx[c] = make([]byte, 0, 3*n) // an index of up to 2M words in 3 bytes
+	}
+	for i := range n {
+		d := dims(i)
+		for c, s := range [nStrings]string{d.Router, d.Class, d.Path, d.Country, d.Region} {
+			if c >= from && c < to {
+				idx[c] = appendUvarint(idx[c], strs[c].word(s))
+			}
+		}
+	}
+	size := 0
+	for c := from; c < to; c++ {
+		size += 8 + len(idx[c])
+		for _, w := range strs[c].words {
+			size += 2 + len(w)
+		}
+	}
+	blob = slices.Grow(blob, size)
+	for c := from; c < to; c++ {
+		blob = strs[c].appendTo(blob, idx[c])
 	}
 	return blob
 }

@@ -98,13 +98,19 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 	first := int64(s.keys.len())
 	s.seriesIDs(collector, rows, parallel)
 	s.newPacks = s.seriesRanges(first, int64(s.keys.len()))
-	series := newBlobJobs(2*len(s.newPacks), parallel, func(i int) []byte {
-		p := s.newPacks[i/2]
+	// Per series pack three jobs: the two halves of its dims blob (the longest job first), and
+	// its head.
+	series := newBlobJobs(3*len(s.newPacks), parallel, func(i int) []byte {
+		p := s.newPacks[i/3]
 		key := func(i int) *seriesKey { return s.keys.at(p.first + int64(i)) }
-		if i%2 == 0 {
-			return seriesHead(seriesVersionDims, int(p.n), key)
+		dims := func(i int) *record.Dims { return &key(i).dims }
+		switch i % 3 {
+		case 0:
+			return dimsFront(int(p.n), dims)
+		case 1:
+			return dimsBack(int(p.n), dims)
 		}
-		return encodeDims(int(p.n), func(i int) *record.Dims { return &key(i).dims })
+		return seriesHead(seriesVersionDims, int(p.n), key)
 	})
 	defer series.wait()
 	gs, end, err := s.grouper.group(rows, s.rowSids)
@@ -117,11 +123,12 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 	defer blobs.wait()
 	for i := range s.newPacks {
 		p := &s.newPacks[i]
-		pack := series.get(2 * i)
-		s.txBytes += int64(len(pack))
-		if p.dims, err = s.insertBlob(ctx, tx, series.get(2*i+1)); err != nil {
+		dims := append(series.get(3*i), series.get(3*i+1)...)
+		if p.dims, err = s.insertBlob(ctx, tx, dims); err != nil {
 			return err
 		}
+		pack := series.get(3*i + 2)
+		s.txBytes += int64(len(pack))
 		if _, err := tx.ExecContext(ctx, `INSERT INTO series_packs (first, n, data, dims) VALUES (?, ?, ?, ?)`,
 			p.first, p.n, pack, p.dims); err != nil {
 			return fmt.Errorf("cannot write series: %w", err)
