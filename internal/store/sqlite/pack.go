@@ -126,13 +126,24 @@ type strColumn struct {
 	words []string
 	last  uint64 // the index of the word returned last (when words is not empty)
 	// byData finds the words of many-word columns (AS paths) by the address and length of
-	// their bytes, without reading them: the rows of a route share its path's string.
-	byData map[strData]uint64
+	// their bytes, without reading them: the rows of a route share its path's string. A
+	// direct-mapped cache (a slot per address hash, the last word seen there), not a map: a
+	// new word costs no insertion into a second growing map, and a miss only a look-up in dict.
+	byData *[byDataSlots]strData
 }
 
 type strData struct {
-	p *byte
-	n int
+	p    *byte
+	n    int
+	word uint64
+}
+
+// byDataSlots is the number of slots of a strColumn's byData (24 bytes each).
+const byDataSlots = 1 << 12
+
+// byDataSlot returns the byData slot of a string's bytes at p.
+func byDataSlot(p *byte) int {
+	return int(uint64(uintptr(unsafe.Pointer(p))) * 0x9e3779b97f4a7c15 >> (64 - 12))
 }
 
 // smallDict is the number of words a strColumn finds by comparing before it uses its map:
@@ -163,18 +174,21 @@ func (c *strColumn) word(s string) uint64 {
 		for w, x := range c.words {
 			c.dict[x] = uint64(w)
 		}
-		c.byData = map[strData]uint64{}
+		c.byData = new([byDataSlots]strData)
 	}
-	sd := strData{unsafe.StringData(s), len(s)}
-	w, ok := c.byData[sd]
+	p := unsafe.StringData(s)
+	sd := &c.byData[byDataSlot(p)]
+	if sd.p == p && sd.n == len(s) && p != nil {
+		c.last = sd.word
+		return sd.word
+	}
+	w, ok := c.dict[s]
 	if !ok {
-		if w, ok = c.dict[s]; !ok {
-			w = uint64(len(c.words))
-			c.dict[s] = w
-			c.words = append(c.words, s)
-		}
-		c.byData[sd] = w
+		w = uint64(len(c.words))
+		c.dict[s] = w
+		c.words = append(c.words, s)
 	}
+	*sd = strData{p, len(s), w}
 	c.last = w
 	return w
 }
