@@ -73,7 +73,6 @@ func (s *Store) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	err = fn(tx)
 	if err == nil {
 		err = tx.Commit()
-
 	} else {
 		tx.Rollback()
 	}
