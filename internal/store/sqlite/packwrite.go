@@ -140,10 +140,12 @@ func (s *Store) dimsBlob(ctx context.Context, tx *sql.Tx, ids []int64) (int64, e
 }
 
 // newPackOf returns the index in s.newPacks of the series pack of the write whose series are
-// ids (ascending), or -1.
+// ids (ascending), or -1. It reads only the packs' first and n (the pool's groupBlobs jobs call
+// it while the writer sets the packs' dims).
 func (s *Store) newPackOf(ids []int64) int {
 	if n := int64(len(ids)); n > 0 {
-		for k, p := range s.newPacks { // distinct ascending ids from first to first + n - 1: all of them
+		for k := range s.newPacks { // distinct ascending ids from first to first + n - 1: all of them
+			p := &s.newPacks[k]
 			if p.n == n && ids[0] == p.first && ids[n-1] == p.first+n-1 {
 				return k
 			}

@@ -98,18 +98,19 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 	s.seriesIDs(collector, rows, parallel)
 	s.newPacks = s.seriesRanges(first, int64(s.keys.len()))
 	// Per series pack three jobs: the two halves of its dims blob (the longest job first), and
-	// its head.
+	// its head. A job reads only its pack's first and n: the writer sets dims meanwhile.
 	series := newBlobJobs(3*len(s.newPacks), parallel, func(i int) []byte {
-		p := s.newPacks[i/3]
-		key := func(i int) *seriesKey { return s.keys.at(p.first + int64(i)) }
+		p := &s.newPacks[i/3]
+		first, n := p.first, int(p.n)
+		key := func(i int) *seriesKey { return s.keys.at(first + int64(i)) }
 		dims := func(i int) *record.Dims { return &key(i).dims }
 		switch i % 3 {
 		case 0:
-			return dimsFront(int(p.n), dims)
+			return dimsFront(n, dims)
 		case 1:
-			return dimsBack(int(p.n), dims)
+			return dimsBack(n, dims)
 		}
-		return seriesHead(seriesVersionDims, int(p.n), key)
+		return seriesHead(seriesVersionDims, n, key)
 	})
 	defer series.wait()
 	gs, end, err := s.grouper.group(rows, s.rowSids)
