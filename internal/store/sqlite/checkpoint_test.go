@@ -3,6 +3,8 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
+	"os"
 	"testing"
 	"time"
 
@@ -71,4 +73,58 @@ func waitCheckpoints(t *testing.T, s *Store, n float64) {
 		}
 	}
 	t.Fatalf("%v checkpoints, want %v", testutil.ToFloat64(s.metrics.checkpoints.WithLabelValues("ok")), n)
+}
+
+// TestLargeCommitSpills commits an hour of a fresh store (≈ 7 MB of blobs) that fails at its
+// end (the fault hook): the writer's small page cache spilled its pages to the WAL during the
+// transaction (the WAL file grew by megabytes), yet neither the rows nor the position are seen,
+// also after a reopen; the same commit then succeeds.
+func TestLargeCommitSpills(t *testing.T) {
+	ctx := context.Background()
+	rows := freshHourRows()
+	s, cfg := openTest(t, WithCommitFault(func(store.Batch) error { return errors.New("crash") }))
+	waitCheckpoints(t, s, 1) // the one at Open: the WAL stays as long as it is
+	walSize := func() int64 {
+		fi, err := os.Stat(cfg.Path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	before := walSize()
+	b := store.Batch{Consumer: "accounting", Position: store.Position{Segment: 7, Offset: 9}, Rows: rows}
+	if err := s.Commit(ctx, b); err == nil {
+		t.Fatal("the faulty commit succeeded")
+	}
+	if grew := walSize() - before; grew < 2<<20 {
+		t.Fatalf("the failed commit wrote %d bytes to the WAL: want its spilled pages (megabytes)", grew)
+	}
+	empty := func(s *Store) {
+		t.Helper()
+		n := tableCounts(t, s)
+		p, err := s.Position(ctx, "accounting")
+		if err != nil || n["packs"] != 0 || n["blobs"] != 0 || n["series packs"] != 0 || p != (store.Position{}) {
+			t.Fatalf("after the failed commit: %v, position %v, %v", n, p, err)
+		}
+	}
+	empty(s)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	empty(s)
+	if err := s.Commit(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := s.Position(ctx, "accounting"); err != nil || p != b.Position {
+		t.Fatalf("position %v, %v after the commit", p, err)
+	}
+	totals, err := ReadTotals(ctx, cfg.Path, "hour")
+	if err != nil || totals["prefix"].Points != len(rows) {
+		t.Fatalf("after the commit %v, %v", totals, err)
+	}
 }

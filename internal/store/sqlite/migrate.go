@@ -63,7 +63,8 @@ func migrateDeltaPacks(ctx context.Context, tx *sql.Tx) error {
 	weekIdx := map[int64]int{}
 	flush := func(ps []point) error {
 		sortPoints(ps)
-		return m.writeGroups(ctx, tx, m.groupsOf(ps), 0, false)
+		gs := m.groupsOf(ps)
+		return m.writeGroups(ctx, tx, gs, m.groupBlobs(gs, false), 0)
 	}
 	for level, table := range []string{"points_base", "points_hour", "points_day"} {
 		res := "0"

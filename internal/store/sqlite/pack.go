@@ -3,6 +3,7 @@ package sqlite
 import (
 	"encoding/binary"
 	"errors"
+	"slices"
 	"unsafe"
 
 	"github.com/netledger/netledger/internal/record"
@@ -125,13 +126,24 @@ type strColumn struct {
 	words []string
 	last  uint64 // the index of the word returned last (when words is not empty)
 	// byData finds the words of many-word columns (AS paths) by the address and length of
-	// their bytes, without reading them: the rows of a route share its path's string.
-	byData map[strData]uint64
+	// their bytes, without reading them: the rows of a route share its path's string. A
+	// direct-mapped cache (a slot per address hash, the last word seen there), not a map: a
+	// new word costs no insertion into a second growing map, and a miss only a look-up in dict.
+	byData *[byDataSlots]strData
 }
 
 type strData struct {
-	p *byte
-	n int
+	p    *byte
+	n    int
+	word uint64
+}
+
+// byDataSlots is the number of slots of a strColumn's byData (24 bytes each).
+const byDataSlots = 1 << 12
+
+// byDataSlot returns the byData slot of a string's bytes at p.
+func byDataSlot(p *byte) int {
+	return int(uint64(uintptr(unsafe.Pointer(p))) * 0x9e3779b97f4a7c15 >> (64 - 12))
 }
 
 // smallDict is the number of words a strColumn finds by comparing before it uses its map:
@@ -162,18 +174,21 @@ func (c *strColumn) word(s string) uint64 {
 		for w, x := range c.words {
 			c.dict[x] = uint64(w)
 		}
-		c.byData = map[strData]uint64{}
+		c.byData = new([byDataSlots]strData)
 	}
-	sd := strData{unsafe.StringData(s), len(s)}
-	w, ok := c.byData[sd]
+	p := unsafe.StringData(s)
+	sd := &c.byData[byDataSlot(p)]
+	if sd.p == p && sd.n == len(s) && p != nil {
+		c.last = sd.word
+		return sd.word
+	}
+	w, ok := c.dict[s]
 	if !ok {
-		if w, ok = c.dict[s]; !ok {
-			w = uint64(len(c.words))
-			c.dict[s] = w
-			c.words = append(c.words, s)
-		}
-		c.byData[sd] = w
+		w = uint64(len(c.words))
+		c.dict[s] = w
+		c.words = append(c.words, s)
 	}
+	*sd = strData{p, len(s), w}
 	c.last = w
 	return w
 }
@@ -216,25 +231,36 @@ func readStrColumn(p *[]byte, n int, out []string) error {
 
 // encodeDims returns the dims blob of n points whose dimensions dims returns.
 func encodeDims(n int, dims func(i int) *record.Dims) []byte {
+	return append(dimsFront(n, dims), dimsBack(n, dims)...)
+}
+
+// dimsSplit is the string column at which a dims blob is encoded in two halves (dimsFront and
+// dimsBack) that two goroutines encode at once for a large write (writeRows): the router, class
+// and path columns — the AS paths are most of the work, their dictionary of thousands of words —
+// and the rest.
+const dimsSplit = strCountry
+
+// dimsFront returns the head of a dims blob (version, n) and its string columns before
+// dimsSplit; dimsBack's bytes follow.
+func dimsFront(n int, dims func(i int) *record.Dims) []byte {
+	b := binary.AppendUvarint([]byte{packVersion}, uint64(n))
+	return appendStrColumns(b, n, dims, 0, dimsSplit)
+}
+
+// dimsBack returns the rest of a dims blob after dimsFront's bytes: the string columns from
+// dimsSplit, then the addresses and the integers.
+func dimsBack(n int, dims func(i int) *record.Dims) []byte {
 	var (
-		strs   [nStrings]strColumn
-		idx    [nStrings][]byte
 		prefix = make([]byte, 0, 6*n)
 		src    = make([]byte, 0, n)
 		dst    = make([]byte, 0, n)
 		ints   [5][]byte
 	)
-	for c := range idx {
-		idx[c] = make([]byte, 0, 3*n) // an index of up to 2M words in 3 bytes
-	}
 	for c := range ints {
 		ints[c] = make([]byte, 0, n)
 	}
 	for i := range n {
 		d := dims(i)
-		for c, s := range [nStrings]string{d.Router, d.Class, d.Path, d.Country, d.Region} {
-			idx[c] = appendUvarint(idx[c], strs[c].word(s))
-		}
 		prefix = appendPrefix(prefix, d.Prefix)
 		src = appendAddr(src, d.SrcGroup)
 		dst = appendAddr(dst, d.DstGroup)
@@ -244,23 +270,45 @@ func encodeDims(n int, dims func(i int) *record.Dims) []byte {
 		ints[3] = binary.AppendUvarint(ints[3], uint64(d.Proto))
 		ints[4] = binary.AppendVarint(ints[4], int64(d.Port))
 	}
-	size := 16 + len(prefix) + len(src) + len(dst)
-	for i := range strs {
-		size += 8 + len(idx[i])
-		for _, w := range strs[i].words {
-			size += 2 + len(w)
-		}
-	}
+	size := len(prefix) + len(src) + len(dst)
 	for _, c := range ints {
 		size += len(c)
 	}
-	blob := binary.AppendUvarint(append(make([]byte, 0, size), packVersion), uint64(n))
-	for i := range strs {
-		blob = strs[i].appendTo(blob, idx[i])
-	}
+	blob := appendStrColumns(make([]byte, 0, size+n*2*(nStrings-dimsSplit)), n, dims, dimsSplit, nStrings)
 	blob = append(append(append(blob, prefix...), src...), dst...)
 	for _, c := range ints {
 		blob = append(blob, c...)
+	}
+	return blob
+}
+
+// appendStrColumns appends the string columns from to to (exclusive) of n points.
+func appendStrColumns(blob []byte, n int, dims func(i int) *record.Dims, from, to int) []byte {
+	var (
+		strs [nStrings]strColumn
+		idx  [nStrings][]byte
+	)
+	for c := from; c < to; c++ {
+		idx[c] = make([]byte, 0, 3*n) // an index of up to 2M words in 3 bytes
+	}
+	for i := range n {
+		d := dims(i)
+		for c, s := range [nStrings]string{d.Router, d.Class, d.Path, d.Country, d.Region} {
+			if c >= from && c < to {
+				idx[c] = appendUvarint(idx[c], strs[c].word(s))
+			}
+		}
+	}
+	size := 0
+	for c := from; c < to; c++ {
+		size += 8 + len(idx[c])
+		for _, w := range strs[c].words {
+			size += 2 + len(w)
+		}
+	}
+	blob = slices.Grow(blob, size)
+	for c := from; c < to; c++ {
+		blob = strs[c].appendTo(blob, idx[c])
 	}
 	return blob
 }

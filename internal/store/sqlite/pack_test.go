@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/netledger/netledger/internal/record"
@@ -127,28 +128,43 @@ func TestMetricColumns(t *testing.T) {
 }
 
 // TestStrColumn round-trips string columns of few and of many distinct words (found by
-// comparison, then through the map), with runs and repeats.
+// comparison, then through byData and the map), with runs and repeats: values made afresh
+// (equal words in other bytes: found by the map), and values taken from a pool of words (the
+// same bytes again: found by byData; more words than byData's slots, and the empty word).
 func TestStrColumn(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
-	for _, words := range []int{1, smallDict - 1, smallDict, smallDict + 1, 1000} {
-		var c strColumn
-		var idx []byte
-		vals := make([]string, 5000)
-		for i := range vals {
-			if i > 0 && rng.IntN(3) == 0 {
-				vals[i] = vals[i-1]
-			} else {
-				vals[i] = fmt.Sprint("w", rng.IntN(words))
+	for _, pooled := range []bool{false, true} {
+		for _, words := range []int{1, smallDict - 1, smallDict, smallDict + 1, 1000, 3 * byDataSlots} {
+			pool := make([]string, words)
+			for i := range pool {
+				pool[i] = fmt.Sprint("w", i)
+				if i%2 == 1 { // the bytes of the previous word, but one shorter
+					pool[i] = pool[i-1][:len(pool[i-1])-1]
+				}
 			}
-			idx = appendUvarint(idx, c.word(vals[i]))
-		}
-		p := c.appendTo(nil, idx)
-		got := make([]string, len(vals))
-		if err := readStrColumn(&p, len(vals), got); err != nil || len(p) != 0 {
-			t.Fatalf("%d words: %v, %d bytes left", words, err, len(p))
-		}
-		if !slices.Equal(got, vals) || len(c.words) > words {
-			t.Fatalf("%d words: %d in the dictionary, values differ: %v", words, len(c.words), !slices.Equal(got, vals))
+			pool[0] = ""
+			var c strColumn
+			var idx []byte
+			vals := make([]string, 5*words+5000)
+			for i := range vals {
+				switch w := rng.IntN(words); {
+				case i > 0 && rng.IntN(3) == 0:
+					vals[i] = vals[i-1]
+				case pooled:
+					vals[i] = pool[w]
+				default:
+					vals[i] = strings.Clone(pool[w])
+				}
+				idx = appendUvarint(idx, c.word(vals[i]))
+			}
+			p := c.appendTo(nil, idx)
+			got := make([]string, len(vals))
+			if err := readStrColumn(&p, len(vals), got); err != nil || len(p) != 0 {
+				t.Fatalf("%d words: %v, %d bytes left", words, err, len(p))
+			}
+			if !slices.Equal(got, vals) || len(c.words) > words {
+				t.Fatalf("pooled %v, %d words: %d in the dictionary, values differ: %v", pooled, words, len(c.words), !slices.Equal(got, vals))
+			}
 		}
 	}
 }

@@ -21,16 +21,12 @@ type bucket struct {
 	view  string
 }
 
-// writeGroups writes the groups (rollUp's: finer levels first) as one delta pack each, then
-// compacts the intervals holding several packs that are over by end (the end of the newest
-// interval written) or hold maxDeltas packs.
-// parallel: the blobs are encoded on a pool of goroutines while this one inserts them.
-func (s *Store) writeGroups(ctx context.Context, tx *sql.Tx, gs []group, end int64, parallel bool) error {
-	if len(gs) == 0 {
-		return s.compactOver(ctx, tx, end)
-	}
-	// Job 2i is group i's data blob, 2i+1 its dims blob; nil when the group shares them.
-	jobs := newBlobJobs(2*len(gs), parallel, func(k int) []byte {
+// groupBlobs returns the jobs encoding the groups' blobs (writeGroups'): job 2i is group i's
+// data blob, 2i+1 its dims blob; nil when the group shares them. parallel: encoded on a pool of
+// goroutines from now on (writeRows starts them before it inserts the series packs), else by
+// writeGroups as it inserts them. s.newPacks must be set.
+func (s *Store) groupBlobs(gs []group, parallel bool) *blobJobs {
+	return newBlobJobs(2*len(gs), parallel, func(k int) []byte {
 		g := &gs[k/2]
 		switch {
 		case g.same >= 0:
@@ -42,7 +38,15 @@ func (s *Store) writeGroups(ctx context.Context, tx *sql.Tx, gs []group, end int
 		}
 		return s.encodeDimsOf(g.ids)
 	})
-	defer jobs.wait()
+}
+
+// writeGroups writes the groups (rollUp's: finer levels first) as one delta pack each, with
+// the blobs jobs (groupBlobs') encode, then compacts the intervals holding several packs that
+// are over by end (the end of the newest interval written) or hold maxDeltas packs.
+func (s *Store) writeGroups(ctx context.Context, tx *sql.Tx, gs []group, jobs *blobJobs, end int64) error {
+	if len(gs) == 0 {
+		return s.compactOver(ctx, tx, end)
+	}
 	ins, err := tx.PrepareContext(ctx, `INSERT INTO packs (level, start, view, res, data, dims) VALUES (?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return err
@@ -136,10 +140,12 @@ func (s *Store) dimsBlob(ctx context.Context, tx *sql.Tx, ids []int64) (int64, e
 }
 
 // newPackOf returns the index in s.newPacks of the series pack of the write whose series are
-// ids (ascending), or -1.
+// ids (ascending), or -1. It reads only the packs' first and n (the pool's groupBlobs jobs call
+// it while the writer sets the packs' dims).
 func (s *Store) newPackOf(ids []int64) int {
 	if n := int64(len(ids)); n > 0 {
-		for k, p := range s.newPacks { // distinct ascending ids from first to first + n - 1: all of them
+		for k := range s.newPacks { // distinct ascending ids from first to first + n - 1: all of them
+			p := &s.newPacks[k]
 			if p.n == n && ids[0] == p.first && ids[n-1] == p.first+n-1 {
 				return k
 			}

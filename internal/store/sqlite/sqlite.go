@@ -163,10 +163,14 @@ func dsn(cfg Config, readOnly bool) string {
 	} else {
 		// FULL: a committed position survives a power loss, so the spool behind it may go.
 		q.Add("_pragma", "synchronous(FULL)")
-		// A commit of a few hundred thousand rows dirties more pages than the default 2 MB
-		// cache holds: spilling them to the WAL mid-transaction writes them twice. The cache
-		// grows only as far as a transaction needs.
-		q.Add("_pragma", "cache_size(-131072)")
+		// A small page cache (2 MiB): a large commit (an hour of a fresh store: ≈ 6 MB of
+		// blobs, nearly all overflow pages written once) spills its dirty pages to the WAL as
+		// it inserts them (frames of no commit, invisible to readers and to recovery until the
+		// commit's frame is synced) and reuses their memory, instead of growing the cache into
+		// fresh memory page by page (an allocation and page faults each, and the unmapping at
+		// close) and writing every frame at the commit. Measured (docs/benchmarks.md, "Store
+		// commit of a fresh hour"): cheaper than a 128 MiB cache for large and small commits.
+		q.Add("_pragma", "cache_size(-2048)")
 		// Multi-row statements keep a statement journal: in memory, not a temporary file.
 		q.Add("_pragma", "temp_store(MEMORY)")
 		// The WAL is copied into the database file by the checkpointer, not by the commit

@@ -97,32 +97,44 @@ func (s *Store) writeRows(ctx context.Context, tx *sql.Tx, collector string, row
 	first := int64(s.keys.len())
 	s.seriesIDs(collector, rows, parallel)
 	s.newPacks = s.seriesRanges(first, int64(s.keys.len()))
-	series := newBlobJobs(2*len(s.newPacks), parallel, func(i int) []byte {
-		p := s.newPacks[i/2]
-		key := func(i int) *seriesKey { return s.keys.at(p.first + int64(i)) }
-		if i%2 == 0 {
-			return seriesHead(seriesVersionDims, int(p.n), key)
+	// Per series pack three jobs: the two halves of its dims blob (the longest job first), and
+	// its head. A job reads only its pack's first and n: the writer sets dims meanwhile.
+	series := newBlobJobs(3*len(s.newPacks), parallel, func(i int) []byte {
+		p := &s.newPacks[i/3]
+		first, n := p.first, int(p.n)
+		key := func(i int) *seriesKey { return s.keys.at(first + int64(i)) }
+		dims := func(i int) *record.Dims { return &key(i).dims }
+		switch i % 3 {
+		case 0:
+			return dimsFront(n, dims)
+		case 1:
+			return dimsBack(n, dims)
 		}
-		return encodeDims(int(p.n), func(i int) *record.Dims { return &key(i).dims })
+		return seriesHead(seriesVersionDims, n, key)
 	})
 	defer series.wait()
 	gs, end, err := s.grouper.group(rows, s.rowSids)
 	if err != nil {
 		return err
 	}
+	// The groups' blobs are encoded while this goroutine waits for the series packs and
+	// inserts them.
+	blobs := s.groupBlobs(gs, parallel)
+	defer blobs.wait()
 	for i := range s.newPacks {
 		p := &s.newPacks[i]
-		pack := series.get(2 * i)
-		s.txBytes += int64(len(pack))
-		if p.dims, err = s.insertBlob(ctx, tx, series.get(2*i+1)); err != nil {
+		dims := append(series.get(3*i), series.get(3*i+1)...)
+		if p.dims, err = s.insertBlob(ctx, tx, dims); err != nil {
 			return err
 		}
+		pack := series.get(3*i + 2)
+		s.txBytes += int64(len(pack))
 		if _, err := tx.ExecContext(ctx, `INSERT INTO series_packs (first, n, data, dims) VALUES (?, ?, ?, ?)`,
 			p.first, p.n, pack, p.dims); err != nil {
 			return fmt.Errorf("cannot write series: %w", err)
 		}
 	}
-	return s.writeGroups(ctx, tx, gs, end, parallel)
+	return s.writeGroups(ctx, tx, gs, blobs, end)
 }
 
 // sortPoints sorts points in key order: level, start, series id.
