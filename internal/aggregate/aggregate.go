@@ -295,7 +295,8 @@ func New(cfg Config) (*Aggregator, error) {
 // Interval returns the interval length.
 func (a *Aggregator) Interval() time.Duration { return a.cfg.Interval }
 
-// Records returns the number of records added since New.
+// Records returns the number of records added since New, counting those of the aggregators
+// merged into this one (Merge) and not those of this one merged into another.
 func (a *Aggregator) Records() uint64 { return a.records }
 
 // Pending reports whether records were added since the last flush.
